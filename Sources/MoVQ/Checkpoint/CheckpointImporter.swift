@@ -1,0 +1,112 @@
+import Foundation
+
+/// A checkpoint mapped onto the canonical architecture, ready to pack.
+public struct ImportedModel: Sendable {
+    /// Inferred (and overridden) architecture.
+    public var config: MoVQConfig
+    /// Every tensor of `tensorSpecs(config)`, in that order, as fp32.
+    public var tensors: [CheckpointTensor]
+    /// Training-only keys that were dropped (e.g. `loss.*`).
+    public var dropped: [String]
+    /// "diffusers" or "original".
+    public var layout: String
+}
+
+/// Reads diffusers folders / safetensors files and PyTorch zip checkpoints.
+public enum CheckpointImporter {
+    /// Loads `path` (a diffusers model folder, a `.safetensors` file, or a
+    /// torch `.ckpt`/`.pt`), with an optional JSON file of settings that
+    /// shapes cannot reveal (`norm_num_groups`, `spatial_norm_groups`, `norm_eps`).
+    public static func load(path: String, configPath: String? = nil) throws -> ImportedModel {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw MoVQError.io(path: path, reason: "no such file or folder")
+        }
+        var overrides: [ArchitectureInference.Overrides] = []
+        var file = path
+        if isDir.boolValue {
+            // A diffusers model folder, or a pipeline folder with a movq/vqvae subfolder.
+            var dir = URL(fileURLWithPath: path)
+            for sub in ["movq", "vqvae", "vqmodel"] where FileManager.default.fileExists(atPath: dir.appendingPathComponent(sub).path) {
+                dir = dir.appendingPathComponent(sub); break
+            }
+            let st = dir.appendingPathComponent("diffusion_pytorch_model.safetensors").path
+            guard FileManager.default.fileExists(atPath: st) else {
+                throw MoVQError.io(path: path, reason: "folder has no diffusion_pytorch_model.safetensors")
+            }
+            file = st
+            let cfg = dir.appendingPathComponent("config.json").path
+            if FileManager.default.fileExists(atPath: cfg) {
+                overrides.append(try .parse(try readFile(cfg), source: cfg))
+            }
+        }
+        if let configPath { overrides.append(try .parse(try readFile(configPath), source: configPath)) }
+        let head = try MappedFile(path: file)
+        let isZip = head.bytes.count >= 2 && head.bytes[0] == 0x50 && head.bytes[1] == 0x4B
+        let raw = isZip ? try TorchCheckpoint.read(path: file) : try Safetensors.read(path: file)
+        return try assemble(raw, overrides: overrides)
+    }
+
+    /// Maps raw checkpoint tensors to the canonical architecture, checking
+    /// for unknown keys, missing tensors, shape mismatches and NaN/Inf.
+    static func assemble(_ raw: [CheckpointTensor], overrides: [ArchitectureInference.Overrides]) throws -> ImportedModel {
+        let layout = KeyLayout.isOriginal(raw.map(\.name)) ? "original" : "diffusers"
+        let (tensors, dropped) = try KeyLayout.canonicalize(raw)
+        var byName: [String: CheckpointTensor] = [:]
+        for t in tensors { byName[t.name] = t }
+        let config = try ArchitectureInference.infer(byName.mapValues(\.shape), overrides: overrides)
+        let specs = tensorSpecs(for: config)
+        let unknown = Set(byName.keys).subtracting(specs.map(\.name)).sorted()
+        if !unknown.isEmpty { throw MoVQError.unknownKeys(unknown) }
+        var ordered: [CheckpointTensor] = []
+        for spec in specs {
+            guard var t = byName[spec.name] else { throw MoVQError.missingTensor(spec.name) }
+            if t.shape != spec.shape {
+                // 1x1 conv weights stored as Linear ([C, C]) or vice versa.
+                let strip = { (s: [Int]) -> [Int] in var s = s; while s.count > 2 && s.last == 1 { s.removeLast() }; return s }
+                guard strip(t.shape) == strip(spec.shape) else {
+                    throw MoVQError.shapeMismatch(tensor: spec.name, expected: spec.shape, found: t.shape)
+                }
+                t.shape = spec.shape
+            }
+            if t.values.contains(where: { !$0.isFinite }) { throw MoVQError.nonFiniteWeights(spec.name) }
+            ordered.append(t)
+        }
+        return ImportedModel(config: config, tensors: ordered, dropped: dropped, layout: layout)
+    }
+}
+
+/// Weight precision of a packed file.
+public enum Precision: String, Sendable, CaseIterable {
+    case fp32, fp16, int8
+}
+
+/// Checkpoint -> packed file.
+public enum Converter {
+    /// Converts `source` to a packed model at `output` (written atomically).
+    /// Returns the imported model for reporting.
+    @discardableResult
+    public static func convert(source: String, output: String, precision: Precision = .fp32, configPath: String? = nil) throws -> ImportedModel {
+        let model = try CheckpointImporter.load(path: source, configPath: configPath)
+        let dtype: DType
+        switch precision {
+        case .fp32: dtype = .f32
+        case .fp16: dtype = .f16
+        case .int8: throw MoVQError.unsupported("int8 conversion is not implemented yet (fp32 and fp16 are)")
+        }
+        let inputs = model.tensors.map { t in
+            // Small tensors (biases, norms, codebook) stay fp32: they are cheap and sensitive.
+            PackedTensorInput(name: t.name, shape: t.shape, values: t.values, dtype: t.shape.count >= 2 && !t.name.hasPrefix("quantize.") ? dtype : .f32)
+        }
+        let meta = ["source_layout": model.layout, "precision": precision.rawValue, "converter": "movq \(MoVQVersion.string)",
+                    "dropped_keys": String(model.dropped.count)]
+        let data = try PackedWriter.serialize(config: model.config, tensors: inputs, metadata: meta)
+        try writeFileAtomically(output, data)
+        return model
+    }
+}
+
+/// Library version.
+public enum MoVQVersion {
+    public static let string = "0.1.0"
+}

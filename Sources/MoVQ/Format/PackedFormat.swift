@@ -1,0 +1,56 @@
+/// The packed model format (`.mvq`). Specified in Docs/FORMAT.md:
+///
+///     0   8 bytes  magic "MOVQPACK"
+///     8   u32      format version (1)
+///     12  u32      flags (0)
+///     16  u64      header length in bytes (JSON, UTF-8)
+///     24  u32      CRC-32 of the header bytes
+///     28  u32      reserved (0)
+///     32  ...      header JSON, then zero padding to a 64-byte boundary
+///     ...          tensor data, each tensor at a 64-byte aligned offset
+///
+/// All integers are little-endian. Tensor offsets are absolute.
+public enum PackedFormat {
+    public static let magic: [UInt8] = Array("MOVQPACK".utf8)
+    public static let version: UInt32 = 1
+    public static let alignment = 64
+    public static let fixedHeaderSize = 32
+    /// Largest header we accept; a bigger claim means a corrupt file.
+    public static let maxHeaderBytes = 64 << 20
+}
+
+/// One entry of the tensor table.
+public struct PackedTensorEntry: Codable, Equatable, Sendable {
+    /// Canonical (diffusers) tensor name.
+    public var name: String
+    /// Element type as stored.
+    public var dtype: DType
+    /// Logical shape (OIHW for convolutions, [out, in] for projections).
+    public var shape: [Int]
+    /// Memory layout of the stored bytes; "plain" is row-major in `shape`.
+    public var layout: String
+    /// Absolute byte offset (a multiple of 64).
+    public var offset: Int
+    /// Stored byte count.
+    public var bytes: Int
+    /// CRC-32 of the stored bytes.
+    public var crc32: UInt32
+    /// For int8 weights: name of the f32 tensor of per-output-channel scales.
+    public var scales: String?
+
+    public var elementCount: Int { shape.reduce(1, *) }
+}
+
+/// The JSON header of a packed file.
+public struct PackedHeader: Codable, Equatable, Sendable {
+    /// Always "movq-packed".
+    public var format: String = "movq-packed"
+    /// What the file holds: "vq-autoencoder".
+    public var kind: String = "vq-autoencoder"
+    /// The architecture.
+    public var config: MoVQConfig
+    /// Tensor table in file order.
+    public var tensors: [PackedTensorEntry]
+    /// Free-form provenance (source file, converter version, precision).
+    public var metadata: [String: String]
+}

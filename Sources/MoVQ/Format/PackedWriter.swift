@@ -1,0 +1,72 @@
+import Foundation
+
+/// A tensor to be written: values are converted to `dtype` on write.
+public struct PackedTensorInput: Sendable {
+    public var name: String
+    public var shape: [Int]
+    public var values: [Float]
+    public var dtype: DType
+    public init(name: String, shape: [Int], values: [Float], dtype: DType = .f32) {
+        self.name = name; self.shape = shape; self.values = values; self.dtype = dtype
+    }
+}
+
+/// Serializes a model into the packed format. Output is a pure function of
+/// the inputs (sorted JSON keys, fixed tensor order), so converting the same
+/// checkpoint twice gives byte-identical files.
+public enum PackedWriter {
+    public static func serialize(config: MoVQConfig, tensors: [PackedTensorInput], metadata: [String: String]) throws -> Data {
+        var blobs: [[UInt8]] = []
+        var entries: [PackedTensorEntry] = []
+        for t in tensors {
+            guard t.values.count == t.shape.reduce(1, *) else {
+                throw MoVQError.invalidCheckpoint("tensor '\(t.name)' has \(t.values.count) values for shape \(t.shape)")
+            }
+            let bytes = encode(t.values, as: t.dtype)
+            blobs.append(bytes)
+            entries.append(PackedTensorEntry(name: t.name, dtype: t.dtype, shape: t.shape, layout: "plain",
+                                             offset: 0, bytes: bytes.count, crc32: CRC32.checksum(bytes), scales: nil))
+        }
+        // Offsets depend on the header length, which depends on the offsets'
+        // digits: iterate until the layout is stable (two rounds in practice).
+        var dataStart = 0
+        var headerBytes: [UInt8] = []
+        for _ in 0..<8 {
+            var off = dataStart
+            for i in entries.indices { entries[i].offset = off; off = align(off + entries[i].bytes) }
+            let header = PackedHeader(config: config, tensors: entries, metadata: metadata)
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.sortedKeys]
+            headerBytes = Array(try enc.encode(header))
+            let start = align(PackedFormat.fixedHeaderSize + headerBytes.count)
+            if start == dataStart { break }
+            dataStart = start
+        }
+        var out = Data()
+        out.append(contentsOf: PackedFormat.magic)
+        out.appendLE(PackedFormat.version)
+        out.appendLE(UInt32(0))
+        out.appendLE(UInt64(headerBytes.count))
+        out.appendLE(CRC32.checksum(headerBytes))
+        out.appendLE(UInt32(0))
+        out.append(contentsOf: headerBytes)
+        for (e, blob) in zip(entries, blobs) {
+            out.append(contentsOf: [UInt8](repeating: 0, count: e.offset - out.count))
+            out.append(contentsOf: blob)
+        }
+        return out
+    }
+
+    static func align(_ n: Int) -> Int { (n + PackedFormat.alignment - 1) / PackedFormat.alignment * PackedFormat.alignment }
+
+    static func encode(_ v: [Float], as dtype: DType) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: v.count * dtype.size)
+        out.withUnsafeMutableBytes { o in
+            switch dtype {
+            case .f16: for i in v.indices { o.storeBytes(of: floatToHalfBits(v[i]).littleEndian, toByteOffset: 2 * i, as: UInt16.self) }
+            default: for i in v.indices { o.storeBytes(of: v[i].bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self) }
+            }
+        }
+        return out
+    }
+}

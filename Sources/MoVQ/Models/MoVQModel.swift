@@ -1,0 +1,91 @@
+/// A loaded MoVQ autoencoder: decode latents or index maps to images, and
+/// encode images to latents or indices.
+///
+/// Images are float tensors `[B, C, H, W]` in [-1, 1]; latents are the
+/// quantizer's space `[B, vqEmbedDim, H / f, W / f]`; index maps are
+/// `[B, c, H / f, W / f]`. All methods are thread-safe and deterministic:
+/// results are bit-identical for any `threads`.
+public final class MoVQModel: @unchecked Sendable {
+    /// The architecture.
+    public let config: MoVQConfig
+    /// The packed file the weights live in (memory-mapped).
+    public let file: PackedFile
+    let decoder: Decoder
+    let encoder: Encoder?
+    let quantizer: Quantizer?
+
+    /// Opens a packed `.mvq` model. Throws `MoVQError` on a missing,
+    /// truncated or corrupt file, or tensors that do not fit the config.
+    public init(contentsOf path: String, verifyChecksums: Bool = true) throws {
+        file = try PackedFile(path: path, verifyChecksums: verifyChecksums)
+        config = file.header.config
+        let lookup: WeightLookup = { [file] name, shape in try file.floats(name, shape: shape) }
+        decoder = try Decoder(config: config, lookup)
+        encoder = config.hasEncoder ? try Encoder(config: config, lookup) : nil
+        quantizer = config.hasQuantizer ? try Quantizer(config: config, lookup) : nil
+    }
+
+    /// Decodes latents `[B, vqEmbedDim, h, w]` to images `[B, outChannels, h*f, w*f]`.
+    /// With `quantize`, each latent is first snapped to its nearest codes;
+    /// without it the latent is used as z_q directly (as Kandinsky pipelines do).
+    public func decode(latent: Tensor, quantize: Bool = false, threads: Int = 1) throws -> Tensor {
+        try checkLatent(latent)
+        let ctx = ExecutionContext(threads: threads)
+        if quantize {
+            return try decode(indices: try self.quantize(latent: latent, threads: threads), threads: threads)
+        }
+        return decoder(latent, ctx)
+    }
+
+    /// Decodes an index map `[B, c, h, w]` through batched codebook lookup.
+    public func decode(indices: IndexMap, threads: Int = 1) throws -> Tensor {
+        try checkSpatial(indices.shape)
+        return decoder(try requireQuantizer().lookup(indices), ExecutionContext(threads: threads))
+    }
+
+    /// Encodes images `[B, inChannels, H, W]` in [-1, 1] to latents (before quantization).
+    public func encode(images: Tensor, threads: Int = 1) throws -> Tensor {
+        guard let encoder else { throw MoVQError.unsupported("this model file has no encoder") }
+        let f = config.downsampleFactor
+        guard images.shape.count == 4, images.shape[1] == config.inChannels, images.shape[0] >= 1 else {
+            throw MoVQError.invalidInput("images must be [B, \(config.inChannels), H, W], got \(images.shape)")
+        }
+        guard images.shape[2] >= f, images.shape[3] >= f, images.shape[2] % f == 0, images.shape[3] % f == 0 else {
+            throw MoVQError.invalidInput("image size \(images.shape[2])x\(images.shape[3]) must be a positive multiple of \(f)")
+        }
+        return encoder(images, ExecutionContext(threads: threads))
+    }
+
+    /// Nearest codebook indices of a latent.
+    public func quantize(latent: Tensor, threads: Int = 1) throws -> IndexMap {
+        try checkLatent(latent)
+        return try requireQuantizer().nearest(latent, ExecutionContext(threads: threads))
+    }
+
+    /// Codebook lookup: index map -> z_q.
+    public func lookup(indices: IndexMap) throws -> Tensor {
+        try requireQuantizer().lookup(indices)
+    }
+
+    func requireQuantizer() throws -> Quantizer {
+        guard let quantizer else { throw MoVQError.unsupported("this model file has no quantizer (codebook)") }
+        return quantizer
+    }
+
+    func checkLatent(_ z: Tensor) throws {
+        guard z.shape.count == 4, z.shape[1] == config.vqEmbedDim else {
+            throw MoVQError.invalidInput("latent must be [B, \(config.vqEmbedDim), h, w], got \(z.shape)")
+        }
+        try checkSpatial(z.shape)
+        if let bad = z.data.firstIndex(where: { !$0.isFinite }) {
+            throw MoVQError.invalidInput("latent holds NaN or infinity at flat index \(bad)")
+        }
+    }
+
+    func checkSpatial(_ s: [Int]) throws {
+        guard s[0] >= 1, s[2] >= 1, s[3] >= 1 else { throw MoVQError.invalidInput("empty latent shape \(s)") }
+        guard s[0] * s[2] * s[3] * config.downsampleFactor * config.downsampleFactor <= 1 << 28 else {
+            throw MoVQError.invalidInput("latent \(s) would decode to an absurdly large image")
+        }
+    }
+}

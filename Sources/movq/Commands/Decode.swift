@@ -1,0 +1,66 @@
+import ArgumentParser
+import Foundation
+import MoVQ
+
+struct Decode: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Decode a float latent [B, C, h, w] or an index map [B, h, w] / [B, c, h, w] to images.")
+
+    @Argument(help: "Packed .mvq model (default: the embedded demo model).")
+    var model: String?
+    @Option(help: "Float32 latent .npy, NCHW.")
+    var latent: String?
+    @Option(help: "Integer index map .npy, [B, h, w] or [B, c, h, w].")
+    var indices: String?
+    @Flag(help: "Snap the float latent to its nearest codes before decoding.")
+    var quantize = false
+    @Option(name: .shortAndLong, help: "OUT.npy (raw float output) or OUT.png (images; OUT-i.png when B > 1).")
+    var output: String
+    @OptionGroup var compute: ComputeOptions
+
+    func validate() throws {
+        guard (latent == nil) != (indices == nil) else { throw ValidationError("give exactly one of --latent or --indices") }
+        if quantize && latent == nil { throw ValidationError("--quantize applies to --latent") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let (path, _) = try DemoAssets.modelAndInputs(model.map { [$0] } ?? [])
+            guard output.hasSuffix(".npy") || output.hasSuffix(".png") else {
+                throw MoVQError.invalidInput("output \(output) must end in .npy or .png")
+            }
+            let m = try MoVQModel(contentsOf: path)
+            let start = Date()
+            let out: Tensor
+            if let latent {
+                let a = try NPY.read(path: latent)
+                guard a.dtype == .f32 || a.dtype == .f64 || a.dtype == .f16 else {
+                    throw MoVQError.invalidInput("\(latent): latent must be float, got \(a.dtype)")
+                }
+                out = try m.decode(latent: try Tensor(shape: a.shape, data: a.values.map { Float($0) }), quantize: quantize, threads: compute.threads)
+            } else {
+                out = try m.decode(indices: try loadIndexMap(indices!, model: m), threads: compute.threads)
+            }
+            FileHandle.standardError.write(Data(String(format: "decoded %@ in %.3f s\n", "\(out.shape)", Date().timeIntervalSince(start)).utf8))
+            try writeOutput(out, to: output)
+        }
+    }
+}
+
+/// Reads an integer index map, adding the channel axis for `[B, h, w]` files.
+func loadIndexMap(_ path: String, model: MoVQModel) throws -> IndexMap {
+    let a = try NPY.read(path: path)
+    guard [.i64, .i32, .i16, .i8, .u8].contains(a.dtype) else {
+        throw MoVQError.invalidInput("\(path): indices must be integers, got \(a.dtype)")
+    }
+    var shape = a.shape
+    if shape.count == 3 { shape.insert(1, at: 1) }
+    guard shape.count == 4 else { throw MoVQError.invalidInput("\(path): indices must be [B, h, w] or [B, c, h, w], got \(a.shape)") }
+    let values = try a.values.map { v -> Int32 in
+        guard v >= 0 && v < Double(Int32.max) else {
+            throw MoVQError.invalidInput("\(path): index \(Int64(v)) is outside the codebook (0..<\(model.config.numVQEmbeddings))")
+        }
+        return Int32(v)
+    }
+    return try IndexMap(shape: shape, values: values)
+}

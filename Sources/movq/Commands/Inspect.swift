@@ -1,0 +1,37 @@
+import ArgumentParser
+import Foundation
+import MoVQ
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show a packed model's config, tensors, sizes and checksums (verified).")
+
+    @Argument(help: "Packed .mvq model.")
+    var model: String
+    @Flag(help: "Print the header as JSON.")
+    var json = false
+
+    func run() throws {
+        try reportingErrors {
+            let file = try PackedFile(path: model, verifyChecksums: true)
+            let h = file.header
+            if json {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try enc.encode(h), as: UTF8.self))
+                return
+            }
+            let c = h.config
+            print("\(model): \(file.fileSize) bytes, \(h.tensors.count) tensors, checksums OK")
+            print("kind: \(h.kind); metadata: " + h.metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))
+            print("config: block_out_channels \(c.blockOutChannels), layers_per_block \(c.layersPerBlock), norm \(c.normType.rawValue)")
+            print("        latent \(c.latentChannels), z_q \(c.vqEmbedDim) = \(c.channelsPerPosition) x \(c.codebookDim), codebook \(c.numVQEmbeddings)")
+            print("        groups \(c.normNumGroups) (spatial \(c.spatialNormGroups)), eps \(c.normEps), encoder \(c.hasEncoder), f \(c.downsampleFactor)")
+            let params = h.tensors.reduce(0) { $0 + $1.elementCount }
+            print("parameters: \(params)")
+            for t in h.tensors {
+                let shape = "[" + t.shape.map(String.init).joined(separator: ", ") + "]"
+                print(String(format: "  %-64@ %@ %-20@ %10d B  crc %08x", t.name as NSString, t.dtype.rawValue as NSString, shape as NSString, t.bytes, t.crc32))
+            }
+        }
+    }
+}

@@ -1,0 +1,63 @@
+import ArgumentParser
+import Foundation
+import MoVQ
+
+struct Reconstruct: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Encode, quantize and decode images; print PSNR. With no arguments, runs the embedded demo model on its demo images.")
+
+    @Argument(help: "[MODEL.mvq] [IN.png...] (defaults: the embedded demo model and images).")
+    var paths: [String] = []
+    @Option(name: .shortAndLong, help: "Output PNG; with several inputs, a grid (top: inputs, bottom: reconstructions).")
+    var output: String = "reconstruction.png"
+    @OptionGroup var compute: ComputeOptions
+
+    func run() throws {
+        try reportingErrors {
+            var (path, inputs) = try DemoAssets.modelAndInputs(paths)
+            if inputs.isEmpty { inputs = DemoAssets.images }
+            guard !inputs.isEmpty else { throw MoVQError.invalidInput("no input images") }
+            guard output.hasSuffix(".png") else { throw MoVQError.invalidInput("output \(output) must end in .png") }
+            let m = try MoVQModel(contentsOf: path)
+            let originals = try inputs.map { try PNG.read(path: $0) }
+            let x = try ImageConversion.tensor(from: originals, channels: m.config.inChannels)
+            let start = Date()
+            let idx = try m.quantize(latent: try m.encode(images: x, threads: compute.threads), threads: compute.threads)
+            let y = try m.decode(indices: idx, threads: compute.threads)
+            let seconds = Date().timeIntervalSince(start)
+            let recon = ImageConversion.images(from: y)
+            // Compare against the input as the model saw it (same channel handling).
+            let seen = ImageConversion.images(from: x)
+            var total = 0.0
+            for (i, (a, b)) in zip(seen, recon).enumerated() {
+                let p = ImageConversion.psnr(a, b)
+                total += p
+                print(String(format: "%@: PSNR %.2f dB", (inputs[i] as NSString).lastPathComponent, p))
+            }
+            if recon.count > 1 { print(String(format: "mean PSNR %.2f dB over %d images", total / Double(recon.count), recon.count)) }
+            FileHandle.standardError.write(Data(String(format: "encode+quantize+decode of %d image(s) in %.3f s (%d threads)\n", recon.count, seconds, compute.threads).utf8))
+            let image = recon.count == 1 ? recon[0] : grid(rows: [seen, recon])
+            try writeFileAtomically(output, PNG.encode(image))
+            print("wrote \(output)")
+        }
+    }
+
+    /// Tiles equally sized images into rows.
+    func grid(rows: [[Image8]]) -> Image8 {
+        let w = rows[0][0].width, h = rows[0][0].height, c = rows[0][0].channels
+        let cols = rows.map(\.count).max() ?? 0
+        var px = [UInt8](repeating: 0, count: cols * w * rows.count * h * c)
+        for (r, row) in rows.enumerated() {
+            for (col, img) in row.enumerated() {
+                for y in 0..<h {
+                    for x in 0..<w {
+                        for ch in 0..<c {
+                            px[(((r * h + y) * cols * w) + col * w + x) * c + ch] = img.pixels[(y * w + x) * img.channels + min(ch, img.channels - 1)]
+                        }
+                    }
+                }
+            }
+        }
+        return Image8(width: cols * w, height: rows.count * h, channels: c, pixels: px)
+    }
+}
