@@ -29,8 +29,8 @@ let package = Package(
         ),
         .testTarget(
             name: "MoVQTests",
-            dependencies: ["MoVQ"],
-            resources: [.copy("Fixtures")],
+            dependencies: ["MoVQ", "movq"],
+            exclude: ["Fixtures"],
             swiftSettings: optimize
         ),
     ]

@@ -5,6 +5,8 @@ Run: $(Tools/setup_venv.sh) Tools/make_fixtures.py
 """
 import json
 import os
+import pickle
+import zipfile
 import sys
 
 import numpy as np
@@ -63,6 +65,24 @@ def diffusers_indices(model):
     return f
 
 
+class _Pwn:
+    """Unpickling this would run a shell command; the Swift reader must refuse."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /tmp/movq_pwned",))
+
+
+def hostile_checkpoints(folder):
+    os.makedirs(folder, exist_ok=True)
+    # A torch-style zip whose data.pkl calls os.system.
+    with zipfile.ZipFile(os.path.join(folder, "hostile.ckpt"), "w", zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", pickle.dumps({"state_dict": _Pwn()}, protocol=2))
+        z.writestr("archive/version", "3\n")
+    # A pre-1.6 (non-zip) torch pickle.
+    with open(os.path.join(folder, "legacy.pt"), "wb") as f:
+        pickle.dump({"x": 1}, f, protocol=2)
+
+
 def main():
     torch.manual_seed(0)
     # A: MoVQ with spatial norm, c = 1, odd latent channels; both layouts.
@@ -94,6 +114,7 @@ def main():
     os.makedirs(folder, exist_ok=True)
     torch.save(to_original_layout(c.state_dict()), os.path.join(folder, "original.ckpt"))
     references(c, q.indices, folder, (12, 8), 3)
+    hostile_checkpoints(os.path.join(OUT, "bad"))
     print("fixtures written to", os.path.abspath(OUT))
 
 

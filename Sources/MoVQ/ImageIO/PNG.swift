@@ -37,10 +37,10 @@ public enum PNG {
         try bytes.withUnsafeBytes { raw in
             var r = ByteReader(raw, path: path, offset: 8)
             while r.remaining > 0 && !sawEnd {
-                let len = Int(UInt32(bigEndian: try r.u32("PNG chunk length").byteSwapped))
+                let len = Int(try r.u32("PNG chunk length").byteSwapped)
                 guard len >= 0 && len < 1 << 31 else { throw bad("bad chunk length") }
                 let typeAndData = try r.bytes(4 + len, "PNG chunk")
-                let crc = UInt32(bigEndian: try r.u32("PNG chunk CRC").byteSwapped)
+                let crc = try r.u32("PNG chunk CRC").byteSwapped
                 guard CRC32.update(0, typeAndData) == crc else { throw bad("PNG chunk CRC mismatch") }
                 let type = String(decoding: typeAndData[0..<4], as: UTF8.self)
                 let body = Array(typeAndData[4...])

@@ -65,7 +65,8 @@ public enum Conv2DReference {
                                     let wv = weight[((oc * g.inChannels + ic) * k + ky) * k + kx]
                                     // Output columns whose input column lies inside the image.
                                     let oxLo = max(0, (g.padLeft - kx + s - 1) / s)
-                                    let oxHi = min(ow, (w - 1 + g.padLeft - kx) / s + 1)
+                                    let last = w - 1 + g.padLeft - kx  // floor division below needs it >= 0
+                                    let oxHi = last < 0 ? 0 : min(ow, last / s + 1)
                                     if oxLo >= oxHi { continue }
                                     for oy in 0..<oh {
                                         let iy = oy * s + ky - g.padTop
