@@ -1,9 +1,23 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Release builds drop bounds/exclusivity checks in hot loops; kernels stay
-// portable here (no -target-cpu), ISA tiers are chosen at run time.
+// Release builds drop bounds/exclusivity checks in hot loops.
 let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+// Kernel tiers: one generic source (MoVQKernelCore, @inlinable) specialized in
+// modules built for each ISA; the runtime picks one from CPUID at start-up.
+#if arch(x86_64)
+let tierTargets: [Target] = [
+    .target(name: "MoVQKernelsAVX512", dependencies: ["MoVQKernelCore"],
+            swiftSettings: optimize + [.unsafeFlags(["-target-cpu", "skylake-avx512"])]),
+    .target(name: "MoVQKernelsAVX2", dependencies: ["MoVQKernelCore"],
+            swiftSettings: optimize + [.unsafeFlags(["-target-cpu", "haswell"])]),
+]
+let tierDependencies: [Target.Dependency] = ["MoVQKernelsAVX512", "MoVQKernelsAVX2"]
+#else
+let tierTargets: [Target] = []
+let tierDependencies: [Target.Dependency] = []
+#endif
 
 let package = Package(
     name: "MoVQ",
@@ -15,9 +29,12 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
-    targets: [
+    targets: tierTargets + [
+        .target(name: "CPUFeatures"),
+        .target(name: "MoVQKernelCore", swiftSettings: optimize, linkerSettings: [.linkedLibrary("m")]),
         .target(
             name: "MoVQ",
+            dependencies: ["CPUFeatures", "MoVQKernelCore"] + tierDependencies,
             swiftSettings: optimize,
             linkerSettings: [.linkedLibrary("m")]
         ),
@@ -29,7 +46,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MoVQTests",
-            dependencies: ["MoVQ", "movq"],
+            dependencies: ["MoVQ", "movq", "MoVQKernelCore"],
             exclude: ["Fixtures"],
             swiftSettings: optimize
         ),

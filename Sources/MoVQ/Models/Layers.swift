@@ -7,6 +7,10 @@ struct Conv2DLayer: @unchecked Sendable {
     let weight: UnsafeBufferPointer<Float>
     let bias: UnsafeBufferPointer<Float>
 
+    init(weight: UnsafeBufferPointer<Float>, bias: UnsafeBufferPointer<Float>, geometry: Conv2DGeometry) {
+        self.weight = weight; self.bias = bias; self.geometry = geometry
+    }
+
     init(_ prefix: String, _ g: Conv2DGeometry, _ w: WeightLookup) throws {
         geometry = g
         weight = try w("\(prefix).weight", [g.outChannels, g.inChannels, g.kernel, g.kernel])
@@ -75,6 +79,7 @@ struct ResnetBlock: @unchecked Sendable {
 struct AttentionBlock: @unchecked Sendable {
     let norm: NormLayer
     let weights: AttentionWeights
+    var channels: Int { norm.gamma.count }
 
     init(_ p: String, channels ch: Int, spatial: Bool, config c: MoVQConfig, _ w: WeightLookup) throws {
         norm = try NormLayer(spatial ? "\(p).spatial_norm" : "\(p).group_norm", channels: ch, spatial: spatial, config: c, w)

@@ -1,3 +1,6 @@
+import Foundation
+import MoVQKernelCore
+
 /// A loaded MoVQ autoencoder: decode latents or index maps to images, and
 /// encode images to latents or indices.
 ///
@@ -10,20 +13,50 @@ public final class MoVQModel: @unchecked Sendable {
     public let config: MoVQConfig
     /// The packed file the weights live in (memory-mapped).
     public let file: PackedFile
+    /// Which implementation runs the decoder.
+    public let backend: Backend
     let decoder: Decoder
+    let fastDecoder: FastDecoder?
     let encoder: Encoder?
     let quantizer: Quantizer?
+    private let workspace = Workspace()
+    private let workspaceLock = NSLock()
 
     /// Opens a packed `.mvq` model. Throws `MoVQError` on a missing,
     /// truncated or corrupt file, or tensors that do not fit the config.
-    public init(contentsOf path: String, verifyChecksums: Bool = true) throws {
+    /// `backend` defaults to the SIMD kernels of the best tier this CPU has.
+    public init(contentsOf path: String, verifyChecksums: Bool = true, backend: Backend = .fast) throws {
         file = try PackedFile(path: path, verifyChecksums: verifyChecksums)
         config = file.header.config
+        self.backend = backend
         let lookup: WeightLookup = { [file] name, shape in try file.floats(name, shape: shape) }
         decoder = try Decoder(config: config, lookup)
+        if case .simd = backend { fastDecoder = FastDecoder(decoder) } else { fastDecoder = nil }
         encoder = config.hasEncoder ? try Encoder(config: config, lookup) : nil
         quantizer = config.hasQuantizer ? try Quantizer(config: config, lookup) : nil
     }
+
+    /// Runs the decoder on z_q with the chosen backend.
+    func runDecoder(_ zq: Tensor, threads: Int) -> Tensor {
+        guard case .simd(let kernels) = backend, let fast = fastDecoder else {
+            return decoder(zq, ExecutionContext(threads: threads))
+        }
+        let rt = FastRuntime(kernels: kernels, parallelism: Parallelism(threads: threads))
+        workspaceLock.lock(); defer { workspaceLock.unlock() }
+        let b = zq.shape[0], per = zq.count / max(1, b)
+        var out: [Float] = []
+        var shape: [Int] = []
+        for i in 0..<b {
+            let one = try! Tensor(shape: [1] + zq.shape.dropFirst(), data: Array(zq.data[(i * per)..<((i + 1) * per)]))
+            let y = fast(one, rt, workspace)
+            out += y.data
+            shape = [b] + y.shape.dropFirst()
+        }
+        return try! Tensor(shape: shape, data: out)
+    }
+
+    /// Bytes of activation workspace currently held by the fast path.
+    public var workspaceBytes: Int { workspaceLock.lock(); defer { workspaceLock.unlock() }; return workspace.bytes }
 
     /// Decodes latents `[B, vqEmbedDim, h, w]` to images `[B, outChannels, h*f, w*f]`.
     /// With `quantize`, each latent is first snapped to its nearest codes;
@@ -34,13 +67,14 @@ public final class MoVQModel: @unchecked Sendable {
         if quantize {
             return try decode(indices: try self.quantize(latent: latent, threads: threads), threads: threads)
         }
-        return decoder(latent, ctx)
+        _ = ctx
+        return runDecoder(latent, threads: threads)
     }
 
     /// Decodes an index map `[B, c, h, w]` through batched codebook lookup.
     public func decode(indices: IndexMap, threads: Int = 1) throws -> Tensor {
         try checkSpatial(indices.shape)
-        return decoder(try requireQuantizer().lookup(indices), ExecutionContext(threads: threads))
+        return runDecoder(try requireQuantizer().lookup(indices), threads: threads)
     }
 
     /// Encodes images `[B, inChannels, H, W]` in [-1, 1] to latents (before quantization).
@@ -86,6 +120,25 @@ public final class MoVQModel: @unchecked Sendable {
         guard s[0] >= 1, s[2] >= 1, s[3] >= 1 else { throw MoVQError.invalidInput("empty latent shape \(s)") }
         guard s[0] * s[2] * s[3] * config.downsampleFactor * config.downsampleFactor <= 1 << 28 else {
             throw MoVQError.invalidInput("latent \(s) would decode to an absurdly large image")
+        }
+    }
+}
+
+/// The implementation that runs the decoder.
+public enum Backend: Sendable {
+    /// The simple reference kernels (NCHW, scalar loops).
+    case reference
+    /// The SIMD kernels of one ISA tier (see `Platform`).
+    case simd(KernelSet)
+
+    /// SIMD kernels of the best tier this CPU supports (or `MOVQ_ISA`).
+    public static var fast: Backend { .simd(Platform.kernels) }
+
+    /// A short name: "reference", or the tier's name.
+    public var name: String {
+        switch self {
+        case .reference: return "reference"
+        case .simd(let k): return k.name
         }
     }
 }

@@ -1,0 +1,120 @@
+import MoVQKernelCore
+
+/// Single-head spatial self-attention on a padded planar map, with every
+/// product done by the planar GEMM kernel and queries processed in blocks, so
+/// the score matrix held at once is `queryBlock x tokens`, never `tokens^2`.
+struct FastAttention: @unchecked Sendable {
+    let norm: FastNorm
+    let q: FastConv, k: FastConv, v: FastConv, out: FastConv
+    let channels: Int
+    static let queryBlock = 256
+
+    init(_ block: AttentionBlock, channels c: Int) {
+        norm = FastNorm(layer: block.norm)
+        channels = c
+        func lin(_ w: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>) -> FastConv {
+            FastConv(Conv2DLayer(weight: w, bias: b, geometry: Conv2DGeometry(inChannels: c, outChannels: c, kernel: 1)))
+        }
+        let w = block.weights
+        q = lin(w.q, w.qBias); k = lin(w.k, w.kBias); v = lin(w.v, w.vBias); out = lin(w.out, w.outBias)
+    }
+
+    /// `y = x + proj(attention(norm(x)))`, written into `y`.
+    func callAsFunction(_ x: PlanarMap, into y: PlanarMap, zq: Tensor?, _ rt: FastRuntime, _ ws: Workspace) {
+        let c = channels, n = x.height * x.width, chunk = rt.kernels.chunk
+        let np = (n + chunk - 1) / chunk * chunk + 2 * chunk  // plain plane stride with overrun slack
+        let normed = PlanarMap(ws, channels: c, height: x.height, width: x.width)
+        defer { ws.give(normed.buffer) }
+        norm(x, into: normed, zq: zq, silu: false, rt)
+        let plain = ws.take(c * np), qb = ws.take(c * np), kb = ws.take(c * np), vb = ws.take(c * np), ob = ws.take(c * np)
+        defer { for b in [plain, qb, kb, vb, ob] { ws.give(b) } }
+        // Interior -> plain [C][N].
+        for ch in 0..<c {
+            for yy in 0..<x.height {
+                (plain.baseAddress! + ch * np + yy * x.width).update(from: normed.plane(ch) + (yy + 1) * x.rowStride + 1, count: x.width)
+            }
+        }
+        func project(_ f: FastConv, _ src: UnsafeMutableBufferPointer<Float>, _ dst: UnsafeMutableBufferPointer<Float>) {
+            f.weights.withUnsafeBufferPointer { w in f.bias.withUnsafeBufferPointer { b in
+                rt.gemm(PlanarConvArgs(input: src.baseAddress!, inputPlaneStride: np, rowStride: 0, kernel: 1, tapOrigin: 0,
+                                       weights: w.baseAddress!, bias: b.baseAddress!, inChannels: c, outChannels: c,
+                                       output: dst.baseAddress!, outputPlaneStride: np, outputShift: 0, residual: nil, positions: n))
+            } }
+        }
+        project(q, plain, qb); project(k, plain, kb); project(v, plain, vb)
+        // O = V P^T: weights are V itself ([C][N] as out x in), packed once.
+        let vPacked = packStrided(vb.baseAddress!, outChannels: c, inChannels: n, outStride: np, inStride: 1)
+        let zeroBias = [Float](repeating: 0, count: max(c, Self.queryBlock) + 6)
+        let bq = Self.queryBlock
+        let sp = (n + chunk - 1) / chunk * chunk + 2 * chunk, bp = (bq + chunk - 1) / chunk * chunk + 2 * chunk
+        let scores = ws.take(bq * sp), pt = ws.take(n * bp)
+        defer { ws.give(scores); ws.give(pt) }
+        let scale = 1 / Float(c).squareRoot()
+        var i0 = 0
+        while i0 < n {
+            let rows = min(bq, n - i0)
+            // S[i][j] = sum_c Q[c][i0 + i] K[c][j]: weights are Q^T for this block.
+            let qT = packStrided(qb.baseAddress! + i0, outChannels: rows, inChannels: c, outStride: 1, inStride: np)
+            qT.withUnsafeBufferPointer { w in zeroBias.withUnsafeBufferPointer { z in
+                rt.gemm(PlanarConvArgs(input: kb.baseAddress!, inputPlaneStride: np, rowStride: 0, kernel: 1, tapOrigin: 0,
+                                       weights: w.baseAddress!, bias: z.baseAddress!, inChannels: c, outChannels: rows,
+                                       output: scores.baseAddress!, outputPlaneStride: sp, outputShift: 0, residual: nil, positions: n))
+            } }
+            let softmax = rt.kernels.softmax
+            let sb = UnsafeSendableBox(scores.baseAddress!), pb = UnsafeSendableBox(pt.baseAddress!)
+            rt.parallelism.forEachRange(rows, minimumChunk: 8) { r in
+                for i in r { softmax(sb.value + i * sp, n, scale) }
+            }
+            // P^T: planes j (keys) of `rows` positions (queries).
+            rt.parallelism.forEachRange(n, minimumChunk: 64) { js in
+                for j in js { for i in 0..<rows { pb.value[j * bp + i] = sb.value[i * sp + j] } }
+            }
+            vPacked.withUnsafeBufferPointer { w in zeroBias.withUnsafeBufferPointer { z in
+                rt.gemm(PlanarConvArgs(input: pt.baseAddress!, inputPlaneStride: bp, rowStride: 0, kernel: 1, tapOrigin: 0,
+                                       weights: w.baseAddress!, bias: z.baseAddress!, inChannels: n, outChannels: c,
+                                       output: ob.baseAddress!, outputPlaneStride: np, outputShift: i0, residual: nil, positions: rows))
+            } }
+            i0 += rows
+        }
+        project(out, ob, plain)
+        // y = x + projection, interior only (borders stay zero).
+        let xb = UnsafeSendableBox(x), yb = UnsafeSendableBox(y), pl = UnsafeSendableBox(plain.baseAddress!)
+        rt.parallelism.forEachRange(c, minimumChunk: 8) { r in
+            for ch in r {
+                let xs = xb.value.plane(ch), ys = yb.value.plane(ch), ps = pl.value + ch * np
+                for yy in 0..<x.height {
+                    let o = (yy + 1) * x.rowStride + 1
+                    for xx in 0..<x.width { ys[o + xx] = xs[o + xx] + ps[yy * x.width + xx] }
+                }
+            }
+        }
+    }
+}
+
+/// Packs a weight matrix given by strides (`w[o][i] = src[o * outStride + i * inStride]`)
+/// into `PlanarConv`'s `[ceil(O/6)][I][1][6]` layout.
+func packStrided(_ src: UnsafePointer<Float>, outChannels o: Int, inChannels i: Int, outStride: Int, inStride: Int) -> [Float] {
+    let groups = (o + 5) / 6
+    var out = [Float](repeating: 0, count: groups * i * 6)
+    out.withUnsafeMutableBufferPointer { p in
+        for oc in 0..<o {
+            let g = oc / 6, r = oc % 6
+            for ic in 0..<i { p[(g * i + ic) * 6 + r] = src[oc * outStride + ic * inStride] }
+        }
+    }
+    return out
+}
+
+/// Nearest-neighbour 2x upsampling between padded planar maps.
+func upsample2x(_ x: PlanarMap, into y: PlanarMap, _ par: Parallelism) {
+    let xb = UnsafeSendableBox(x), yb = UnsafeSendableBox(y)
+    par.forEachRange(x.channels, minimumChunk: 4) { r in
+        for ch in r {
+            let s = xb.value.plane(ch), d = yb.value.plane(ch)
+            for yy in 0..<y.height {
+                let srow = s + (yy / 2 + 1) * x.rowStride + 1, drow = d + (yy + 1) * y.rowStride + 1
+                for xx in 0..<y.width { drow[xx] = srow[xx / 2] }
+            }
+        }
+    }
+}

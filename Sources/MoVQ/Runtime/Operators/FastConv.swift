@@ -1,0 +1,60 @@
+import MoVQKernelCore
+
+/// A stride-1 convolution (1x1 or 3x3, "same" padding) with weights packed
+/// once for `PlanarConv`, run on padded planar maps.
+struct FastConv: @unchecked Sendable {
+    let inChannels: Int, outChannels: Int, kernel: Int
+    let weights: [Float]
+    let bias: [Float]
+
+    init(_ layer: Conv2DLayer) {
+        let g = layer.geometry
+        precondition(g.stride == 1 && g.padTop == g.kernel / 2)
+        inChannels = g.inChannels; outChannels = g.outChannels; kernel = g.kernel
+        weights = PlanarConvWeights.pack(layer.weight, outChannels: g.outChannels, inChannels: g.inChannels, kernel: g.kernel)
+        bias = PlanarConvWeights.packBias(layer.bias, outChannels: g.outChannels)
+    }
+
+    /// `output = conv(input) (+ residual)`; all maps have the same size.
+    func callAsFunction(_ input: PlanarMap, into output: PlanarMap, residual: PlanarMap? = nil, _ rt: FastRuntime) {
+        precondition(input.channels == inChannels && output.channels == outChannels)
+        let rs = input.rowStride
+        weights.withUnsafeBufferPointer { w in
+            bias.withUnsafeBufferPointer { b in
+                let args = PlanarConvArgs(
+                    input: input.base, inputPlaneStride: input.planeStride, rowStride: rs, kernel: kernel,
+                    tapOrigin: kernel == 3 ? 0 : rs + 1, weights: w.baseAddress!, bias: b.baseAddress!,
+                    inChannels: inChannels, outChannels: outChannels, output: output.base,
+                    outputPlaneStride: output.planeStride, outputShift: rs + 1,
+                    residual: residual.map { UnsafePointer($0.base) }, positions: input.height * rs)
+                rt.gemm(args)
+            }
+        }
+        output.zeroBorders(rt.parallelism)
+    }
+}
+
+/// Kernel set plus thread policy for the fast path.
+struct FastRuntime: Sendable {
+    let kernels: KernelSet
+    let parallelism: Parallelism
+
+    /// Runs a planar convolution / GEMM split into tasks of output-channel
+    /// groups x position blocks; results do not depend on the split.
+    func gemm(_ a: PlanarConvArgs) {
+        let chunk = kernels.chunk
+        let chunks = (a.positions + chunk - 1) / chunk
+        let chunksPerBlock = max(1, 512 / chunk)
+        let blocks = (chunks + chunksPerBlock - 1) / chunksPerBlock
+        let groupsPerBlock = 8
+        let groupBlocks = (a.groups + groupsPerBlock - 1) / groupsPerBlock
+        let conv = kernels.conv
+        parallelism.forEachRange(blocks * groupBlocks) { items in
+            for item in items {
+                let cb = item / groupBlocks, gb = item % groupBlocks
+                conv(a, (gb * groupsPerBlock)..<min(a.groups, (gb + 1) * groupsPerBlock),
+                     (cb * chunksPerBlock)..<min(chunks, (cb + 1) * chunksPerBlock))
+            }
+        }
+    }
+}

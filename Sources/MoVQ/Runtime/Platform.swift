@@ -1,0 +1,40 @@
+import CPUFeatures
+import Foundation
+import MoVQKernelCore
+#if arch(x86_64)
+import MoVQKernelsAVX2
+import MoVQKernelsAVX512
+#endif
+
+/// The kernel tier this process uses, chosen once from CPUID. Set the
+/// environment variable `MOVQ_ISA` to `avx2` or `portable` to force a lower
+/// tier (tests do this so every tier runs on every machine); asking for a
+/// tier the CPU lacks falls back to the best available one.
+public enum Platform {
+    /// Tiers this CPU can run, best first.
+    public static var availableTiers: [String] {
+        var t: [String] = []
+        #if arch(x86_64)
+        if movq_cpu_has_avx512() != 0 { t.append("avx512") }
+        if movq_cpu_has_avx2_fma() != 0 { t.append("avx2") }
+        #endif
+        t.append("portable")
+        return t
+    }
+
+    /// Kernels of a named tier if this CPU supports it.
+    public static func kernels(named name: String) -> KernelSet? {
+        guard availableTiers.contains(name) else { return nil }
+        #if arch(x86_64)
+        if name == "avx512" { return avx512Kernels }
+        if name == "avx2" { return avx2Kernels }
+        #endif
+        return portableKernels
+    }
+
+    /// The process-wide choice.
+    public static let kernels: KernelSet = {
+        if let forced = ProcessInfo.processInfo.environment["MOVQ_ISA"], let k = kernels(named: forced) { return k }
+        return kernels(named: availableTiers[0])!
+    }()
+}

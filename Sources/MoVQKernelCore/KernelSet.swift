@@ -1,0 +1,46 @@
+/// The entry points of one ISA tier, chosen once at start-up (MLAS style).
+/// All tiers compute the same math from the same generic source; they differ
+/// in vector width, FMA use and the registers the compiler may use.
+public struct KernelSet: Sendable {
+    /// "avx512", "avx2", or "portable".
+    public let name: String
+    /// Vector lanes of this tier's SIMD type.
+    public let lanes: Int
+    /// Positions per convolution register tile (`2 * lanes`).
+    public var chunk: Int { 2 * lanes }
+    public let conv: @Sendable (PlanarConvArgs, Range<Int>, Range<Int>) -> Void
+    public let planeSum: @Sendable (UnsafePointer<Float>, Int, Int, Int, Float?) -> Double
+    public let normApply: @Sendable (NormApplyArgs, Range<Int>, UnsafeMutablePointer<Float>) -> Void
+    public let softmax: @Sendable (UnsafeMutablePointer<Float>, Int, Float) -> Void
+
+    public init(name: String, lanes: Int,
+                conv: @escaping @Sendable (PlanarConvArgs, Range<Int>, Range<Int>) -> Void,
+                planeSum: @escaping @Sendable (UnsafePointer<Float>, Int, Int, Int, Float?) -> Double,
+                normApply: @escaping @Sendable (NormApplyArgs, Range<Int>, UnsafeMutablePointer<Float>) -> Void,
+                softmax: @escaping @Sendable (UnsafeMutablePointer<Float>, Int, Float) -> Void) {
+        self.name = name; self.lanes = lanes; self.conv = conv; self.planeSum = planeSum
+        self.normApply = normApply; self.softmax = softmax
+    }
+
+    /// Builds a tier from a SIMD type and multiply-add policy. Call it from a
+    /// module compiled for that tier so the generic kernels specialize there.
+    @inlinable
+    public static func make<V: SIMD, M: MulAdd>(name: String, _: V.Type, _: M.Type) -> KernelSet where V.Scalar == Float {
+        KernelSet(
+            name: name, lanes: V.scalarCount,
+            conv: { a, g, c in PlanarConv<V, M>.run(a, groups: g, chunks: c) },
+            planeSum: { p, rs, h, w, m in NormKernels<V, M>.planeSum(p, rowStride: rs, height: h, width: w, mean: m) },
+            normApply: { a, c, s in NormKernels<V, M>.apply(a, channels: c, scratch: s) },
+            softmax: { r, n, s in NormKernels<V, M>.softmax(r, count: n, scale: s) })
+    }
+}
+
+/// The portable tier, compiled for the baseline target: 4 lanes, FMA only
+/// where the baseline has it (ARM64).
+public let portableKernels: KernelSet = {
+    #if arch(arm64)
+    return KernelSet.make(name: "portable", SIMD4<Float>.self, FusedMulAdd.self)
+    #else
+    return KernelSet.make(name: "portable", SIMD4<Float>.self, SeparateMulAdd.self)
+    #endif
+}()

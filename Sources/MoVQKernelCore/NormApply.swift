@@ -1,0 +1,119 @@
+/// GroupNorm statistics and the fused normalize + SCN-modulate + SiLU pass on
+/// padded planar maps (interior `height x width`, rows `rowStride` apart,
+/// first interior pixel at `rowStride + 1`).
+public struct NormApplyArgs: @unchecked Sendable {
+    public var input: UnsafePointer<Float>
+    public var output: UnsafeMutablePointer<Float>
+    public var planeStride: Int
+    public var rowStride: Int
+    public var height: Int
+    public var width: Int
+    /// Per-channel affine after statistics: `y = x * scale[c] + shift[c]`.
+    public var scale: UnsafePointer<Float>
+    public var shift: UnsafePointer<Float>
+    /// SCN maps `[C][mh][mw]` (conv_y, conv_b of z_q at latent resolution), or nil.
+    public var modScale: UnsafePointer<Float>?
+    public var modShift: UnsafePointer<Float>?
+    public var modHeight: Int
+    public var modWidth: Int
+    public var silu: Bool
+
+    public init(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, planeStride: Int, rowStride: Int,
+                height: Int, width: Int, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>,
+                modScale: UnsafePointer<Float>?, modShift: UnsafePointer<Float>?, modHeight: Int, modWidth: Int, silu: Bool) {
+        self.input = input; self.output = output; self.planeStride = planeStride; self.rowStride = rowStride
+        self.height = height; self.width = width; self.scale = scale; self.shift = shift
+        self.modScale = modScale; self.modShift = modShift; self.modHeight = modHeight; self.modWidth = modWidth; self.silu = silu
+    }
+}
+
+public enum NormKernels<V: SIMD, M: MulAdd> where V.Scalar == Float {
+    /// Sum over a plane's interior (per row in Float vectors, rows in Double).
+    @inlinable
+    public static func planeSum(_ p: UnsafePointer<Float>, rowStride: Int, height: Int, width: Int, mean: Float?) -> Double {
+        let w = V.scalarCount
+        var total = 0.0
+        for y in 0..<height {
+            let row = p + (y + 1) * rowStride + 1
+            var acc = V(repeating: 0)
+            var x = 0
+            if let m = mean {
+                let mv = V(repeating: m)
+                while x + w <= width { let d = load(row + x, as: V.self) - mv; acc = M.madd(acc, d, d); x += w }
+                var tail: Float = 0
+                while x < width { let d = row[x] - m; tail += d * d; x += 1 }
+                total += Double(acc.sum()) + Double(tail)
+            } else {
+                while x + w <= width { acc += load(row + x, as: V.self); x += w }
+                var tail: Float = 0
+                while x < width { tail += row[x]; x += 1 }
+                total += Double(acc.sum()) + Double(tail)
+            }
+        }
+        return total
+    }
+
+    /// Normalizes channels `channels`; `scratch` holds at least `2 * width + 3 * V.scalarCount` floats.
+    @inlinable
+    public static func apply(_ a: NormApplyArgs, channels: Range<Int>, scratch: UnsafeMutablePointer<Float>) {
+        let w = V.scalarCount
+        // Expanded SCN rows (each padded by a vector for the tail), then one vector of staging.
+        let expandedScale = scratch, expandedShift = scratch + a.width + w
+        let tail = scratch + 2 * (a.width + w)
+        for c in channels {
+            let src = a.input + c * a.planeStride, dst = a.output + c * a.planeStride
+            let sc = V(repeating: a.scale[c]), sh = V(repeating: a.shift[c])
+            var lastSy = -1
+            for y in 0..<a.height {
+                let hasMod = a.modScale != nil
+                if hasMod {
+                    let sy = y * a.modHeight / a.height
+                    if sy != lastSy {
+                        // Nearest-neighbour expansion of the SCN row for this source row.
+                        let ms = a.modScale! + (c * a.modHeight + sy) * a.modWidth
+                        let mt = a.modShift! + (c * a.modHeight + sy) * a.modWidth
+                        for x in 0..<a.width { let sx = x * a.modWidth / a.width; expandedScale[x] = ms[sx]; expandedShift[x] = mt[sx] }
+                        lastSy = sy
+                    }
+                }
+                let rs = src + (y + 1) * a.rowStride + 1, rd = dst + (y + 1) * a.rowStride + 1
+                @inline(__always) func step(_ v: V, _ x: Int) -> V {
+                    var t = M.madd(sh, v, sc)
+                    if hasMod { t = M.madd(load(expandedShift + x, as: V.self), t, load(expandedScale + x, as: V.self)) }
+                    if a.silu { t = vsilu(t, M.self) }
+                    return t
+                }
+                var x = 0
+                while x + w <= a.width { store(step(load(rs + x), x), rd + x); x += w }
+                if x < a.width {
+                    let n = a.width - x
+                    for i in 0..<w { tail[i] = i < n ? rs[x + i] : 0 }
+                    if hasMod { for i in n..<w { expandedScale[x + i] = 0; expandedShift[x + i] = 0 } }
+                    store(step(load(tail), x), tail)
+                    for i in 0..<n { rd[x + i] = tail[i] }
+                }
+            }
+        }
+    }
+
+    /// In-place softmax of `n` contiguous floats (`row` must have room for a
+    /// whole vector past `n`; those slots are overwritten).
+    @inlinable
+    public static func softmax(_ row: UnsafeMutablePointer<Float>, count n: Int, scale: Float) {
+        let w = V.scalarCount
+        var mx = -Float.infinity
+        for i in 0..<n { mx = max(mx, row[i]) }
+        let full = (n + w - 1) / w * w
+        for i in n..<full { row[i] = -.infinity }
+        let s = V(repeating: scale), m = V(repeating: mx * scale)
+        var acc = V(repeating: 0)
+        var i = 0
+        while i < full {
+            let e = vexp(M.madd(-m, load(row + i, as: V.self), s), M.self)
+            store(e, row + i); acc += e; i += w
+        }
+        let inv = V(repeating: 1 / acc.sum())
+        i = 0
+        while i < full { store(load(row + i, as: V.self) * inv, row + i); i += w }
+    }
+}

@@ -1,0 +1,131 @@
+/// Direct convolution / GEMM on the *padded planar* layout.
+///
+/// Every channel is a plane of `(H + 2) x rowStride` floats with a zero
+/// border, so a 3x3 convolution becomes a 1-D sum over 9 taps at offsets
+/// `tapOrigin + ky * rowStride + kx` from each flat output position `q`:
+///
+///     out[o][q + outputShift] = bias[o] + sum_i sum_t w[o][i][t] * in[i][q + tap(t)]
+///
+/// A 1x1 convolution is one tap, and a plain GEMM (`C = A B`, attention) is
+/// one tap at origin 0 on unpadded planes. Positions that fall on border
+/// columns compute garbage that the caller re-zeroes. Outputs are computed in
+/// chunks of `2 * V.scalarCount` positions; the last chunk may run past
+/// `positions` (planes carry slack for that).
+public struct PlanarConvArgs: @unchecked Sendable {
+    public var input: UnsafePointer<Float>
+    public var inputPlaneStride: Int
+    public var rowStride: Int
+    public var kernel: Int
+    public var tapOrigin: Int
+    /// Packed by `PlanarConvWeights.pack`: `[ceil(O/6)][I][k*k][6]`.
+    public var weights: UnsafePointer<Float>
+    /// `ceil(O/6) * 6` biases (zero padded).
+    public var bias: UnsafePointer<Float>
+    public var inChannels: Int
+    public var outChannels: Int
+    public var output: UnsafeMutablePointer<Float>
+    public var outputPlaneStride: Int
+    public var outputShift: Int
+    /// Added to the output (same layout and index as the stores), or nil.
+    public var residual: UnsafePointer<Float>?
+    /// Number of flat output positions `q` (0 ..< positions).
+    public var positions: Int
+
+    public init(input: UnsafePointer<Float>, inputPlaneStride: Int, rowStride: Int, kernel: Int, tapOrigin: Int,
+                weights: UnsafePointer<Float>, bias: UnsafePointer<Float>, inChannels: Int, outChannels: Int,
+                output: UnsafeMutablePointer<Float>, outputPlaneStride: Int, outputShift: Int,
+                residual: UnsafePointer<Float>?, positions: Int) {
+        self.input = input; self.inputPlaneStride = inputPlaneStride; self.rowStride = rowStride
+        self.kernel = kernel; self.tapOrigin = tapOrigin; self.weights = weights; self.bias = bias
+        self.inChannels = inChannels; self.outChannels = outChannels; self.output = output
+        self.outputPlaneStride = outputPlaneStride; self.outputShift = outputShift
+        self.residual = residual; self.positions = positions
+    }
+
+    /// Output-channel groups of 6 (the register tile's rows).
+    public var groups: Int { (outChannels + 5) / 6 }
+}
+
+/// Weight packing for `PlanarConv`.
+public enum PlanarConvWeights {
+    /// OIHW (`[O][I][k][k]`) -> `[ceil(O/6)][I][k*k][6]`, zero padded.
+    public static func pack(_ w: UnsafeBufferPointer<Float>, outChannels o: Int, inChannels i: Int, kernel k: Int) -> [Float] {
+        let taps = k * k, groups = (o + 5) / 6
+        var out = [Float](repeating: 0, count: groups * i * taps * 6)
+        for oc in 0..<o {
+            let g = oc / 6, r = oc % 6
+            for ic in 0..<i {
+                for t in 0..<taps { out[((g * i + ic) * taps + t) * 6 + r] = w[(oc * i + ic) * taps + t] }
+            }
+        }
+        return out
+    }
+
+    /// Bias padded to whole groups of 6.
+    public static func packBias(_ b: UnsafeBufferPointer<Float>?, outChannels o: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: (o + 5) / 6 * 6)
+        if let b { for i in 0..<o { out[i] = b[i] } }
+        return out
+    }
+}
+
+/// The 6 x (2 vectors) register tile and the loops around it.
+public enum PlanarConv<V: SIMD, M: MulAdd> where V.Scalar == Float {
+    /// Positions per register tile.
+    @inlinable public static var chunk: Int { 2 * V.scalarCount }
+
+    /// Computes output-channel groups `groups` x position chunks `chunks`.
+    /// Each output is summed in the fixed order (input channel, ky, kx), so
+    /// results do not depend on how callers split the ranges.
+    @inlinable
+    public static func run(_ a: PlanarConvArgs, groups: Range<Int>, chunks: Range<Int>) {
+        let w = V.scalarCount, k = a.kernel, taps = k * k
+        for g in groups {
+            let rows = min(6, a.outChannels - g * 6)
+            let wg = a.weights + g * a.inChannels * taps * 6
+            for c in chunks {
+                let q = c * 2 * w
+                let b = a.bias + g * 6
+                var c00 = V(repeating: b[0]), c01 = c00
+                var c10 = V(repeating: b[1]), c11 = c10
+                var c20 = V(repeating: b[2]), c21 = c20
+                var c30 = V(repeating: b[3]), c31 = c30
+                var c40 = V(repeating: b[4]), c41 = c40
+                var c50 = V(repeating: b[5]), c51 = c50
+                var src = a.input + q + a.tapOrigin
+                var wp = wg
+                for _ in 0..<a.inChannels {
+                    var row = src
+                    for _ in 0..<k {
+                        for kx in 0..<k {
+                            let x0: V = load(row + kx), x1: V = load(row + kx + w)
+                            var s = V(repeating: wp[0]); c00 = M.madd(c00, s, x0); c01 = M.madd(c01, s, x1)
+                            s = V(repeating: wp[1]); c10 = M.madd(c10, s, x0); c11 = M.madd(c11, s, x1)
+                            s = V(repeating: wp[2]); c20 = M.madd(c20, s, x0); c21 = M.madd(c21, s, x1)
+                            s = V(repeating: wp[3]); c30 = M.madd(c30, s, x0); c31 = M.madd(c31, s, x1)
+                            s = V(repeating: wp[4]); c40 = M.madd(c40, s, x0); c41 = M.madd(c41, s, x1)
+                            s = V(repeating: wp[5]); c50 = M.madd(c50, s, x0); c51 = M.madd(c51, s, x1)
+                            wp += 6
+                        }
+                        row += a.rowStride
+                    }
+                    src += a.inputPlaneStride
+                }
+                let o = a.output + g * 6 * a.outputPlaneStride + q + a.outputShift
+                let r = a.residual.map { $0 + g * 6 * a.outputPlaneStride + q + a.outputShift }
+                @inline(__always) func put(_ i: Int, _ v0: V, _ v1: V) {
+                    guard i < rows else { return }
+                    let dst = o + i * a.outputPlaneStride
+                    var y0 = v0, y1 = v1
+                    if let r {
+                        let rs = r + i * a.outputPlaneStride
+                        y0 += load(rs); y1 += load(rs + w)
+                    }
+                    store(y0, dst); store(y1, dst + w)
+                }
+                put(0, c00, c01); put(1, c10, c11); put(2, c20, c21)
+                put(3, c30, c31); put(4, c40, c41); put(5, c50, c51)
+            }
+        }
+    }
+}

@@ -1,0 +1,36 @@
+/// Vectorized exp(x) for Float lanes: range reduction x = n ln2 + r, a
+/// degree-6 polynomial for e^r on |r| <= ln2 / 2 (Cephes expf coefficients),
+/// then scaling by 2^n through the exponent bits. Max relative error ~2 ulp;
+/// inputs below -87.3 give 0, above 88.3 are treated as 88.3 (so exp never
+/// overflows inside; callers here only need exp of non-positive values and of
+/// -x for SiLU).
+@inlinable @inline(__always)
+public func vexp<V: SIMD, M: MulAdd>(_ x: V, _: M.Type) -> V where V.Scalar == Float {
+    let hi = V(repeating: 88.3), lo = V(repeating: -87.33654)
+    var xc = x.replacing(with: hi, where: x .> hi)
+    xc = xc.replacing(with: lo, where: xc .< lo)
+    let n = (xc * V(repeating: 1.44269504088896341)).rounded(.toNearestOrEven)
+    var r = M.madd(xc, n, V(repeating: -0.693359375))
+    r = M.madd(r, n, V(repeating: 2.12194440e-4))
+    var p = V(repeating: 1.9875691500e-4)
+    p = M.madd(V(repeating: 1.3981999507e-3), p, r)
+    p = M.madd(V(repeating: 8.3334519073e-3), p, r)
+    p = M.madd(V(repeating: 4.1665795894e-2), p, r)
+    p = M.madd(V(repeating: 1.6666665459e-1), p, r)
+    p = M.madd(V(repeating: 5.0000001201e-1), p, r)
+    p = M.madd(r, p, r * r)
+    p = p + V(repeating: 1)
+    // 2^n through the exponent bits: n + 1.5 * 2^23 puts n in the low mantissa bits.
+    let t = n + V(repeating: 12582912)
+    var bits = unsafeBitCast(t, to: V.MaskStorage.self)
+    bits = (bits &- V.MaskStorage(repeating: 0x4B40_0000 - 127)) &<< 23
+    var result = p * unsafeBitCast(bits, to: V.self)
+    result = result.replacing(with: V(repeating: 0), where: x .< lo)
+    return result
+}
+
+/// Vectorized SiLU, `x / (1 + exp(-x))`.
+@inlinable @inline(__always)
+public func vsilu<V: SIMD, M: MulAdd>(_ x: V, _ m: M.Type) -> V where V.Scalar == Float {
+    x / (V(repeating: 1) + vexp(-x, m))
+}
