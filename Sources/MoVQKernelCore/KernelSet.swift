@@ -12,14 +12,17 @@ public struct KernelSet: Sendable {
     public let planeSum: @Sendable (UnsafePointer<Float>, Int, Int, Int, Float?) -> Double
     public let normApply: @Sendable (NormApplyArgs, Range<Int>, UnsafeMutablePointer<Float>) -> Void
     public let softmax: @Sendable (UnsafeMutablePointer<Float>, Int, Float) -> Void
+    /// FMA peak probe: runs n rounds of `24 * lanes` FLOPs, returns a sink value.
+    public let peakProbe: @Sendable (Int) -> Float
 
     public init(name: String, lanes: Int,
                 conv: @escaping @Sendable (PlanarConvArgs, Range<Int>, Range<Int>) -> Void,
                 planeSum: @escaping @Sendable (UnsafePointer<Float>, Int, Int, Int, Float?) -> Double,
                 normApply: @escaping @Sendable (NormApplyArgs, Range<Int>, UnsafeMutablePointer<Float>) -> Void,
-                softmax: @escaping @Sendable (UnsafeMutablePointer<Float>, Int, Float) -> Void) {
+                softmax: @escaping @Sendable (UnsafeMutablePointer<Float>, Int, Float) -> Void,
+                peakProbe: @escaping @Sendable (Int) -> Float) {
         self.name = name; self.lanes = lanes; self.conv = conv; self.planeSum = planeSum
-        self.normApply = normApply; self.softmax = softmax
+        self.normApply = normApply; self.softmax = softmax; self.peakProbe = peakProbe
     }
 
     /// Builds a tier from a SIMD type and multiply-add policy. Call it from a
@@ -31,7 +34,8 @@ public struct KernelSet: Sendable {
             conv: { a, g, c in PlanarConv<V, M>.run(a, groups: g, chunks: c) },
             planeSum: { p, rs, h, w, m in NormKernels<V, M>.planeSum(p, rowStride: rs, height: h, width: w, mean: m) },
             normApply: { a, c, s in NormKernels<V, M>.apply(a, channels: c, scratch: s) },
-            softmax: { r, n, s in NormKernels<V, M>.softmax(r, count: n, scale: s) })
+            softmax: { r, n, s in NormKernels<V, M>.softmax(r, count: n, scale: s) },
+            peakProbe: { n in PeakProbe<V, M>.run(iterations: n) })
     }
 }
 

@@ -8,7 +8,7 @@ struct Movq: ParsableCommand {
         commandName: "movq",
         abstract: "MoVQ image generation on CPUs: convert checkpoints, decode, encode, reconstruct.",
         version: MoVQVersion.string,
-        subcommands: [Convert.self, Inspect.self, Decode.self, Encode.self, Reconstruct.self]
+        subcommands: [Convert.self, Inspect.self, Decode.self, Encode.self, Reconstruct.self, Bench.self]
     )
 }
 
@@ -17,8 +17,24 @@ struct ComputeOptions: ParsableArguments {
     @Option(name: .long, help: "Worker threads (default: all cores). Output does not depend on it.")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
+    @Option(name: .long, help: "Decoder kernels: auto (best tier for this CPU), avx512, avx2, portable, or reference.")
+    var kernels: String = "auto"
+
     func validate() throws {
         guard threads >= 1 && threads <= 1024 else { throw ValidationError("--threads must be between 1 and 1024") }
+    }
+
+    /// The backend `--kernels` names; a tier this CPU lacks is an error.
+    func backend() throws -> Backend {
+        switch kernels {
+        case "auto": return .fast
+        case "reference": return .reference
+        default:
+            guard let k = Platform.kernels(named: kernels) else {
+                throw MoVQError.invalidInput("kernels '\(kernels)' unavailable here (this CPU has: \(Platform.availableTiers.joined(separator: ", ")), reference)")
+            }
+            return .simd(k)
+        }
     }
 }
 

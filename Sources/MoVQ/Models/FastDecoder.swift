@@ -56,7 +56,7 @@ struct FastDecoder: @unchecked Sendable {
             }
             if let up = level.upsample {
                 let big = PlanarMap(ws, channels: x.channels, height: 2 * x.height, width: 2 * x.width)
-                upsample2x(x, into: big, rt.parallelism)
+                rt.timed("upsample2x \(x.channels) @\(x.height)x\(x.width)") { upsample2x(x, into: big, rt.parallelism) }
                 ws.give(x.buffer)
                 x = PlanarMap(ws, channels: up.outChannels, height: big.height, width: big.width)
                 up(big, into: x, rt)

@@ -13,6 +13,8 @@ public final class MoVQModel: @unchecked Sendable {
     public let config: MoVQConfig
     /// The packed file the weights live in (memory-mapped).
     public let file: PackedFile
+    /// When set, the fast decoder records time per operator here.
+    public var profiler: Profiler?
     /// Which implementation runs the decoder.
     public let backend: Backend
     let decoder: Decoder
@@ -41,7 +43,7 @@ public final class MoVQModel: @unchecked Sendable {
         guard case .simd(let kernels) = backend, let fast = fastDecoder else {
             return decoder(zq, ExecutionContext(threads: threads))
         }
-        let rt = FastRuntime(kernels: kernels, parallelism: Parallelism(threads: threads))
+        let rt = FastRuntime(kernels: kernels, parallelism: Parallelism(threads: threads), profiler: profiler)
         workspaceLock.lock(); defer { workspaceLock.unlock() }
         let b = zq.shape[0], per = zq.count / max(1, b)
         var out: [Float] = []

@@ -18,11 +18,13 @@ public func writeFileAtomically(_ path: String, _ data: Data) throws {
         .appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
     do {
         try data.write(to: tmp)
-        if FileManager.default.fileExists(atPath: path) {
-            _ = try FileManager.default.replaceItemAt(url, withItemAt: tmp)
-        } else {
-            try FileManager.default.moveItem(at: tmp, to: url)
+        // rename(2) replaces the destination atomically.
+        guard rename(tmp.path, path) == 0 else {
+            throw MoVQError.io(path: path, reason: "cannot rename into place (\(String(cString: strerror(errno))))")
         }
+    } catch let e as MoVQError {
+        try? FileManager.default.removeItem(at: tmp)
+        throw e
     } catch {
         try? FileManager.default.removeItem(at: tmp)
         throw MoVQError.io(path: path, reason: "cannot write (\(error.localizedDescription))")

@@ -29,7 +29,7 @@ struct Decode: ParsableCommand {
             guard output.hasSuffix(".npy") || output.hasSuffix(".png") else {
                 throw MoVQError.invalidInput("output \(output) must end in .npy or .png")
             }
-            let m = try MoVQModel(contentsOf: path)
+            let m = try MoVQModel(contentsOf: path, backend: try compute.backend())
             let start = Date()
             let out: Tensor
             if let latent {

@@ -18,7 +18,7 @@ struct Encode: ParsableCommand {
             let (path, inputs) = try DemoAssets.modelAndInputs(paths)
             guard !inputs.isEmpty else { throw MoVQError.invalidInput("no input images") }
             guard output.hasSuffix(".npy") else { throw MoVQError.invalidInput("output \(output) must end in .npy") }
-            let m = try MoVQModel(contentsOf: path)
+            let m = try MoVQModel(contentsOf: path, backend: try compute.backend())
             let x = try ImageConversion.tensor(from: try inputs.map { try PNG.read(path: $0) }, channels: m.config.inChannels)
             let z = try m.encode(images: x, threads: compute.threads)
             let idx = try m.quantize(latent: z, threads: compute.threads)

@@ -21,6 +21,13 @@ struct FastAttention: @unchecked Sendable {
 
     /// `y = x + proj(attention(norm(x)))`, written into `y`.
     func callAsFunction(_ x: PlanarMap, into y: PlanarMap, zq: Tensor?, _ rt: FastRuntime, _ ws: Workspace) {
+        let n = Double(x.height * x.width), c = Double(channels)
+        rt.timed("attention \(channels) @\(x.height)x\(x.width) (incl. norm)", flops: 8 * c * c * n + 4 * n * n * c) {
+            run(x, into: y, zq: zq, rt, ws)
+        }
+    }
+
+    private func run(_ x: PlanarMap, into y: PlanarMap, zq: Tensor?, _ rt: FastRuntime, _ ws: Workspace) {
         let c = channels, n = x.height * x.width, chunk = rt.kernels.chunk
         let np = (n + chunk - 1) / chunk * chunk + 2 * chunk  // plain plane stride with overrun slack
         let normed = PlanarMap(ws, channels: c, height: x.height, width: x.width)

@@ -18,6 +18,13 @@ struct FastConv: @unchecked Sendable {
     /// `output = conv(input) (+ residual)`; all maps have the same size.
     func callAsFunction(_ input: PlanarMap, into output: PlanarMap, residual: PlanarMap? = nil, _ rt: FastRuntime) {
         precondition(input.channels == inChannels && output.channels == outChannels)
+        let flops = 2.0 * Double(inChannels * outChannels * kernel * kernel * input.height * input.width)
+        rt.timed("conv\(kernel)x\(kernel) \(inChannels)->\(outChannels) @\(input.height)x\(input.width)", flops: flops) {
+            run(input, into: output, residual: residual, rt)
+        }
+    }
+
+    private func run(_ input: PlanarMap, into output: PlanarMap, residual: PlanarMap?, _ rt: FastRuntime) {
         let rs = input.rowStride
         weights.withUnsafeBufferPointer { w in
             bias.withUnsafeBufferPointer { b in
@@ -38,6 +45,12 @@ struct FastConv: @unchecked Sendable {
 struct FastRuntime: Sendable {
     let kernels: KernelSet
     let parallelism: Parallelism
+    var profiler: Profiler? = nil
+
+    /// Runs `body`, timing it under `name` when profiling.
+    func timed(_ name: @autoclosure () -> String, flops: Double = 0, _ body: () -> Void) {
+        if let p = profiler { p.record(name(), flops: flops, body) } else { body() }
+    }
 
     /// Runs a planar convolution / GEMM split into tasks of output-channel
     /// groups x position blocks; results do not depend on the split.

@@ -7,6 +7,12 @@ struct FastNorm: @unchecked Sendable {
     let layer: NormLayer
 
     func callAsFunction(_ x: PlanarMap, into y: PlanarMap, zq: Tensor?, silu: Bool, _ rt: FastRuntime) {
+        rt.timed("groupnorm\(zq != nil && layer.convY != nil ? "+scn" : "")\(silu ? "+silu" : "") \(x.channels) @\(x.height)x\(x.width)") {
+            run(x, into: y, zq: zq, silu: silu, rt)
+        }
+    }
+
+    private func run(_ x: PlanarMap, into y: PlanarMap, zq: Tensor?, silu: Bool, _ rt: FastRuntime) {
         let c = x.channels, groups = layer.groups, cpg = c / groups
         let n = Double(cpg * x.height * x.width)
         var sums = [Double](repeating: 0, count: c)

@@ -1,0 +1,84 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import MoVQ
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time the decoder: median/p90 latency, GFLOP/s, fraction of the measured FMA peak, peak RSS.")
+
+    @Argument(help: "Packed .mvq model (default: the embedded demo model).")
+    var model: String?
+    @Option(help: "Output image size in pixels (square).")
+    var size: Int = 256
+    @Option(help: "Images per decode.")
+    var batch: Int = 1
+    @Option(help: "Timed runs (after one warm-up run).")
+    var runs: Int = 5
+    @Flag(help: "Print time per operator.")
+    var layers = false
+    @Flag(help: "Print one JSON object.")
+    var json = false
+    @OptionGroup var compute: ComputeOptions
+
+    func run() throws {
+        try reportingErrors {
+            let (path, _) = try DemoAssets.modelAndInputs(model.map { [$0] } ?? [])
+            let backend = try compute.backend()
+            let m = try MoVQModel(contentsOf: path, backend: backend)
+            let f = m.config.downsampleFactor
+            guard size >= f, size % f == 0, batch >= 1, runs >= 1 else {
+                throw MoVQError.invalidInput("--size must be a multiple of \(f); --batch and --runs at least 1")
+            }
+            let h = size / f
+            var rng = SystemRandomNumberGenerator()
+            let z = try Tensor(shape: [batch, m.config.vqEmbedDim, h, h],
+                               data: (0..<(batch * m.config.vqEmbedDim * h * h)).map { _ in Float.random(in: -2...2, using: &rng) })
+            let flops = decoderFLOPs(m.config, latentHeight: h, latentWidth: h) * Double(batch)
+            let tierForPeak = { () -> KernelSet in if case .simd(let k) = backend { return k }; return Platform.kernels }()
+            let peak = MachinePeak.measure(tierForPeak, threads: compute.threads)
+            var times: [Double] = []
+            let profiler = Profiler()
+            for i in 0...runs {
+                if layers && i == runs { m.profiler = profiler }
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                _ = try m.decode(latent: z, threads: compute.threads)
+                let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                m.profiler = nil
+                if i > 0 { times.append(dt) }
+                if !json { FileHandle.standardError.write(Data(String(format: "\r%@ %d/%d: %.3f s   ", i == 0 ? "warm-up" : "run", i, runs, dt).utf8)) }
+            }
+            if !json { FileHandle.standardError.write(Data("\n".utf8)) }
+            let sorted = times.sorted()
+            let median = sorted[sorted.count / 2]
+            let p90 = sorted[min(sorted.count - 1, Int((Double(sorted.count) * 0.9).rounded(.up)) - 1)]
+            let gflops = flops / median / 1e9
+            let rss = peakRSSBytes()
+            if json {
+                let obj: [String: Any] = [
+                    "model": path, "size": size, "batch": batch, "threads": compute.threads, "kernels": backend.name,
+                    "median_s": median, "p90_s": p90, "runs": runs, "gflop": flops / 1e9, "gflops": gflops,
+                    "peak_gflops": peak / 1e9, "fraction_of_peak": flops / median / peak, "peak_rss_bytes": rss,
+                    "workspace_bytes": m.workspaceBytes,
+                ]
+                print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
+            } else {
+                print(String(format: "decode %dx%d batch %d, %d threads, kernels %@: median %.3f s, p90 %.3f s (%d runs)",
+                             size, size, batch, compute.threads, backend.name, median, p90, runs))
+                print(String(format: "%.1f GFLOP per decode, %.1f GFLOP/s = %.0f%% of the measured FMA peak (%.1f GFLOP/s on %d threads)",
+                             flops / 1e9, gflops, 100 * flops / median / peak, peak / 1e9, compute.threads))
+                print(String(format: "peak RSS %.0f MB (workspace %.0f MB, weights mmapped %.0f MB)",
+                             Double(rss) / 1e6, Double(m.workspaceBytes) / 1e6, Double(m.file.fileSize) / 1e6))
+                if layers {
+                    let rows = profiler.report
+                    let total = rows.reduce(0) { $0 + $1.seconds }
+                    print("per operator (one run):")
+                    for r in rows.sorted(by: { $0.seconds > $1.seconds }) {
+                        let rate = r.flops > 0 ? String(format: "%7.1f GFLOP/s", r.flops / r.seconds / 1e9) : "               "
+                        print(String(format: "  %6.1f ms %5.1f%% %@  x%-3d %@", r.seconds * 1e3, 100 * r.seconds / total, rate, r.calls, r.name))
+                    }
+                }
+            }
+        }
+    }
+}
