@@ -8,7 +8,7 @@ public struct KernelSet: Sendable {
     public let lanes: Int
     /// Positions per convolution register tile (`2 * lanes`).
     public var chunk: Int { 2 * lanes }
-    public let conv: @Sendable (PlanarConvArgs, Range<Int>, Range<Int>) -> Void
+    public let conv: @Sendable (PlanarConvArgs, Range<Int>, Range<Int>, Range<Int>) -> Void
     public let planeSum: @Sendable (UnsafePointer<Float>, Int, Int, Int, Float?) -> Double
     public let normApply: @Sendable (NormApplyArgs, Range<Int>, UnsafeMutablePointer<Float>) -> Void
     public let softmax: @Sendable (UnsafeMutablePointer<Float>, Int, Float) -> Void
@@ -16,7 +16,7 @@ public struct KernelSet: Sendable {
     public let peakProbe: @Sendable (Int) -> Float
 
     public init(name: String, lanes: Int,
-                conv: @escaping @Sendable (PlanarConvArgs, Range<Int>, Range<Int>) -> Void,
+                conv: @escaping @Sendable (PlanarConvArgs, Range<Int>, Range<Int>, Range<Int>) -> Void,
                 planeSum: @escaping @Sendable (UnsafePointer<Float>, Int, Int, Int, Float?) -> Double,
                 normApply: @escaping @Sendable (NormApplyArgs, Range<Int>, UnsafeMutablePointer<Float>) -> Void,
                 softmax: @escaping @Sendable (UnsafeMutablePointer<Float>, Int, Float) -> Void,
@@ -31,7 +31,7 @@ public struct KernelSet: Sendable {
     public static func make<V: SIMD, M: MulAdd>(name: String, _: V.Type, _: M.Type) -> KernelSet where V.Scalar == Float {
         KernelSet(
             name: name, lanes: V.scalarCount,
-            conv: { a, g, c in PlanarConv<V, M>.run(a, groups: g, chunks: c) },
+            conv: { a, g, c, i in PlanarConv<V, M>.run(a, groups: g, chunks: c, inputs: i) },
             planeSum: { p, rs, h, w, m in NormKernels<V, M>.planeSum(p, rowStride: rs, height: h, width: w, mean: m) },
             normApply: { a, c, s in NormKernels<V, M>.apply(a, channels: c, scratch: s) },
             softmax: { r, n, s in NormKernels<V, M>.softmax(r, count: n, scale: s) },

@@ -74,27 +74,39 @@ public enum PlanarConv<V: SIMD, M: MulAdd> where V.Scalar == Float {
     /// Positions per register tile.
     @inlinable public static var chunk: Int { 2 * V.scalarCount }
 
-    /// Computes output-channel groups `groups` x position chunks `chunks`.
-    /// Each output is summed in the fixed order (input channel, ky, kx), so
-    /// results do not depend on how callers split the ranges.
+    /// Computes output-channel groups `groups` x position chunks `chunks`,
+    /// summing input channels `inputs` only. The first input block starts
+    /// from the bias, later blocks continue from the partial sums stored in
+    /// the output (a store/load round trip is exact), and the residual is
+    /// added after the last block. So every output is summed in the fixed
+    /// order (input channel, ky, kx) however callers split the ranges.
     @inlinable
-    public static func run(_ a: PlanarConvArgs, groups: Range<Int>, chunks: Range<Int>) {
+    public static func run(_ a: PlanarConvArgs, groups: Range<Int>, chunks: Range<Int>, inputs: Range<Int>) {
         let w = V.scalarCount, k = a.kernel, taps = k * k
+        let first = inputs.lowerBound == 0, last = inputs.upperBound == a.inChannels
         for g in groups {
             let rows = min(6, a.outChannels - g * 6)
-            let wg = a.weights + g * a.inChannels * taps * 6
+            let wg = a.weights + (g * a.inChannels + inputs.lowerBound) * taps * 6
+            let o = a.output + g * 6 * a.outputPlaneStride + a.outputShift
             for c in chunks {
                 let q = c * 2 * w
-                let b = a.bias + g * 6
-                var c00 = V(repeating: b[0]), c01 = c00
-                var c10 = V(repeating: b[1]), c11 = c10
-                var c20 = V(repeating: b[2]), c21 = c20
-                var c30 = V(repeating: b[3]), c31 = c30
-                var c40 = V(repeating: b[4]), c41 = c40
-                var c50 = V(repeating: b[5]), c51 = c50
-                var src = a.input + q + a.tapOrigin
+                var c00: V, c01: V, c10: V, c11: V, c20: V, c21: V, c30: V, c31: V, c40: V, c41: V, c50: V, c51: V
+                if first {
+                    let b = a.bias + g * 6
+                    c00 = V(repeating: b[0]); c01 = c00; c10 = V(repeating: b[1]); c11 = c10
+                    c20 = V(repeating: b[2]); c21 = c20; c30 = V(repeating: b[3]); c31 = c30
+                    c40 = V(repeating: b[4]); c41 = c40; c50 = V(repeating: b[5]); c51 = c50
+                } else {
+                    // Rows past `rows` belong to no channel: their partial sums are never stored, start them at 0.
+                    let ps = a.outputPlaneStride, po = o + q
+                    @inline(__always) func part(_ i: Int, _ off: Int) -> V { i < rows ? load(po + i * ps + off) : V(repeating: 0) }
+                    c00 = part(0, 0); c01 = part(0, w); c10 = part(1, 0); c11 = part(1, w)
+                    c20 = part(2, 0); c21 = part(2, w); c30 = part(3, 0); c31 = part(3, w)
+                    c40 = part(4, 0); c41 = part(4, w); c50 = part(5, 0); c51 = part(5, w)
+                }
+                var src = a.input + inputs.lowerBound * a.inputPlaneStride + q + a.tapOrigin
                 var wp = wg
-                for _ in 0..<a.inChannels {
+                for _ in inputs {
                     var row = src
                     for _ in 0..<k {
                         for kx in 0..<k {
@@ -111,11 +123,10 @@ public enum PlanarConv<V: SIMD, M: MulAdd> where V.Scalar == Float {
                     }
                     src += a.inputPlaneStride
                 }
-                let o = a.output + g * 6 * a.outputPlaneStride + q + a.outputShift
-                let r = a.residual.map { $0 + g * 6 * a.outputPlaneStride + q + a.outputShift }
+                let r = last ? a.residual.map { $0 + g * 6 * a.outputPlaneStride + q + a.outputShift } : nil
                 @inline(__always) func put(_ i: Int, _ v0: V, _ v1: V) {
                     guard i < rows else { return }
-                    let dst = o + i * a.outputPlaneStride
+                    let dst = o + q + i * a.outputPlaneStride
                     var y0 = v0, y1 = v1
                     if let r {
                         let rs = r + i * a.outputPlaneStride

@@ -1,14 +1,13 @@
 /// Vectorized exp(x) for Float lanes: range reduction x = n ln2 + r, a
 /// degree-6 polynomial for e^r on |r| <= ln2 / 2 (Cephes expf coefficients),
 /// then scaling by 2^n through the exponent bits. Max relative error ~2 ulp;
-/// inputs below -87.3 give 0, above 88.3 are treated as 88.3 (so exp never
+/// inputs below -87.3 give exp(-87.3) ~ 1e-38, above 88.3 are treated as 88.3 (so exp never
 /// overflows inside; callers here only need exp of non-positive values and of
 /// -x for SiLU).
 @inlinable @inline(__always)
 public func vexp<V: SIMD, M: MulAdd>(_ x: V, _: M.Type) -> V where V.Scalar == Float {
     let hi = V(repeating: 88.3), lo = V(repeating: -87.33654)
-    var xc = x.replacing(with: hi, where: x .> hi)
-    xc = xc.replacing(with: lo, where: xc .< lo)
+    let xc = pointwiseMax(pointwiseMin(x, hi), lo)
     let n = (xc * V(repeating: 1.44269504088896341)).rounded(.toNearestOrEven)
     var r = M.madd(xc, n, V(repeating: -0.693359375))
     r = M.madd(r, n, V(repeating: 2.12194440e-4))
@@ -24,9 +23,7 @@ public func vexp<V: SIMD, M: MulAdd>(_ x: V, _: M.Type) -> V where V.Scalar == F
     let t = n + V(repeating: 12582912)
     var bits = unsafeBitCast(t, to: V.MaskStorage.self)
     bits = (bits &- V.MaskStorage(repeating: 0x4B40_0000 - 127)) &<< 23
-    var result = p * unsafeBitCast(bits, to: V.self)
-    result = result.replacing(with: V(repeating: 0), where: x .< lo)
-    return result
+    return p * unsafeBitCast(bits, to: V.self)
 }
 
 /// Vectorized SiLU, `x / (1 + exp(-x))`.

@@ -1,0 +1,160 @@
+import Foundation
+import XCTest
+@testable import MoVQ
+import MoVQKernelCore
+
+/// Every SIMD tier this CPU has (the lower ones forced) against the reference
+/// kernels, on odd shapes: channel counts that are not multiples of 6 or 16,
+/// 1x1 maps, widths that leave vector tails, batch > 1.
+final class FastKernelTests: XCTestCase {
+    var tiers: [KernelSet] { Platform.availableTiers.compactMap { Platform.kernels(named: $0) } }
+
+    func random(_ n: Int, seed: UInt64) -> [Float] {
+        var s = seed &+ 0x9E37_79B9_7F4A_7C15
+        return (0..<n).map { _ in
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int((s >> 33) % 2001) - 1000) / 1000
+        }
+    }
+
+    func planar(_ t: Tensor, image: Int, _ ws: Workspace) -> PlanarMap {
+        let (c, h, w) = (t.shape[1], t.shape[2], t.shape[3])
+        let m = PlanarMap(ws, channels: c, height: h, width: w)
+        for ch in 0..<c { for y in 0..<h { for x in 0..<w {
+            m.plane(ch)[(y + 1) * m.rowStride + 1 + x] = t.data[((image * c + ch) * h + y) * w + x]
+        } } }
+        return m
+    }
+
+    func tensor(_ m: PlanarMap) -> Tensor {
+        var t = Tensor(zeros: [1, m.channels, m.height, m.width])
+        for ch in 0..<m.channels { for y in 0..<m.height { for x in 0..<m.width {
+            t.data[(ch * m.height + y) * m.width + x] = m.plane(ch)[(y + 1) * m.rowStride + 1 + x]
+        } } }
+        return t
+    }
+
+    func assertBordersZero(_ m: PlanarMap, file: StaticString = #filePath, line: UInt = #line) {
+        for ch in 0..<m.channels {
+            let p = m.plane(ch)
+            for x in 0..<m.rowStride { XCTAssertEqual(p[x], 0, file: file, line: line); XCTAssertEqual(p[(m.height + 1) * m.rowStride + x], 0, file: file, line: line) }
+            for y in 1...m.height { XCTAssertEqual(p[y * m.rowStride], 0, file: file, line: line); XCTAssertEqual(p[y * m.rowStride + m.rowStride - 1], 0, file: file, line: line) }
+        }
+    }
+
+    func testConvMatchesReferenceOnEveryTier() throws {
+        let shapes: [(cin: Int, cout: Int, h: Int, w: Int, k: Int, residual: Bool)] = [
+            (3, 5, 7, 5, 3, false), (17, 19, 1, 1, 3, true), (4, 37, 6, 9, 1, true), (1, 1, 2, 2, 3, false),
+            (20, 7, 13, 3, 3, true), (33, 13, 5, 17, 3, false), (8, 6, 4, 40, 1, false),
+        ]
+        for k in tiers {
+            for (i, s) in shapes.enumerated() {
+                let g = Conv2DGeometry(inChannels: s.cin, outChannels: s.cout, kernel: s.k)
+                let x = try Tensor(shape: [2, s.cin, s.h, s.w], data: random(2 * s.cin * s.h * s.w, seed: UInt64(i)))
+                let r = try Tensor(shape: [2, s.cout, s.h, s.w], data: random(2 * s.cout * s.h * s.w, seed: UInt64(50 + i)))
+                let w = random(s.cout * s.cin * s.k * s.k, seed: UInt64(100 + i)), b = random(s.cout, seed: UInt64(200 + i))
+                try w.withUnsafeBufferPointer { wp in try b.withUnsafeBufferPointer { bp in
+                    let want = Conv2DReference.forward(x, weight: wp, bias: bp, geometry: g, residual: s.residual ? r : nil, parallelism: Parallelism(threads: 1))
+                    let conv = FastConv(Conv2DLayer(weight: wp, bias: bp, geometry: g))
+                    let ws = Workspace()
+                    for image in 0..<2 {
+                        let inp = planar(x, image: image, ws), res = planar(r, image: image, ws)
+                        let out = PlanarMap(ws, channels: s.cout, height: s.h, width: s.w)
+                        conv(inp, into: out, residual: s.residual ? res : nil, FastRuntime(kernels: k, parallelism: Parallelism(threads: 3)))
+                        let per = s.cout * s.h * s.w
+                        let wantImage = try Tensor(shape: [1, s.cout, s.h, s.w], data: Array(want.data[(image * per)..<((image + 1) * per)]))
+                        let (e, sc) = maxAbsError(tensor(out), wantImage)
+                        XCTAssertLessThan(e, 1e-5 * max(1, sc), "\(k.name) shape \(s)")
+                        assertBordersZero(out)
+                    }
+                } }
+            }
+        }
+    }
+
+    func testNormMatchesReferenceOnEveryTier() throws {
+        for k in tiers {
+            for (c, h, w, groups, mh, mw) in [(6, 4, 6, 3, 2, 3), (32, 5, 3, 32, 5, 3), (12, 8, 17, 4, 1, 1), (4, 1, 1, 2, 1, 1)] {
+                let x = try Tensor(shape: [1, c, h, w], data: random(c * h * w, seed: UInt64(c * 7 + w)).map { $0 * 3 + 0.5 })
+                let gamma = random(c, seed: 1), beta = random(c, seed: 2)
+                let cy = random(c * 2, seed: 3), cyb = random(c, seed: 4), cb = random(c * 2, seed: 5), cbb = random(c, seed: 6)
+                let zq = try Tensor(shape: [1, 2, mh, mw], data: random(2 * mh * mw, seed: 7))
+                try [gamma, beta, cy, cyb, cb, cbb].withPointers { p in
+                    var cfg = MoVQConfig.kandinsky
+                    cfg.vqEmbedDim = 2; cfg.spatialNormGroups = groups
+                    let names = ["n.norm_layer.weight", "n.norm_layer.bias", "n.conv_y.weight", "n.conv_y.bias", "n.conv_b.weight", "n.conv_b.bias"]
+                    let layer = try NormLayer("n", channels: c, spatial: true, config: cfg) { name, _ in p[names.firstIndex(of: name)!] }
+                    for silu in [false, true] {
+                        let want = layer(x, zq: zq, silu: silu, ExecutionContext(threads: 1))
+                        let ws = Workspace()
+                        let inp = planar(x, image: 0, ws), out = PlanarMap(ws, channels: c, height: h, width: w)
+                        FastNorm(layer: layer)(inp, into: out, zq: zq, silu: silu, FastRuntime(kernels: k, parallelism: Parallelism(threads: 2)))
+                        let (e, _) = maxAbsError(tensor(out), want)
+                        XCTAssertLessThan(e, 2e-5, "\(k.name) c \(c) \(h)x\(w) silu \(silu)")
+                        assertBordersZero(out)
+                    }
+                }
+            }
+        }
+    }
+
+    func testSoftmaxAndExpOnEveryTier() {
+        for k in tiers {
+            for n in [1, 5, 16, 37] {
+                var row = random(n + 32, seed: UInt64(n)).map { $0 * 20 }
+                let original = Array(row[0..<n])
+                row.withUnsafeMutableBufferPointer { k.softmax($0.baseAddress!, n, 0.7) }
+                let mx = original.max()! * 0.7
+                let e = original.map { Foundation.exp(Double($0 * 0.7 - mx)) }
+                let s = e.reduce(0, +)
+                for i in 0..<n { XCTAssertEqual(Double(row[i]), e[i] / s, accuracy: 1e-6, "\(k.name) n \(n)") }
+            }
+        }
+        for x: Float in [-87, -20, -1.5, -1e-3, 0, 0.3, 1, 10, 80] {
+            let v = vexp(SIMD4<Float>(repeating: x), SeparateMulAdd.self)[0]
+            XCTAssertEqual(Double(v), Foundation.exp(Double(x)), accuracy: 3e-7 * Foundation.exp(Double(x)), "exp(\(x))")
+        }
+    }
+
+    func testFastDecoderMatchesReferenceAndIsThreadIndependent() throws {
+        for source in ["tiny_movq/diffusers", "tiny_vqgan/diffusers", "tiny_multichannel/original.ckpt"] {
+            let path = TestPaths.scratch() + "/m.mvq"
+            try Converter.convert(source: TestPaths.fixture(source), output: path)
+            let name = source.split(separator: "/")[0]
+            let z = try loadTensor(TestPaths.fixture("\(name)/latent.npy"))
+            let ref = try MoVQModel(contentsOf: path, backend: .reference).decode(latent: z)
+            for k in tiers {
+                let m = try MoVQModel(contentsOf: path, backend: .simd(k))
+                let one = try m.decode(latent: z, threads: 1)
+                assertParity(one, ref, "\(source) \(k.name)")
+                assertParity(one, try loadTensor(TestPaths.fixture("\(name)/decoded_latent.npy")), "\(source) \(k.name) vs PyTorch")
+                XCTAssertEqual(one, try m.decode(latent: z, threads: 2), "\(k.name) threads")
+                XCTAssertEqual(one, try m.decode(latent: z, threads: 5), "\(k.name) threads")
+                let z1 = try loadTensor(TestPaths.fixture("\(name)/latent_1x1.npy"))
+                assertParity(try m.decode(latent: z1), try loadTensor(TestPaths.fixture("\(name)/decoded_1x1.npy")), "\(source) \(k.name) 1x1")
+            }
+        }
+    }
+
+    func testAttentionWithManyQueryBlocks() throws {
+        // 24x24 latent = 576 tokens: three query blocks, the last one partial.
+        let path = TestPaths.scratch() + "/m.mvq"
+        try Converter.convert(source: TestPaths.fixture("tiny_vqgan/diffusers"), output: path)
+        let z = try Tensor(shape: [1, 3, 24, 24], data: random(3 * 576, seed: 9))
+        let ref = try MoVQModel(contentsOf: path, backend: .reference).decode(latent: z, threads: 2)
+        for k in tiers {
+            assertParity(try MoVQModel(contentsOf: path, backend: .simd(k)).decode(latent: z, threads: 2), ref, k.name)
+        }
+    }
+}
+
+extension Array where Element == [Float] {
+    /// Calls `body` with stable buffer pointers to every array.
+    func withPointers<R>(_ body: ([UnsafeBufferPointer<Float>]) throws -> R) rethrows -> R {
+        let copies = map { a -> UnsafeMutableBufferPointer<Float> in
+            let p = UnsafeMutableBufferPointer<Float>.allocate(capacity: a.count); _ = p.initialize(from: a); return p
+        }
+        defer { copies.forEach { $0.deallocate() } }
+        return try body(copies.map { UnsafeBufferPointer($0) })
+    }
+}
