@@ -5,7 +5,7 @@ import MoVQKernelCore
 /// maps from a reusable workspace. Reads like `Decoder.callAsFunction`.
 struct FastDecoder: @unchecked Sendable {
     struct Resnet { let norm1: FastNorm, conv1: FastConv, norm2: FastNorm, conv2: FastConv, shortcut: FastConv? }
-    struct Level { var resnets: [Resnet]; var attentions: [FastAttention]; var upsample: FastConv? }
+    struct Level { var resnets: [Resnet]; var attentions: [FastAttention]; var upsample: FastUpsampleConv? }
 
     let config: MoVQConfig
     let postQuantConv: FastConv, convIn: FastConv
@@ -25,7 +25,7 @@ struct FastDecoder: @unchecked Sendable {
         levels = d.up.map { l in
             Level(resnets: l.resnets.map(resnet),
                   attentions: l.attentions.map { FastAttention($0, channels: $0.channels) },
-                  upsample: l.upsample.map(FastConv.init))
+                  upsample: l.upsample.map(FastUpsampleConv.init))
         }
         normOut = FastNorm(layer: d.normOut); convOut = FastConv(d.convOut)
     }
@@ -55,12 +55,10 @@ struct FastDecoder: @unchecked Sendable {
                 if !level.attentions.isEmpty { x = attention(level.attentions[j], x, cond, rt, ws) }
             }
             if let up = level.upsample {
-                let big = PlanarMap(ws, channels: x.channels, height: 2 * x.height, width: 2 * x.width)
-                rt.timed("upsample2x \(x.channels) @\(x.height)x\(x.width)") { upsample2x(x, into: big, rt.parallelism) }
+                let big = PlanarMap(ws, channels: up.outChannels, height: 2 * x.height, width: 2 * x.width)
+                up(x, into: big, rt, ws)
                 ws.give(x.buffer)
-                x = PlanarMap(ws, channels: up.outChannels, height: big.height, width: big.width)
-                up(big, into: x, rt)
-                ws.give(big.buffer)
+                x = big
             }
         }
         let n = PlanarMap(ws, channels: x.channels, height: x.height, width: x.width)
