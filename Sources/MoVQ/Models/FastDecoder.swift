@@ -82,6 +82,7 @@ struct FastDecoder: @unchecked Sendable {
         r.norm1(x, into: n1, zq: zq, silu: true, rt)
         let h1 = PlanarMap(ws, channels: r.conv1.outChannels, height: h, width: w)
         r.conv1(n1, into: h1, rt)
+        ws.give(n1.buffer)  // free before the next map is taken: at most three full maps live at once
         r.norm2(h1, into: h1, zq: zq, silu: true, rt)  // in place: each element is read, then written
         var skip = x
         if let s = r.shortcut {
@@ -90,7 +91,7 @@ struct FastDecoder: @unchecked Sendable {
         }
         let out = PlanarMap(ws, channels: r.conv2.outChannels, height: h, width: w)
         r.conv2(h1, into: out, residual: skip, rt)
-        ws.give(n1.buffer); ws.give(h1.buffer)
+        ws.give(h1.buffer)
         if r.shortcut != nil { ws.give(skip.buffer) }
         ws.give(x.buffer)
         return out

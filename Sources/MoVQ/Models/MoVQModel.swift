@@ -34,6 +34,8 @@ public final class MoVQModel: @unchecked Sendable {
         let lookup: WeightLookup = { [file] name, shape in try file.floats(name, shape: shape) }
         decoder = try Decoder(config: config, lookup)
         if case .simd = backend { fastDecoder = FastDecoder(decoder) } else { fastDecoder = nil }
+        // fp32 decoder weights now live packed; drop the mapped copy from memory.
+        if fastDecoder != nil { file.map.releaseResidentPages() }
         encoder = config.hasEncoder ? try Encoder(config: config, lookup) : nil
         quantizer = config.hasQuantizer ? try Quantizer(config: config, lookup) : nil
     }

@@ -1,6 +1,7 @@
-/// Reusable 64-byte aligned float buffers for one decode at a time. The first
-/// decode of a shape allocates; later decodes of that shape reuse everything,
-/// so the steady state performs no allocation per layer.
+/// Reusable 64-byte aligned float buffers for one decode at a time. Buffers
+/// are recycled best-fit; when none fits, the free (smaller) ones are released
+/// before allocating, so the memory held tracks the largest set of maps alive
+/// at once rather than the sum over all resolutions.
 final class Workspace: @unchecked Sendable {
     private var free: [UnsafeMutableBufferPointer<Float>] = []
     private var all: [UnsafeMutableBufferPointer<Float>] = []
@@ -12,6 +13,10 @@ final class Workspace: @unchecked Sendable {
             b.baseAddress!.update(repeating: 0, count: b.count)
             return b
         }
+        // Nothing free is large enough: the computation moved to a larger
+        // resolution, so return the smaller free buffers to the system first.
+        for b in free { UnsafeMutableRawPointer(b.baseAddress!).deallocate(); all.removeAll { $0.baseAddress == b.baseAddress } }
+        free.removeAll()
         let raw = UnsafeMutableRawPointer.allocate(byteCount: max(1, count) * 4, alignment: 64)
         let b = UnsafeMutableBufferPointer(start: raw.bindMemory(to: Float.self, capacity: count), count: count)
         b.baseAddress!.initialize(repeating: 0, count: count)

@@ -56,6 +56,13 @@ public final class MappedFile: @unchecked Sendable {
         mapped = true
     }
 
+    /// Tells the kernel the mapped pages may be dropped (they are clean and
+    /// file-backed, so later reads fault them back in). Used after weights
+    /// have been packed into their own buffers.
+    public func releaseResidentPages() {
+        if mapped, let base = bytes.baseAddress { madvise(UnsafeMutableRawPointer(mutating: base), bytes.count, Int32(MADV_DONTNEED)) }
+    }
+
     deinit {
         if mapped, let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
     }
