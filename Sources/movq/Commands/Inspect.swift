@@ -30,7 +30,10 @@ struct Inspect: ParsableCommand {
             print("parameters: \(params)")
             for t in h.tensors {
                 let shape = "[" + t.shape.map(String.init).joined(separator: ", ") + "]"
-                print(String(format: "  %-64@ %@ %-20@ %10d B  crc %08x", t.name as NSString, t.dtype.rawValue as NSString, shape as NSString, t.bytes, t.crc32))
+                let crc = String(t.crc32, radix: 16)
+                print("  " + t.name.padding(toLength: max(64, t.name.count), withPad: " ", startingAt: 0) + " " + t.dtype.rawValue + " "
+                      + shape.padding(toLength: 20, withPad: " ", startingAt: 0) + String(repeating: " ", count: max(0, 10 - String(t.bytes).count)) + "\(t.bytes) B  crc "
+                      + String(repeating: "0", count: 8 - crc.count) + crc)
             }
         }
     }
