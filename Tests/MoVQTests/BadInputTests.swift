@@ -106,6 +106,20 @@ final class BadInputTests: XCTestCase {
         }
     }
 
+    func testOlderDiffusersAttentionNames() throws {
+        let renamed = try importEdited { t in
+            for i in t.indices {
+                for (new, old) in [(".to_q.", ".query."), (".to_k.", ".key."), (".to_v.", ".value."), (".to_out.0.", ".proj_attn.")] {
+                    t[i].0 = t[i].0.replacingOccurrences(of: new, with: old)
+                }
+            }
+        }
+        let plain = try importEdited { _ in }
+        XCTAssertEqual(renamed.config, plain.config)
+        XCTAssertEqual(renamed.tensors.map(\.name), plain.tensors.map(\.name))
+        XCTAssertEqual(renamed.tensors.map(\.values), plain.tensors.map(\.values))
+    }
+
     func testWrongDTypeInSafetensors() throws {
         var h = Data(#"{"w":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}"#.utf8)
         h.append(contentsOf: [UInt8](repeating: 0x20, count: 0))
