@@ -52,14 +52,16 @@ public final class MoVQModel: @unchecked Sendable {
         var shape: [Int] = []
         for i in 0..<b {
             let one = try! Tensor(shape: [1] + zq.shape.dropFirst(), data: Array(zq.data[(i * per)..<((i + 1) * per)]))
+            workspace.begin(shape: one.shape)
             let y = fast(one, rt, workspace)
+            workspace.end()
             out += y.data
             shape = [b] + y.shape.dropFirst()
         }
         return try! Tensor(shape: shape, data: out)
     }
 
-    /// Bytes of activation workspace currently held by the fast path.
+    /// Bytes of the fast path's planned activation arena.
     public var workspaceBytes: Int { workspaceLock.lock(); defer { workspaceLock.unlock() }; return workspace.bytes }
 
     /// Decodes latents `[B, vqEmbedDim, h, w]` to images `[B, outChannels, h*f, w*f]`.

@@ -1,35 +1,95 @@
-/// Reusable 64-byte aligned float buffers for one decode at a time. Buffers
-/// are recycled best-fit; when none fits, the free (smaller) ones are released
-/// before allocating, so the memory held tracks the largest set of maps alive
-/// at once rather than the sum over all resolutions.
+/// The activation memory of the fast decoder: a static plan with one arena.
+///
+/// The first decode of a given shape runs in *recording* mode: buffers are
+/// allocated and freed as the layers ask, and the sequence of requests is
+/// recorded. Then a first-fit planner assigns every request an offset in one
+/// 64-byte aligned arena such that buffers alive at the same time never
+/// overlap. Every later decode of that shape *replays* the plan: no
+/// allocation at all, and memory equal to the arena (close to the peak of
+/// live buffers). Buffers are not zeroed on replay; `PlanarMap` zeroes the
+/// borders it relies on.
 final class Workspace: @unchecked Sendable {
-    private var free: [UnsafeMutableBufferPointer<Float>] = []
-    private var all: [UnsafeMutableBufferPointer<Float>] = []
+    private struct Event { var take: Bool; var id: Int; var bytes: Int }
 
-    /// A zero-filled buffer of at least `count` floats.
-    func take(_ count: Int) -> UnsafeMutableBufferPointer<Float> {
-        if let i = free.indices.filter({ free[$0].count >= count }).min(by: { free[$0].count < free[$1].count }) {
-            let b = free.remove(at: i)
-            b.baseAddress!.update(repeating: 0, count: b.count)
-            return b
-        }
-        // Nothing free is large enough: the computation moved to a larger
-        // resolution, so return the smaller free buffers to the system first.
-        for b in free { UnsafeMutableRawPointer(b.baseAddress!).deallocate(); all.removeAll { $0.baseAddress == b.baseAddress } }
-        free.removeAll()
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(1, count) * 4, alignment: 64)
-        let b = UnsafeMutableBufferPointer(start: raw.bindMemory(to: Float.self, capacity: count), count: count)
-        b.baseAddress!.initialize(repeating: 0, count: count)
-        all.append(b)
-        return b
+    private var key: [Int]? = nil
+    private var replaying = false
+    private var events: [Event] = []
+    private var offsets: [Int] = []
+    private var sizes: [Int] = []
+    private var arena: UnsafeMutableRawPointer? = nil
+    private var arenaBytes = 0
+    private var takeIndex = 0
+    private var ids: [UnsafeMutablePointer<Float>: Int] = [:]
+    private var liveBytes = 0
+    private var peakLiveBytes = 0
+
+    /// Starts a decode of the given shape; replays the plan if it matches.
+    func begin(shape: [Int]) {
+        takeIndex = 0
+        replaying = key == shape && arena != nil
+        if !replaying { events = []; sizes = []; liveBytes = 0; peakLiveBytes = 0 }
+        key = shape
     }
 
-    func give(_ b: UnsafeMutableBufferPointer<Float>) { free.append(b) }
+    /// Ends a decode; after a recording, builds the plan and the arena.
+    func end() {
+        guard !replaying else { return }
+        precondition(ids.isEmpty, "workspace buffers still in use at the end of a decode")
+        var live: [(start: Int, end: Int, id: Int)] = []
+        offsets = [Int](repeating: 0, count: sizes.count)
+        var top = 0
+        for e in events {
+            if e.take {
+                var candidate = 0
+                for iv in live.sorted(by: { $0.start < $1.start }) {
+                    if candidate + e.bytes <= iv.start { break }
+                    candidate = max(candidate, iv.end)
+                }
+                offsets[e.id] = candidate
+                live.append((candidate, candidate + e.bytes, e.id))
+                top = max(top, candidate + e.bytes)
+            } else {
+                live.removeAll { $0.id == e.id }
+            }
+        }
+        arena?.deallocate()
+        arenaBytes = top
+        arena = UnsafeMutableRawPointer.allocate(byteCount: max(64, top), alignment: 64)
+    }
 
-    /// Bytes currently held.
-    var bytes: Int { all.reduce(0) { $0 + $1.count * 4 } }
+    /// A buffer of `count` floats (contents undefined).
+    func take(_ count: Int) -> UnsafeMutableBufferPointer<Float> {
+        let bytes = (max(1, count) * 4 + 63) / 64 * 64
+        if replaying {
+            precondition(takeIndex < sizes.count && sizes[takeIndex] == bytes, "decode asked for buffers other than its plan")
+            let p = (arena! + offsets[takeIndex]).bindMemory(to: Float.self, capacity: count)
+            takeIndex += 1
+            return UnsafeMutableBufferPointer(start: p, count: count)
+        }
+        let id = sizes.count
+        sizes.append(bytes)
+        events.append(Event(take: true, id: id, bytes: bytes))
+        let p = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64).bindMemory(to: Float.self, capacity: count)
+        ids[p] = id
+        liveBytes += bytes; peakLiveBytes = max(peakLiveBytes, liveBytes)
+        return UnsafeMutableBufferPointer(start: p, count: count)
+    }
 
-    deinit { for b in all { UnsafeMutableRawPointer(b.baseAddress!).deallocate() } }
+    /// Returns a buffer (a no-op when replaying: the plan already knows).
+    func give(_ b: UnsafeMutableBufferPointer<Float>) {
+        guard !replaying else { return }
+        guard let id = ids.removeValue(forKey: b.baseAddress!) else { preconditionFailure("unknown workspace buffer") }
+        events.append(Event(take: false, id: id, bytes: sizes[id]))
+        liveBytes -= sizes[id]
+        UnsafeMutableRawPointer(b.baseAddress!).deallocate()
+    }
+
+    /// Bytes of the planned arena (0 before the first decode).
+    var bytes: Int { arenaBytes }
+    /// Largest total of simultaneously live buffers in the recorded decode.
+    var peakLive: Int { peakLiveBytes }
+
+    deinit { arena?.deallocate() }
 }
 
 /// One image's activations in the padded planar layout: `channels` planes of
@@ -48,9 +108,12 @@ struct PlanarMap {
     static func planeStride(height: Int, width: Int) -> Int { ((height + 2) * (width + 2) + slack + 15) / 16 * 16 }
     static func floats(channels: Int, height: Int, width: Int) -> Int { channels * planeStride(height: height, width: width) }
 
+    /// Takes a buffer from the workspace and zeroes every border (the interior is undefined).
     init(_ ws: Workspace, channels: Int, height: Int, width: Int) {
         self.channels = channels; self.height = height; self.width = width
         buffer = ws.take(PlanarMap.floats(channels: channels, height: height, width: width))
+        for c in 0..<channels { plane(c).update(repeating: 0, count: rowStride) }
+        zeroBorders(Parallelism(threads: 1))
     }
 
     func plane(_ c: Int) -> UnsafeMutablePointer<Float> { base + c * planeStride }
@@ -59,9 +122,10 @@ struct PlanarMap {
     /// the convolution writes garbage) for every plane.
     func zeroBorders(_ par: Parallelism) {
         let (h, rs, ps) = (height, rowStride, planeStride)
+        let b = UnsafeSendableBox(base)
         par.forEachRange(channels, minimumChunk: 16) { range in
             for c in range {
-                let p = base + c * ps
+                let p = b.value + c * ps
                 for y in 1...h { p[y * rs] = 0; p[y * rs + rs - 1] = 0 }
                 (p + (h + 1) * rs).update(repeating: 0, count: ps - (h + 1) * rs)
             }
