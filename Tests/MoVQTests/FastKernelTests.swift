@@ -136,6 +136,23 @@ final class FastKernelTests: XCTestCase {
         }
     }
 
+    func testFastEncoderMatchesReferenceOnEveryTier() throws {
+        for source in ["tiny_movq/original.ckpt", "tiny_vqgan/diffusers", "tiny_multichannel/original.ckpt"] {
+            let path = TestPaths.scratch() + "/m.mvq"
+            try Converter.convert(source: TestPaths.fixture(source), output: path)
+            let name = source.split(separator: "/")[0]
+            let x = try loadTensor(TestPaths.fixture("\(name)/image.npy"))
+            let ref = try MoVQModel(contentsOf: path, backend: .reference).encode(images: x)
+            for k in tiers {
+                let m = try MoVQModel(contentsOf: path, backend: .simd(k))
+                let z = try m.encode(images: x, threads: 3)
+                assertParity(z, ref, "\(source) \(k.name) encoder")
+                assertParity(z, try loadTensor(TestPaths.fixture("\(name)/latent.npy")), "\(source) \(k.name) encoder vs PyTorch")
+                XCTAssertEqual(z, try m.encode(images: x, threads: 1))
+            }
+        }
+    }
+
     func testAttentionWithManyQueryBlocks() throws {
         // 24x24 latent = 576 tokens: three query blocks, the last one partial.
         let path = TestPaths.scratch() + "/m.mvq"

@@ -19,6 +19,7 @@ public final class MoVQModel: @unchecked Sendable {
     public let backend: Backend
     let decoder: Decoder
     let fastDecoder: FastDecoder?
+    let fastEncoder: FastEncoder?
     let encoder: Encoder?
     let quantizer: Quantizer?
     private let workspace = Workspace()
@@ -34,9 +35,10 @@ public final class MoVQModel: @unchecked Sendable {
         let lookup: WeightLookup = { [file] name, shape in try file.floats(name, shape: shape) }
         decoder = try Decoder(config: config, lookup)
         if case .simd = backend { fastDecoder = FastDecoder(decoder) } else { fastDecoder = nil }
-        // fp32 decoder weights now live packed; drop the mapped copy from memory.
+        // fp32 weights now live packed; drop the mapped copy from memory.
         if fastDecoder != nil { file.map.releaseResidentPages() }
         encoder = config.hasEncoder ? try Encoder(config: config, lookup) : nil
+        if case .simd = backend, let e = encoder { fastEncoder = FastEncoder(e) } else { fastEncoder = nil }
         quantizer = config.hasQuantizer ? try Quantizer(config: config, lookup) : nil
     }
 
@@ -93,7 +95,21 @@ public final class MoVQModel: @unchecked Sendable {
         guard images.shape[2] >= f, images.shape[3] >= f, images.shape[2] % f == 0, images.shape[3] % f == 0 else {
             throw MoVQError.invalidInput("image size \(images.shape[2])x\(images.shape[3]) must be a positive multiple of \(f)")
         }
-        return encoder(images, ExecutionContext(threads: threads))
+        guard case .simd(let kernels) = backend, let fast = fastEncoder else {
+            return encoder(images, ExecutionContext(threads: threads))
+        }
+        let rt = FastRuntime(kernels: kernels, parallelism: Parallelism(threads: threads), profiler: profiler)
+        workspaceLock.lock(); defer { workspaceLock.unlock() }
+        var out: [Float] = []
+        var shape: [Int] = []
+        for i in 0..<images.shape[0] {
+            workspace.begin(shape: [-1] + images.shape.dropFirst())  // encoder plans are keyed apart from decoder plans
+            let z = fast(images, image: i, rt, workspace)
+            workspace.end()
+            out += z.data
+            shape = [images.shape[0]] + z.shape.dropFirst()
+        }
+        return try! Tensor(shape: shape, data: out)
     }
 
     /// Nearest codebook indices of a latent.

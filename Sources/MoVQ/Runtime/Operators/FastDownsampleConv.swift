@@ -1,0 +1,68 @@
+import MoVQKernelCore
+
+/// The encoder's downsampling conv (pad right/bottom by 1, 3x3, stride 2) as
+/// a stride-1 2x2 conv over the four phase planes of the input
+/// (space-to-depth): phase (a, b) holds pixels (2y + a, 2x + b), and output
+/// (y, x) reads phase rows y (ky = 0, 1) and y + 1 (ky = 2 on phase a = 0),
+/// likewise for columns. Taps that do not exist get zero weights.
+struct FastDownsampleConv: @unchecked Sendable {
+    let inChannels: Int, outChannels: Int
+    let weights: [Float]
+    let bias: [Float]
+
+    init(_ layer: Conv2DLayer) {
+        let g = layer.geometry
+        precondition(g.kernel == 3 && g.stride == 2 && g.padTop == 0 && g.padLeft == 0)
+        inChannels = g.inChannels; outChannels = g.outChannels
+        // (phase, tap) a 3x3 index lands on: k = 0 -> (0, 0), k = 1 -> (1, 0), k = 2 -> (0, 1).
+        let phaseOf = [0, 1, 0], tapOf = [0, 0, 1]
+        let ci = 4 * g.inChannels
+        var w2 = [Float](repeating: 0, count: g.outChannels * ci * 4)
+        for o in 0..<g.outChannels {
+            for i in 0..<g.inChannels {
+                for ky in 0..<3 {
+                    for kx in 0..<3 {
+                        let ch = (phaseOf[ky] * 2 + phaseOf[kx]) * g.inChannels + i
+                        w2[((o * ci + ch) * 2 + tapOf[ky]) * 2 + tapOf[kx]] = layer.weight[((o * g.inChannels + i) * 3 + ky) * 3 + kx]
+                    }
+                }
+            }
+        }
+        weights = w2.withUnsafeBufferPointer { PlanarConvWeights.pack($0, outChannels: g.outChannels, inChannels: ci, kernel: 2) }
+        bias = PlanarConvWeights.packBias(layer.bias, outChannels: g.outChannels)
+    }
+
+    /// `output` (h/2 x w/2) = conv3x3 stride 2 of `input` (h, w even).
+    func callAsFunction(_ input: PlanarMap, into output: PlanarMap, _ rt: FastRuntime, _ ws: Workspace) {
+        let (h, w) = (input.height / 2, input.width / 2)
+        let flops = 2.0 * Double(inChannels * outChannels * 9 * h * w)
+        rt.timed("downsample conv3x3/2 \(inChannels)->\(outChannels) @\(input.height)x\(input.width)", flops: flops) {
+            let phases = PlanarMap(ws, channels: 4 * inChannels, height: h, width: w)
+            defer { ws.give(phases.buffer) }
+            let ib = UnsafeSendableBox(input), pb = UnsafeSendableBox(phases), c = inChannels
+            rt.parallelism.forEachRange(c, minimumChunk: 4) { r in
+                for ch in r {
+                    let s = ib.value.plane(ch)
+                    for a in 0..<2 {
+                        for b in 0..<2 {
+                            let d = pb.value.plane((a * 2 + b) * c + ch)
+                            for y in 0..<h {
+                                let srow = s + (2 * y + a + 1) * ib.value.rowStride + 1 + b, drow = d + (y + 1) * pb.value.rowStride + 1
+                                for x in 0..<w { drow[x] = srow[2 * x] }
+                            }
+                        }
+                    }
+                }
+            }
+            let rs = phases.rowStride
+            weights.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
+                rt.gemm(PlanarConvArgs(
+                    input: phases.base, inputPlaneStride: phases.planeStride, rowStride: rs, kernel: 2,
+                    tapOrigin: rs + 1, weights: wp.baseAddress!, bias: bp.baseAddress!, inChannels: 4 * inChannels,
+                    outChannels: outChannels, output: output.base, outputPlaneStride: output.planeStride,
+                    outputShift: rs + 1, residual: nil, positions: h * rs))
+            } }
+            output.zeroBorders(rt.parallelism)
+        }
+    }
+}
