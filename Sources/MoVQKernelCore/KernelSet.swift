@@ -9,6 +9,8 @@ public struct KernelSet: Sendable {
     /// Positions per convolution register tile (`2 * lanes`).
     public var chunk: Int { 2 * lanes }
     public let conv: @Sendable (PlanarConvArgs, Range<Int>, Range<Int>, Range<Int>) -> Void
+    /// Winograd F(2x2, 3x3) on one block of tiles: (args, tiles, block tiles, scratch).
+    public let winograd: @Sendable (WinogradArgs, Range<Int>, Int, UnsafeMutablePointer<Float>) -> Void
     public let planeSum: @Sendable (UnsafePointer<Float>, Int, Int, Int, Float?) -> Double
     public let normApply: @Sendable (NormApplyArgs, Range<Int>, UnsafeMutablePointer<Float>) -> Void
     public let softmax: @Sendable (UnsafeMutablePointer<Float>, Int, Float) -> Void
@@ -17,11 +19,12 @@ public struct KernelSet: Sendable {
 
     public init(name: String, lanes: Int,
                 conv: @escaping @Sendable (PlanarConvArgs, Range<Int>, Range<Int>, Range<Int>) -> Void,
+                winograd: @escaping @Sendable (WinogradArgs, Range<Int>, Int, UnsafeMutablePointer<Float>) -> Void,
                 planeSum: @escaping @Sendable (UnsafePointer<Float>, Int, Int, Int, Float?) -> Double,
                 normApply: @escaping @Sendable (NormApplyArgs, Range<Int>, UnsafeMutablePointer<Float>) -> Void,
                 softmax: @escaping @Sendable (UnsafeMutablePointer<Float>, Int, Float) -> Void,
                 peakProbe: @escaping @Sendable (Int) -> Float) {
-        self.name = name; self.lanes = lanes; self.conv = conv; self.planeSum = planeSum
+        self.name = name; self.lanes = lanes; self.conv = conv; self.winograd = winograd; self.planeSum = planeSum
         self.normApply = normApply; self.softmax = softmax; self.peakProbe = peakProbe
     }
 
@@ -32,6 +35,7 @@ public struct KernelSet: Sendable {
         KernelSet(
             name: name, lanes: V.scalarCount,
             conv: { a, g, c, i in PlanarConv<V, M>.run(a, groups: g, chunks: c, inputs: i) },
+            winograd: { a, t, b, s in Winograd<V, M>.run(a, tiles: t, blockTiles: b, scratch: s) },
             planeSum: { p, rs, h, w, m in NormKernels<V, M>.planeSum(p, rowStride: rs, height: h, width: w, mean: m) },
             normApply: { a, c, s in NormKernels<V, M>.apply(a, channels: c, scratch: s) },
             softmax: { r, n, s in NormKernels<V, M>.softmax(r, count: n, scale: s) },

@@ -72,6 +72,42 @@ final class FastKernelTests: XCTestCase {
         }
     }
 
+    /// Winograd F(2x2, 3x3) against the reference convolution: odd heights
+    /// and widths (clipped edge tiles), 1x1 and 1xN maps, channel counts that
+    /// are not multiples of 6 or 16, blocks spanning tile rows, residuals,
+    /// and thread counts 1 and 3 (bit-identical).
+    func testWinogradMatchesReferenceOnEveryTier() throws {
+        let shapes: [(cin: Int, cout: Int, h: Int, w: Int, residual: Bool)] = [
+            (3, 5, 7, 5, false), (17, 19, 1, 1, true), (9, 13, 2, 2, false), (20, 7, 13, 3, true),
+            (33, 13, 5, 17, false), (16, 37, 1, 9, true), (8, 8, 32, 33, true), (40, 24, 23, 64, false),
+        ]
+        for k in tiers {
+            for (i, s) in shapes.enumerated() {
+                let g = Conv2DGeometry(inChannels: s.cin, outChannels: s.cout, kernel: 3)
+                let x = try Tensor(shape: [1, s.cin, s.h, s.w], data: random(s.cin * s.h * s.w, seed: UInt64(300 + i)))
+                let r = try Tensor(shape: [1, s.cout, s.h, s.w], data: random(s.cout * s.h * s.w, seed: UInt64(350 + i)))
+                let w = random(s.cout * s.cin * 9, seed: UInt64(400 + i)), b = random(s.cout, seed: UInt64(450 + i))
+                try w.withUnsafeBufferPointer { wp in try b.withUnsafeBufferPointer { bp in
+                    let want = Conv2DReference.forward(x, weight: wp, bias: bp, geometry: g, residual: s.residual ? r : nil, parallelism: Parallelism(threads: 1))
+                    let conv = FastConv(Conv2DLayer(weight: wp, bias: bp, geometry: g), algorithm: .winograd)
+                    XCTAssertEqual(conv.algorithm, .winograd)
+                    let ws = Workspace()
+                    let inp = planar(x, image: 0, ws), res = planar(r, image: 0, ws)
+                    var outs: [Tensor] = []
+                    for threads in [1, 3] {
+                        let out = PlanarMap(ws, channels: s.cout, height: s.h, width: s.w)
+                        conv(inp, into: out, residual: s.residual ? res : nil, FastRuntime(kernels: k, parallelism: Parallelism(threads: threads)))
+                        let (e, sc) = maxAbsError(tensor(out), want)
+                        XCTAssertLessThan(e, 1e-5 * max(1, sc), "\(k.name) shape \(s) threads \(threads)")
+                        assertBordersZero(out)
+                        outs.append(tensor(out))
+                    }
+                    XCTAssertEqual(outs[0], outs[1], "\(k.name) shape \(s): thread count changed the result")
+                } }
+            }
+        }
+    }
+
     func testNormMatchesReferenceOnEveryTier() throws {
         for k in tiers {
             for (c, h, w, groups, mh, mw) in [(6, 4, 6, 3, 2, 3), (32, 5, 3, 32, 5, 3), (12, 8, 17, 4, 1, 1), (4, 1, 1, 2, 1, 1)] {

@@ -6,7 +6,7 @@ struct FastResnet: @unchecked Sendable {
     init(_ r: ResnetBlock) {
         norm1 = FastNorm(layer: r.norm1); conv1 = FastConv(r.conv1)
         norm2 = FastNorm(layer: r.norm2); conv2 = FastConv(r.conv2)
-        shortcut = r.shortcut.map(FastConv.init)
+        shortcut = r.shortcut.map { FastConv($0) }
     }
 
     /// Consumes `x` (its buffer goes back to the workspace).

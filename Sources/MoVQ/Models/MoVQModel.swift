@@ -47,14 +47,14 @@ public final class MoVQModel: @unchecked Sendable {
         guard case .simd(let kernels) = backend, let fast = fastDecoder else {
             return decoder(zq, ExecutionContext(threads: threads))
         }
-        let rt = FastRuntime(kernels: kernels, parallelism: Parallelism(threads: threads), profiler: profiler)
+        let rt = FastRuntime(kernels: kernels, parallelism: Parallelism(threads: threads), profiler: profiler, workspace: workspace)
         workspaceLock.lock(); defer { workspaceLock.unlock() }
         let b = zq.shape[0], per = zq.count / max(1, b)
         var out: [Float] = []
         var shape: [Int] = []
         for i in 0..<b {
             let one = try! Tensor(shape: [1] + zq.shape.dropFirst(), data: Array(zq.data[(i * per)..<((i + 1) * per)]))
-            workspace.begin(shape: one.shape)
+            workspace.begin(shape: one.shape + [threads])  // scratch sizes depend on the thread count
             let y = fast(one, rt, workspace)
             workspace.end()
             out += y.data
@@ -71,11 +71,9 @@ public final class MoVQModel: @unchecked Sendable {
     /// without it the latent is used as z_q directly (as Kandinsky pipelines do).
     public func decode(latent: Tensor, quantize: Bool = false, threads: Int = 1) throws -> Tensor {
         try checkLatent(latent)
-        let ctx = ExecutionContext(threads: threads)
         if quantize {
             return try decode(indices: try self.quantize(latent: latent, threads: threads), threads: threads)
         }
-        _ = ctx
         return runDecoder(latent, threads: threads)
     }
 
@@ -98,12 +96,12 @@ public final class MoVQModel: @unchecked Sendable {
         guard case .simd(let kernels) = backend, let fast = fastEncoder else {
             return encoder(images, ExecutionContext(threads: threads))
         }
-        let rt = FastRuntime(kernels: kernels, parallelism: Parallelism(threads: threads), profiler: profiler)
+        let rt = FastRuntime(kernels: kernels, parallelism: Parallelism(threads: threads), profiler: profiler, workspace: workspace)
         workspaceLock.lock(); defer { workspaceLock.unlock() }
         var out: [Float] = []
         var shape: [Int] = []
         for i in 0..<images.shape[0] {
-            workspace.begin(shape: [-1] + images.shape.dropFirst())  // encoder plans are keyed apart from decoder plans
+            workspace.begin(shape: [-1] + images.shape.dropFirst() + [threads])  // encoder plans are keyed apart from decoder plans
             let z = fast(images, image: i, rt, workspace)
             workspace.end()
             out += z.data

@@ -33,6 +33,37 @@ public struct Parallelism: Sendable {
     }
 }
 
+extension Parallelism {
+    /// Calls `body(worker, item)` once for every item in `0..<count`. At most
+    /// `threads` workers (numbered `0..<threads`, for per-worker scratch)
+    /// take the next item as they finish the last, so a slow core delays
+    /// little. Each item must compute its outputs alone, so the result does
+    /// not depend on which worker ran it.
+    public func forEachItem(_ count: Int, _ body: (_ worker: Int, _ item: Int) -> Void) {
+        guard count > 0 else { return }
+        let workers = min(threads, count)
+        if workers == 1 { for i in 0..<count { body(0, i) }; return }
+        let next = ItemCounter()
+        withoutActuallyEscaping(body) { body in
+            let box = UnsafeSendableBox(body)
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                while true {
+                    let i = next.take()
+                    if i >= count { break }
+                    box.value(w, i)
+                }
+            }
+        }
+    }
+}
+
+/// A shared "next item" counter.
+private final class ItemCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var next = 0
+    func take() -> Int { lock.lock(); defer { lock.unlock() }; next += 1; return next - 1 }
+}
+
 /// Wraps a non-Sendable value for handing to Dispatch workers whose
 /// accesses are disjoint by construction.
 struct UnsafeSendableBox<T>: @unchecked Sendable {

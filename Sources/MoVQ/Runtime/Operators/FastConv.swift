@@ -2,30 +2,53 @@ import Foundation
 import MoVQKernelCore
 
 /// A stride-1 convolution (1x1 or 3x3, "same" padding) with weights packed
-/// once for `PlanarConv`, run on padded planar maps.
+/// once, run on padded planar maps: 3x3 convolutions between enough
+/// channels use Winograd F(2x2, 3x3) (`Winograd`, 16 instead of 36
+/// multiply-adds per 2x2 tile), the rest the direct planar kernel.
 struct FastConv: @unchecked Sendable {
+    /// How the convolution is computed.
+    enum Algorithm: Sendable { case direct, winograd }
+
     let inChannels: Int, outChannels: Int, kernel: Int
+    let algorithm: Algorithm
+    /// `PlanarConvWeights.pack` or `WinogradWeights.pack`, per `algorithm`.
     let weights: [Float]
     let bias: [Float]
+    let zeros: [Float]
 
-    init(_ layer: Conv2DLayer) {
+    /// `algorithm` nil picks Winograd for 3x3 convolutions with at least 8
+    /// input and output channels (unless `MOVQ_WINOGRAD=0`).
+    init(_ layer: Conv2DLayer, algorithm: Algorithm? = nil) {
         let g = layer.geometry
         precondition(g.stride == 1 && g.padTop == g.kernel / 2)
         inChannels = g.inChannels; outChannels = g.outChannels; kernel = g.kernel
-        weights = PlanarConvWeights.pack(layer.weight, outChannels: g.outChannels, inChannels: g.inChannels, kernel: g.kernel)
+        let eligible = g.kernel == 3 && g.inChannels >= 8 && g.outChannels >= 8 && Self.winogradEnabled
+        self.algorithm = g.kernel == 3 ? (algorithm ?? (eligible ? .winograd : .direct)) : .direct
+        switch self.algorithm {
+        case .direct: weights = PlanarConvWeights.pack(layer.weight, outChannels: g.outChannels, inChannels: g.inChannels, kernel: g.kernel)
+        case .winograd: weights = WinogradWeights.pack(layer.weight, outChannels: g.outChannels, inChannels: g.inChannels)
+        }
         bias = PlanarConvWeights.packBias(layer.bias, outChannels: g.outChannels)
+        zeros = [Float](repeating: 0, count: bias.count)
     }
+
+    static let winogradEnabled = ProcessInfo.processInfo.environment["MOVQ_WINOGRAD"] != "0"
 
     /// `output = conv(input) (+ residual)`; all maps have the same size.
     func callAsFunction(_ input: PlanarMap, into output: PlanarMap, residual: PlanarMap? = nil, _ rt: FastRuntime) {
         precondition(input.channels == inChannels && output.channels == outChannels)
+        precondition(output.height == input.height && output.width == input.width)
         let flops = 2.0 * Double(inChannels * outChannels * kernel * kernel * input.height * input.width)
-        rt.timed("conv\(kernel)x\(kernel) \(inChannels)->\(outChannels) @\(input.height)x\(input.width)", flops: flops) {
-            run(input, into: output, residual: residual, rt)
+        let name = algorithm == .winograd ? "conv3x3 winograd" : "conv\(kernel)x\(kernel)"
+        rt.timed("\(name) \(inChannels)->\(outChannels) @\(input.height)x\(input.width)", flops: flops) {
+            switch algorithm {
+            case .direct: runDirect(input, into: output, residual: residual, rt)
+            case .winograd: runWinograd(input, into: output, residual: residual, rt)
+            }
         }
     }
 
-    private func run(_ input: PlanarMap, into output: PlanarMap, residual: PlanarMap?, _ rt: FastRuntime) {
+    private func runDirect(_ input: PlanarMap, into output: PlanarMap, residual: PlanarMap?, _ rt: FastRuntime) {
         let rs = input.rowStride
         weights.withUnsafeBufferPointer { w in
             bias.withUnsafeBufferPointer { b in
@@ -40,6 +63,33 @@ struct FastConv: @unchecked Sendable {
         }
         output.zeroBorders(rt.parallelism)
     }
+
+    /// Tile blocks go to workers as they free up; each worker has its own
+    /// scratch. Only interior pixels are written, so borders stay zero.
+    private func runWinograd(_ input: PlanarMap, into output: PlanarMap, residual: PlanarMap?, _ rt: FastRuntime) {
+        let chunk = rt.kernels.chunk, threads = rt.parallelism.threads
+        let tiles = (input.height + 1) / 2 * ((input.width + 1) / 2)
+        // Up to 4 GEMM chunks per block, fewer when that leaves workers idle.
+        let blockTiles = chunk * max(1, min(4, tiles / (2 * threads * chunk)))
+        let blocks = (tiles + blockTiles - 1) / blockTiles
+        let per = WinogradScratch.floats(inChannels: inChannels, outChannels: outChannels,
+                                         blockTiles: blockTiles, rowStride: input.rowStride)
+        let ws = rt.workspace ?? Workspace()
+        let scratch = ws.take(per * min(threads, blocks))
+        defer { ws.give(scratch) }
+        weights.withUnsafeBufferPointer { w in bias.withUnsafeBufferPointer { b in zeros.withUnsafeBufferPointer { z in
+            let args = WinogradArgs(
+                input: input.base, inputPlaneStride: input.planeStride, rowStride: input.rowStride,
+                height: input.height, width: input.width, weights: w.baseAddress!, zeros: z.baseAddress!,
+                bias: b.baseAddress!, inChannels: inChannels, outChannels: outChannels, output: output.base,
+                outputPlaneStride: output.planeStride, residual: residual.map { UnsafePointer($0.base) })
+            let run = rt.kernels.winograd, s = UnsafeSendableBox(scratch.baseAddress!)
+            rt.parallelism.forEachItem(blocks) { worker, block in
+                let lo = block * blockTiles
+                run(args, lo..<min(tiles, lo + blockTiles), blockTiles, s.value + worker * per)
+            }
+        } } }
+    }
 }
 
 /// Kernel set plus thread policy for the fast path.
@@ -47,6 +97,8 @@ struct FastRuntime: Sendable {
     let kernels: KernelSet
     let parallelism: Parallelism
     var profiler: Profiler? = nil
+    /// Where operators take scratch memory (a temporary one when nil).
+    var workspace: Workspace? = nil
 
     /// Runs `body`, timing it under `name` when profiling.
     func timed(_ name: @autoclosure () -> String, flops: Double = 0, _ body: () -> Void) {
