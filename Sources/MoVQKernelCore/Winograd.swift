@@ -17,6 +17,14 @@
 ///
 /// The transforms only add, subtract and halve, so the rounding error stays
 /// within a few ulps of the direct sum's (tested against the reference).
+///
+/// **Upsample mode** computes `conv3x3(nearest2x(x))` without the upsampled
+/// copy: the output tile at (2y, 2x) reads upsampled rows 2y-1 ... 2y+2,
+/// which are input rows y-1, y, y, y+1 (columns alike). With two equal
+/// middle rows, row 2 of `B^T d` is zero, as is column 2 of `d B`, so only
+/// 9 of the 16 transform points are nonzero: 9 multiply-adds per input pixel
+/// and channel pair (exactly the same arithmetic as Winograd on the
+/// upsampled map, minus the products with zero).
 public struct WinogradArgs: @unchecked Sendable {
     /// Padded planar input: `inChannels` planes, `(height + 2) x rowStride`.
     public var input: UnsafePointer<Float>
@@ -30,45 +38,58 @@ public struct WinogradArgs: @unchecked Sendable {
     /// `ceil(O/6) * 6` biases.
     public var bias: UnsafePointer<Float>
     public var inChannels: Int, outChannels: Int
-    /// Padded planar output with the input's geometry.
+    /// Padded planar output: the input's size, or twice it in upsample mode.
     public var output: UnsafeMutablePointer<Float>
     public var outputPlaneStride: Int
+    public var outputRowStride: Int
+    /// Nearest-2x upsample the input first (see above).
+    public var upsample: Bool
     /// Added to the output, same layout, or nil.
     public var residual: UnsafePointer<Float>?
 
     public init(input: UnsafePointer<Float>, inputPlaneStride: Int, rowStride: Int, height: Int, width: Int,
                 weights: UnsafePointer<Float>, zeros: UnsafePointer<Float>, bias: UnsafePointer<Float>,
                 inChannels: Int, outChannels: Int, output: UnsafeMutablePointer<Float>, outputPlaneStride: Int,
-                residual: UnsafePointer<Float>?) {
+                outputRowStride: Int, upsample: Bool, residual: UnsafePointer<Float>?) {
         self.input = input; self.inputPlaneStride = inputPlaneStride; self.rowStride = rowStride
         self.height = height; self.width = width; self.weights = weights; self.zeros = zeros; self.bias = bias
         self.inChannels = inChannels; self.outChannels = outChannels; self.output = output
-        self.outputPlaneStride = outputPlaneStride; self.residual = residual
+        self.outputPlaneStride = outputPlaneStride; self.outputRowStride = outputRowStride
+        self.upsample = upsample; self.residual = residual
     }
 
-    public var tilesX: Int { (width + 1) / 2 }
-    public var tilesY: Int { (height + 1) / 2 }
+    /// One tile per input pixel in upsample mode, per 2x2 input block otherwise.
+    public var tilesX: Int { upsample ? width : (width + 1) / 2 }
+    public var tilesY: Int { upsample ? height : (height + 1) / 2 }
+    public var outputHeight: Int { upsample ? 2 * height : height }
+    public var outputWidth: Int { upsample ? 2 * width : width }
+    /// Transform points computed (row-major in the 4x4 grid).
+    public var points: [Int] { upsample ? WinogradWeights.upsamplePoints : Array(0..<16) }
     public var tiles: Int { tilesX * tilesY }
 }
 
 /// Weight transform and packing for `Winograd`.
 public enum WinogradWeights {
+    /// The nonzero points in upsample mode: rows and columns 0, 1, 3.
+    public static let upsamplePoints = [0, 1, 3, 4, 5, 7, 12, 13, 15]
+
     /// OIHW 3x3 weights -> `U = G g G^T` (computed in Double, rounded once),
     /// packed per transform point like `PlanarConvWeights` with one tap:
-    /// `[16][ceil(O/6)][I][6]`, zero padded.
-    public static func pack(_ w: UnsafeBufferPointer<Float>, outChannels o: Int, inChannels i: Int) -> [Float] {
+    /// `[points][ceil(O/6)][I][6]`, zero padded, for the 16 points or only
+    /// the 9 of upsample mode.
+    public static func pack(_ w: UnsafeBufferPointer<Float>, outChannels o: Int, inChannels i: Int, upsample: Bool = false) -> [Float] {
         let g: [[Double]] = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]
         let groups = (o + 5) / 6, panel = groups * i * 6
-        var out = [Float](repeating: 0, count: 16 * panel)
+        let points = upsample ? upsamplePoints : Array(0..<16)
+        var out = [Float](repeating: 0, count: points.count * panel)
         for oc in 0..<o {
             for ic in 0..<i {
                 let k = (0..<9).map { Double(w[(oc * i + ic) * 9 + $0]) }
-                for a in 0..<4 {
-                    for b in 0..<4 {
-                        var s = 0.0
-                        for ky in 0..<3 { for kx in 0..<3 { s += g[a][ky] * k[ky * 3 + kx] * g[b][kx] } }
-                        out[(a * 4 + b) * panel + ((oc / 6) * i + ic) * 6 + oc % 6] = Float(s)
-                    }
+                for (slot, p) in points.enumerated() {
+                    let (a, b) = (p / 4, p % 4)
+                    var s = 0.0
+                    for ky in 0..<3 { for kx in 0..<3 { s += g[a][ky] * k[ky * 3 + kx] * g[b][kx] } }
+                    out[slot * panel + ((oc / 6) * i + ic) * 6 + oc % 6] = Float(s)
                 }
             }
         }
@@ -98,8 +119,9 @@ public enum Winograd<V: SIMD, M: MulAdd> where V.Scalar == Float {
         let n = tiles.count
         precondition(n <= t && t % PlanarConv<V, M>.chunk == 0)
         let lineLength = WinogradScratch.lineLength(t)
-        let vBase = scratch, mBase = vBase + 16 * a.inChannels * t
-        let lines = mBase + 16 * a.outChannels * t
+        let points = a.upsample ? 9 : 16
+        let vBase = scratch, mBase = vBase + points * a.inChannels * t
+        let lines = mBase + points * a.outChannels * t
         let zeroRow = lines + 4 * lineLength
         zeroRow.update(repeating: 0, count: a.rowStride)
         let ys = zeroRow + a.rowStride
@@ -109,18 +131,23 @@ public enum Winograd<V: SIMD, M: MulAdd> where V.Scalar == Float {
             let plane = a.input + c * a.inputPlaneStride
             let v = vBase + c * t
             forEachSegment(a, tiles) { ty, tx0, count, j0 in
-                transformInput(a, plane: plane, ty: ty, tx0: tx0, count: count,
-                               lines: lines, lineLength: lineLength, zeroRow: zeroRow,
-                               v: v + j0, pointStride: a.inChannels * t)
+                if a.upsample {
+                    transformUpsampledInput(a, plane: plane, ty: ty, tx0: tx0, count: count,
+                                            lines: lines, lineLength: lineLength, v: v + j0, pointStride: a.inChannels * t)
+                } else {
+                    transformInput(a, plane: plane, ty: ty, tx0: tx0, count: count,
+                                   lines: lines, lineLength: lineLength, zeroRow: zeroRow,
+                                   v: v + j0, pointStride: a.inChannels * t)
+                }
             }
             // Tail of the block's last chunk: finite values, never stored.
-            for p in 0..<16 { (v + p * a.inChannels * t + n).update(repeating: 0, count: t - n) }
+            for p in 0..<points { (v + p * a.inChannels * t + n).update(repeating: 0, count: t - n) }
         }
 
-        // 16 independent GEMMs: M[p] = U[p] x V[p].
+        // Independent GEMMs, one per point: M[p] = U[p] x V[p].
         let groups = (a.outChannels + 5) / 6
         let chunks = t / PlanarConv<V, M>.chunk
-        for p in 0..<16 {
+        for p in 0..<points {
             let g = PlanarConvArgs(
                 input: vBase + p * a.inChannels * t, inputPlaneStride: t, rowStride: t, kernel: 1, tapOrigin: 0,
                 weights: a.weights + p * groups * a.inChannels * 6, bias: a.zeros,
@@ -132,7 +159,12 @@ public enum Winograd<V: SIMD, M: MulAdd> where V.Scalar == Float {
 
         // Output transform, one channel at a time.
         for o in 0..<a.outChannels {
-            transformOutput(m: mBase + o * t, pointStride: a.outChannels * t, count: n, bias: a.bias[o], ys: ys, t: t)
+            let m = mBase + o * t, ps = a.outChannels * t
+            if a.upsample {
+                transformUpsampledOutput(m: m, pointStride: ps, count: n, bias: a.bias[o], ys: ys, t: t)
+            } else {
+                transformOutput(m: m, pointStride: ps, count: n, bias: a.bias[o], ys: ys, t: t)
+            }
             let plane = a.output + o * a.outputPlaneStride
             let res = a.residual.map { $0 + o * a.outputPlaneStride }
             forEachSegment(a, tiles) { ty, tx0, count, j0 in
@@ -213,16 +245,72 @@ public enum Winograd<V: SIMD, M: MulAdd> where V.Scalar == Float {
         }
     }
 
+    /// Upsample mode's input transform: tile j of the segment is input pixel
+    /// (ty, tx0 + j); its 4x4 upsampled window has rows (y-1, y, y, y+1), so
+    /// `B^T d` has rows (r0 - r1, 2 r1, 0, r1 - r2), and the same for columns.
+    /// Points are stored in `WinogradWeights.upsamplePoints` order.
+    @inlinable
+    static func transformUpsampledInput(_ a: WinogradArgs, plane: UnsafePointer<Float>, ty: Int, tx0: Int, count: Int,
+                                        lines: UnsafeMutablePointer<Float>, lineLength: Int,
+                                        v: UnsafeMutablePointer<Float>, pointStride: Int) {
+        let w = V.scalarCount, rs = a.rowStride
+        // Padded rows ty ..< ty + 3 and columns tx0 ..< tx0 + count + 2 always lie inside the plane.
+        let d0 = plane + ty * rs + tx0, d1 = d0 + rs, d2 = d1 + rs
+        let cols = count + 2
+        let t0 = lines, t1 = lines + lineLength, t3 = t1 + lineLength
+        var x = 0
+        while x + w <= cols {
+            let r0: V = load(d0 + x), r1: V = load(d1 + x), r2: V = load(d2 + x)
+            store(r0 - r1, t0 + x); store(r1 + r1, t1 + x); store(r1 - r2, t3 + x)
+            x += w
+        }
+        while x < cols { t0[x] = d0[x] - d1[x]; t1[x] = d1[x] + d1[x]; t3[x] = d1[x] - d2[x]; x += 1 }
+        @inline(__always) func columns(_ line: UnsafePointer<Float>, _ slot: Int) {
+            let o0 = v + slot * pointStride, o1 = o0 + pointStride, o3 = o1 + pointStride
+            var j = 0
+            while j + w <= count {
+                let c0: V = load(line + j), c1: V = load(line + j + 1), c2: V = load(line + j + 2)
+                store(c0 - c1, o0 + j); store(c1 + c1, o1 + j); store(c1 - c2, o3 + j)
+                j += w
+            }
+            while j < count {
+                let c0 = line[j], c1 = line[j + 1], c2 = line[j + 2]
+                o0[j] = c0 - c1; o1[j] = c1 + c1; o3[j] = c1 - c2
+                j += 1
+            }
+        }
+        columns(t0, 0); columns(t1, 3); columns(t3, 6)
+    }
+
+    /// Upsample mode's `A^T m A + bias` over the 9 nonzero points.
+    @inlinable
+    static func transformUpsampledOutput(m: UnsafePointer<Float>, pointStride ps: Int, count: Int, bias: Float,
+                                         ys: UnsafeMutablePointer<Float>, t: Int) {
+        let w = V.scalarCount, b = V(repeating: bias)
+        var j = 0
+        while j < count {
+            let p = m + j
+            @inline(__always) func at(_ i: Int) -> V { load(p + i * ps) }
+            // Slots: 0..2 = row 0 (columns 0, 1, 3), 3..5 = row 1, 6..8 = row 3.
+            let m10 = at(3), m11 = at(4), m13 = at(5)
+            let s00 = at(0) + m10, s01 = at(1) + m11, s03 = at(2) + m13
+            let s10 = m10 - at(6), s11 = m11 - at(7), s13 = m13 - at(8)
+            store(s00 + s01 + b, ys + j); store(s01 - s03 + b, ys + t + j)
+            store(s10 + s11 + b, ys + 2 * t + j); store(s11 - s13 + b, ys + 3 * t + j)
+            j += w
+        }
+    }
+
     /// Writes one tile row segment's outputs into the output plane (clipped
     /// at odd edges), adding the residual.
     @inlinable
     static func scatter(_ a: WinogradArgs, plane: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>?,
                         ty: Int, tx0: Int, count: Int, ys: UnsafePointer<Float>, t: Int) {
-        let rs = a.rowStride
-        for r in 0..<2 where 2 * ty + r < a.height {
+        let rs = a.outputRowStride
+        for r in 0..<2 where 2 * ty + r < a.outputHeight {
             let off = (2 * ty + r + 1) * rs + 1 + 2 * tx0
             let dst = plane + off, left = ys + 2 * r * t, right = left + t
-            let full = min(count, (a.width - 2 * tx0) / 2)  // tiles whose both columns are inside
+            let full = min(count, (a.outputWidth - 2 * tx0) / 2)  // tiles whose both columns are inside
             if let res = residual.map({ $0 + off }) {
                 for j in 0..<full { dst[2 * j] = left[j] + res[2 * j]; dst[2 * j + 1] = right[j] + res[2 * j + 1] }
                 if full < count { dst[2 * full] = left[full] + res[2 * full] }

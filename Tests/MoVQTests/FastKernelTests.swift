@@ -108,6 +108,36 @@ final class FastKernelTests: XCTestCase {
         }
     }
 
+    /// Winograd upsample mode against nearest2x + reference convolution.
+    func testUpsampleConvMatchesReferenceOnEveryTier() throws {
+        let shapes: [(cin: Int, cout: Int, h: Int, w: Int)] = [
+            (3, 5, 1, 1), (17, 7, 3, 5), (8, 13, 2, 9), (20, 24, 5, 17), (9, 37, 16, 3),
+        ]
+        for k in tiers {
+            for (i, s) in shapes.enumerated() {
+                let g = Conv2DGeometry(inChannels: s.cin, outChannels: s.cout, kernel: 3)
+                let x = try Tensor(shape: [1, s.cin, s.h, s.w], data: random(s.cin * s.h * s.w, seed: UInt64(500 + i)))
+                let w = random(s.cout * s.cin * 9, seed: UInt64(550 + i)), b = random(s.cout, seed: UInt64(600 + i))
+                try w.withUnsafeBufferPointer { wp in try b.withUnsafeBufferPointer { bp in
+                    let want = Conv2DReference.forward(UpsampleReference.nearest2x(x), weight: wp, bias: bp, geometry: g, residual: nil, parallelism: Parallelism(threads: 1))
+                    let up = FastUpsampleConv(Conv2DLayer(weight: wp, bias: bp, geometry: g))
+                    let ws = Workspace()
+                    let inp = planar(x, image: 0, ws)
+                    var outs: [Tensor] = []
+                    for threads in [1, 3] {
+                        let out = PlanarMap(ws, channels: s.cout, height: 2 * s.h, width: 2 * s.w)
+                        up(inp, into: out, FastRuntime(kernels: k, parallelism: Parallelism(threads: threads)))
+                        let (e, sc) = maxAbsError(tensor(out), want)
+                        XCTAssertLessThan(e, 1e-5 * max(1, sc), "\(k.name) shape \(s) threads \(threads)")
+                        assertBordersZero(out)
+                        outs.append(tensor(out))
+                    }
+                    XCTAssertEqual(outs[0], outs[1], "\(k.name) shape \(s): thread count changed the result")
+                } }
+            }
+        }
+    }
+
     func testNormMatchesReferenceOnEveryTier() throws {
         for k in tiers {
             for (c, h, w, groups, mh, mw) in [(6, 4, 6, 3, 2, 3), (32, 5, 3, 32, 5, 3), (12, 8, 17, 4, 1, 1), (4, 1, 1, 2, 1, 1)] {

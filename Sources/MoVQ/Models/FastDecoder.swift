@@ -44,7 +44,7 @@ struct FastDecoder: @unchecked Sendable {
             }
             if let up = level.upsample {
                 let big = PlanarMap(ws, channels: up.outChannels, height: 2 * x.height, width: 2 * x.width)
-                up(x, into: big, rt, ws)
+                up(x, into: big, rt)
                 ws.give(x.buffer)
                 x = big
             }

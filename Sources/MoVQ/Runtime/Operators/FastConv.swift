@@ -16,20 +16,25 @@ struct FastConv: @unchecked Sendable {
     let bias: [Float]
     let zeros: [Float]
 
-    /// `algorithm` nil picks Winograd for 3x3 convolutions with at least 8
-    /// input and output channels (unless `MOVQ_WINOGRAD=0`).
+    /// `algorithm` nil makes the automatic choice (`usesWinograd`).
     init(_ layer: Conv2DLayer, algorithm: Algorithm? = nil) {
         let g = layer.geometry
         precondition(g.stride == 1 && g.padTop == g.kernel / 2)
         inChannels = g.inChannels; outChannels = g.outChannels; kernel = g.kernel
-        let eligible = g.kernel == 3 && g.inChannels >= 8 && g.outChannels >= 8 && Self.winogradEnabled
-        self.algorithm = g.kernel == 3 ? (algorithm ?? (eligible ? .winograd : .direct)) : .direct
+        let auto = Self.usesWinograd(inChannels: g.inChannels, outChannels: g.outChannels, kernel: g.kernel)
+        self.algorithm = g.kernel == 3 ? (algorithm ?? (auto ? .winograd : .direct)) : .direct
         switch self.algorithm {
         case .direct: weights = PlanarConvWeights.pack(layer.weight, outChannels: g.outChannels, inChannels: g.inChannels, kernel: g.kernel)
         case .winograd: weights = WinogradWeights.pack(layer.weight, outChannels: g.outChannels, inChannels: g.inChannels)
         }
         bias = PlanarConvWeights.packBias(layer.bias, outChannels: g.outChannels)
         zeros = [Float](repeating: 0, count: bias.count)
+    }
+
+    /// The automatic choice: Winograd for 3x3 convolutions with at least 8
+    /// input and output channels, unless `MOVQ_WINOGRAD=0` (for A/B runs).
+    static func usesWinograd(inChannels: Int, outChannels: Int, kernel: Int) -> Bool {
+        kernel == 3 && inChannels >= 8 && outChannels >= 8 && winogradEnabled
     }
 
     static let winogradEnabled = ProcessInfo.processInfo.environment["MOVQ_WINOGRAD"] != "0"
@@ -64,30 +69,14 @@ struct FastConv: @unchecked Sendable {
         output.zeroBorders(rt.parallelism)
     }
 
-    /// Tile blocks go to workers as they free up; each worker has its own
-    /// scratch. Only interior pixels are written, so borders stay zero.
     private func runWinograd(_ input: PlanarMap, into output: PlanarMap, residual: PlanarMap?, _ rt: FastRuntime) {
-        let chunk = rt.kernels.chunk, threads = rt.parallelism.threads
-        let tiles = (input.height + 1) / 2 * ((input.width + 1) / 2)
-        // Up to 4 GEMM chunks per block, fewer when that leaves workers idle.
-        let blockTiles = chunk * max(1, min(4, tiles / (2 * threads * chunk)))
-        let blocks = (tiles + blockTiles - 1) / blockTiles
-        let per = WinogradScratch.floats(inChannels: inChannels, outChannels: outChannels,
-                                         blockTiles: blockTiles, rowStride: input.rowStride)
-        let ws = rt.workspace ?? Workspace()
-        let scratch = ws.take(per * min(threads, blocks))
-        defer { ws.give(scratch) }
         weights.withUnsafeBufferPointer { w in bias.withUnsafeBufferPointer { b in zeros.withUnsafeBufferPointer { z in
-            let args = WinogradArgs(
+            rt.winograd(WinogradArgs(
                 input: input.base, inputPlaneStride: input.planeStride, rowStride: input.rowStride,
                 height: input.height, width: input.width, weights: w.baseAddress!, zeros: z.baseAddress!,
                 bias: b.baseAddress!, inChannels: inChannels, outChannels: outChannels, output: output.base,
-                outputPlaneStride: output.planeStride, residual: residual.map { UnsafePointer($0.base) })
-            let run = rt.kernels.winograd, s = UnsafeSendableBox(scratch.baseAddress!)
-            rt.parallelism.forEachItem(blocks) { worker, block in
-                let lo = block * blockTiles
-                run(args, lo..<min(tiles, lo + blockTiles), blockTiles, s.value + worker * per)
-            }
+                outputPlaneStride: output.planeStride, outputRowStride: output.rowStride, upsample: false,
+                residual: residual.map { UnsafePointer($0.base) }))
         } } }
     }
 }
@@ -135,6 +124,26 @@ struct FastRuntime: Sendable {
                     i0 = i1
                 }
             }
+        }
+    }
+
+    /// Runs a Winograd convolution in blocks of tiles that go to workers as
+    /// they free up, each worker with its own scratch. Only interior pixels
+    /// are written, so the output's zero borders stay intact.
+    func winograd(_ a: WinogradArgs) {
+        let chunk = kernels.chunk, threads = parallelism.threads, tiles = a.tiles
+        // Up to 4 GEMM chunks per block, fewer when that would leave workers idle.
+        let blockTiles = chunk * max(1, min(4, tiles / (2 * threads * chunk)))
+        let blocks = (tiles + blockTiles - 1) / blockTiles
+        let per = WinogradScratch.floats(inChannels: a.inChannels, outChannels: a.outChannels,
+                                         blockTiles: blockTiles, rowStride: a.rowStride)
+        let ws = workspace ?? Workspace()
+        let scratch = ws.take(per * min(threads, blocks))
+        defer { ws.give(scratch) }
+        let run = kernels.winograd, s = UnsafeSendableBox(scratch.baseAddress!)
+        parallelism.forEachItem(blocks) { worker, block in
+            let lo = block * blockTiles
+            run(a, lo..<min(tiles, lo + blockTiles), blockTiles, s.value + worker * per)
         }
     }
 
