@@ -82,7 +82,20 @@ public enum PlanarConv<V: SIMD, M: MulAdd> where V.Scalar == Float {
     /// order (input channel, ky, kx) however callers split the ranges.
     @inlinable
     public static func run(_ a: PlanarConvArgs, groups: Range<Int>, chunks: Range<Int>, inputs: Range<Int>) {
-        let w = V.scalarCount, k = a.kernel, taps = k * k
+        // A compile-time kernel size removes the tap loops: with a run-time
+        // k = 1 their bookkeeping outnumbered the FMAs (front-end bound GEMMs).
+        switch a.kernel {
+        case 1: run(a, groups: groups, chunks: chunks, inputs: inputs, KernelSize1.self)
+        case 2: run(a, groups: groups, chunks: chunks, inputs: inputs, KernelSize2.self)
+        case 3: run(a, groups: groups, chunks: chunks, inputs: inputs, KernelSize3.self)
+        default: preconditionFailure("PlanarConv supports 1x1, 2x2 and 3x3 kernels")
+        }
+    }
+
+    @inlinable
+    static func run<K: KernelSize>(_ a: PlanarConvArgs, groups: Range<Int>, chunks: Range<Int>, inputs: Range<Int>, _: K.Type) {
+        let k = K.value
+        let w = V.scalarCount, taps = k * k
         let first = inputs.lowerBound == 0, last = inputs.upperBound == a.inChannels
         for g in groups {
             let rows = min(6, a.outChannels - g * 6)
@@ -140,3 +153,9 @@ public enum PlanarConv<V: SIMD, M: MulAdd> where V.Scalar == Float {
         }
     }
 }
+
+/// A convolution kernel size known at compile time (see `PlanarConv.run`).
+public protocol KernelSize { static var value: Int { get } }
+public enum KernelSize1: KernelSize { @inlinable public static var value: Int { 1 } }
+public enum KernelSize2: KernelSize { @inlinable public static var value: Int { 2 } }
+public enum KernelSize3: KernelSize { @inlinable public static var value: Int { 3 } }
