@@ -8,7 +8,7 @@ struct Movq: ParsableCommand {
         commandName: "movq",
         abstract: "MoVQ image generation on CPUs: convert checkpoints, decode, encode, reconstruct.",
         version: MoVQVersion.string,
-        subcommands: [Convert.self, Inspect.self, Decode.self, Encode.self, Reconstruct.self, Bench.self]
+        subcommands: [Convert.self, Inspect.self, Decode.self, Encode.self, Reconstruct.self, Compare.self, Bench.self]
     )
 }
 

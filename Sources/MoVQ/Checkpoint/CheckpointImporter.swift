@@ -79,6 +79,22 @@ public enum CheckpointImporter {
 /// Weight precision of a packed file.
 public enum Precision: String, Sendable, CaseIterable {
     case fp32, fp16, int8
+
+    /// How a tensor is stored at this precision. Biases, norm parameters
+    /// and the codebook (1-D or `quantize.*`) always stay fp32: they are
+    /// small and sensitive. int8 also keeps fp32 where quantization would
+    /// show most: the SCN modulation convs (`conv_y`, `conv_b`) and the
+    /// decoder's `conv_out`, which writes the pixels.
+    public func storage(for name: String, shape: [Int]) -> DType {
+        if shape.count < 2 || name.hasPrefix("quantize.") { return .f32 }
+        switch self {
+        case .fp32: return .f32
+        case .fp16: return .f16
+        case .int8:
+            let keep = name.contains(".conv_y.") || name.contains(".conv_b.") || name.hasPrefix("decoder.conv_out.")
+            return keep ? .f32 : .i8
+        }
+    }
 }
 
 /// Checkpoint -> packed file.
@@ -88,15 +104,8 @@ public enum Converter {
     @discardableResult
     public static func convert(source: String, output: String, precision: Precision = .fp32, configPath: String? = nil) throws -> ImportedModel {
         let model = try CheckpointImporter.load(path: source, configPath: configPath)
-        let dtype: DType
-        switch precision {
-        case .fp32: dtype = .f32
-        case .fp16: dtype = .f16
-        case .int8: throw MoVQError.unsupported("int8 conversion is not implemented yet (fp32 and fp16 are)")
-        }
         let inputs = model.tensors.map { t in
-            // Small tensors (biases, norms, codebook) stay fp32: they are cheap and sensitive.
-            PackedTensorInput(name: t.name, shape: t.shape, values: t.values, dtype: t.shape.count >= 2 && !t.name.hasPrefix("quantize.") ? dtype : .f32)
+            PackedTensorInput(name: t.name, shape: t.shape, values: t.values, dtype: precision.storage(for: t.name, shape: t.shape))
         }
         let meta = ["source_layout": model.layout, "precision": precision.rawValue, "converter": "movq \(MoVQVersion.string)",
                     "dropped_keys": String(model.dropped.count)]

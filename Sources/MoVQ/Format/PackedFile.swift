@@ -65,6 +65,15 @@ public final class PackedFile: @unchecked Sendable {
                 }
             }
         }
+        // int8 tensors need their per-output-channel scales: f32, one per row, finite.
+        for e in header.tensors where e.dtype == .i8 {
+            guard let sname = e.scales, let se = index[sname], se.dtype == .f32, se.shape == [e.shape.first ?? -1] else {
+                throw MoVQError.corruptFile(path: path, reason: "int8 tensor '\(e.name)' lacks an f32 scale tensor with one scale per output channel")
+            }
+            guard rawBytes(se).bindMemory(to: Float.self).allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+                throw MoVQError.corruptFile(path: path, reason: "int8 scales '\(sname)' hold a negative, NaN or infinite value")
+            }
+        }
     }
 
     deinit { for (_, b) in widened { b.deallocate() } }
@@ -88,10 +97,7 @@ public final class PackedFile: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         if let w = widened[name] { return UnsafeBufferPointer(w) }
         var values = decodeFloats(rawBytes(e), dtype: e.dtype, count: e.elementCount)
-        if e.dtype == .i8 {
-            guard let sname = e.scales, let se = index[sname], se.dtype == .f32, se.elementCount == shape[0] else {
-                throw MoVQError.corruptFile(path: path, reason: "int8 tensor '\(name)' lacks per-channel scales")
-            }
+        if e.dtype == .i8, let sname = e.scales, let se = index[sname] {  // validated at open
             let scales = rawBytes(se).bindMemory(to: Float.self)
             let per = e.elementCount / max(1, shape[0])
             for i in values.indices { values[i] *= scales[i / per] }

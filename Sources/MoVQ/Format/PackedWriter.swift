@@ -1,6 +1,8 @@
 import Foundation
 
-/// A tensor to be written: values are converted to `dtype` on write.
+/// A tensor to be written: values are converted to `dtype` on write. An
+/// `i8` tensor is quantized per output channel (`Int8Weights`) and written
+/// with an `f32` companion tensor of scales named `Int8Weights.scaleName`.
 public struct PackedTensorInput: Sendable {
     public var name: String
     public var shape: [Int]
@@ -18,14 +20,24 @@ public enum PackedWriter {
     public static func serialize(config: MoVQConfig, tensors: [PackedTensorInput], metadata: [String: String]) throws -> Data {
         var blobs: [[UInt8]] = []
         var entries: [PackedTensorEntry] = []
+        func add(_ name: String, _ dtype: DType, _ shape: [Int], _ bytes: [UInt8], scales: String? = nil) {
+            blobs.append(bytes)
+            entries.append(PackedTensorEntry(name: name, dtype: dtype, shape: shape, layout: "plain",
+                                             offset: 0, bytes: bytes.count, crc32: CRC32.checksum(bytes), scales: scales))
+        }
         for t in tensors {
             guard t.values.count == t.shape.reduce(1, *) else {
                 throw MoVQError.invalidCheckpoint("tensor '\(t.name)' has \(t.values.count) values for shape \(t.shape)")
             }
-            let bytes = encode(t.values, as: t.dtype)
-            blobs.append(bytes)
-            entries.append(PackedTensorEntry(name: t.name, dtype: t.dtype, shape: t.shape, layout: "plain",
-                                             offset: 0, bytes: bytes.count, crc32: CRC32.checksum(bytes), scales: nil))
+            if t.dtype == .i8 {
+                guard let o = t.shape.first, o > 0 else { throw MoVQError.invalidCheckpoint("int8 tensor '\(t.name)' needs an output-channel axis") }
+                let (q, scales) = Int8Weights.quantize(t.values, outChannels: o)
+                let scaleName = Int8Weights.scaleName(t.name)
+                add(t.name, .i8, t.shape, q.map { UInt8(bitPattern: $0) }, scales: scaleName)
+                add(scaleName, .f32, [o], encode(scales, as: .f32))
+            } else {
+                add(t.name, t.dtype, t.shape, encode(t.values, as: t.dtype))
+            }
         }
         // Offsets depend on the header length, which depends on the offsets'
         // digits: iterate until the layout is stable (two rounds in practice).

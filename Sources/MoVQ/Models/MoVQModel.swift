@@ -63,6 +63,14 @@ public final class MoVQModel: @unchecked Sendable {
         return try! Tensor(shape: shape, data: out)
     }
 
+    /// The narrowest weight type in the file (int8 before fp16 before fp32).
+    /// Every precision computes in fp32: int8 and fp16 weights are widened
+    /// once at load.
+    public var weightPrecision: Precision {
+        let types = Set(file.header.tensors.map(\.dtype))
+        return types.contains(.i8) ? .int8 : types.contains(.f16) ? .fp16 : .fp32
+    }
+
     /// Bytes of the fast path's planned activation arena.
     public var workspaceBytes: Int { workspaceLock.lock(); defer { workspaceLock.unlock() }; return workspace.bytes }
 

@@ -31,7 +31,7 @@ struct Bench: ParsableCommand {
                 throw MoVQError.invalidInput("--size must be a multiple of \(f); --batch and --runs at least 1")
             }
             let h = size / f
-            var rng = SystemRandomNumberGenerator()
+            var rng = SeededGenerator(seed: 0)
             let z = try Tensor(shape: [batch, m.config.vqEmbedDim, h, h],
                                data: (0..<(batch * m.config.vqEmbedDim * h * h)).map { _ in Float.random(in: -2...2, using: &rng) })
             let flops = decoderFLOPs(m.config, latentHeight: h, latentWidth: h) * Double(batch)
@@ -60,6 +60,7 @@ struct Bench: ParsableCommand {
             if json {
                 let obj: [String: Any] = [
                     "model": path, "size": size, "batch": batch, "threads": compute.threads, "kernels": backend.name,
+                    "weights": m.weightPrecision.rawValue, "compute": "fp32",
                     "median_s": median, "p90_s": p90, "runs": runs, "gflop": flops / 1e9, "gflops": gflops,
                     "executed_gflop": executed / 1e9, "executed_gflops": executed / median / 1e9,
                     "peak_gflops": peak / 1e9, "fraction_of_peak": executed / median / peak, "peak_rss_bytes": rss,
@@ -67,8 +68,8 @@ struct Bench: ParsableCommand {
                 ]
                 print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
             } else {
-                print(String(format: "decode %dx%d batch %d, %d threads, kernels %@: median %.3f s, p90 %.3f s (%d runs)",
-                             size, size, batch, compute.threads, backend.name, median, p90, runs))
+                print(String(format: "decode %dx%d batch %d, %d threads, kernels %@, %@ weights, fp32 compute: median %.3f s, p90 %.3f s (%d runs)",
+                             size, size, batch, compute.threads, backend.name, m.weightPrecision.rawValue, median, p90, runs))
                 print(String(format: "%.1f model GFLOP per decode: %.1f GFLOP/s effective", flops / 1e9, gflops))
                 print(String(format: "%.1f GFLOP executed (Winograd): %.1f GFLOP/s = %.0f%% of the measured FMA peak (%.1f GFLOP/s on %d threads)",
                              executed / 1e9, executed / median / 1e9, 100 * executed / median / peak, peak / 1e9, compute.threads))

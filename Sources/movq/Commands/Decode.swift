@@ -33,11 +33,7 @@ struct Decode: ParsableCommand {
             let start = Date()
             let out: Tensor
             if let latent {
-                let a = try NPY.read(path: latent)
-                guard a.dtype == .f32 || a.dtype == .f64 || a.dtype == .f16 else {
-                    throw MoVQError.invalidInput("\(latent): latent must be float, got \(a.dtype)")
-                }
-                out = try m.decode(latent: try Tensor(shape: a.shape, data: a.values.map { Float($0) }), quantize: quantize, threads: compute.threads)
+                out = try m.decode(latent: try loadLatent(latent), quantize: quantize, threads: compute.threads)
             } else {
                 out = try m.decode(indices: try loadIndexMap(indices!, model: m), threads: compute.threads)
             }
@@ -63,4 +59,13 @@ func loadIndexMap(_ path: String, model: MoVQModel) throws -> IndexMap {
         return Int32(v)
     }
     return try IndexMap(shape: shape, values: values)
+}
+
+/// Reads a float latent `.npy` (f32, f64 or f16) as a tensor.
+func loadLatent(_ path: String) throws -> Tensor {
+    let a = try NPY.read(path: path)
+    guard a.dtype == .f32 || a.dtype == .f64 || a.dtype == .f16 else {
+        throw MoVQError.invalidInput("\(path): latent must be float, got \(a.dtype)")
+    }
+    return try Tensor(shape: a.shape, data: a.values.map { Float($0) })
 }

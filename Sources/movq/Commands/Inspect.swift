@@ -26,8 +26,14 @@ struct Inspect: ParsableCommand {
             print("config: block_out_channels \(c.blockOutChannels), layers_per_block \(c.layersPerBlock), norm \(c.normType.rawValue)")
             print("        latent \(c.latentChannels), z_q \(c.vqEmbedDim) = \(c.channelsPerPosition) x \(c.codebookDim), codebook \(c.numVQEmbeddings)")
             print("        groups \(c.normNumGroups) (spatial \(c.spatialNormGroups)), eps \(c.normEps), encoder \(c.hasEncoder), f \(c.downsampleFactor)")
-            let params = h.tensors.reduce(0) { $0 + $1.elementCount }
+            let scaleTensors = Set(h.tensors.compactMap(\.scales))  // int8 companions, not parameters
+            let params = h.tensors.filter { !scaleTensors.contains($0.name) }.reduce(0) { $0 + $1.elementCount }
             print("parameters: \(params)")
+            // Bytes and tensor count per stored type.
+            let byType = Dictionary(grouping: h.tensors, by: \.dtype).sorted { $0.key.rawValue < $1.key.rawValue }
+            print("precision: " + byType.map { t, es in
+                String(format: "%@ %d tensors %.1f MB", t.rawValue, es.count, Double(es.reduce(0) { $0 + $1.bytes }) / 1e6)
+            }.joined(separator: "; ") + String(format: " (file %.1f MB)", Double(file.fileSize) / 1e6))
             for t in h.tensors {
                 let shape = "[" + t.shape.map(String.init).joined(separator: ", ") + "]"
                 let crc = String(t.crc32, radix: 16)
