@@ -8,12 +8,14 @@ let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(conf
 // modules built for each ISA; the runtime picks one from CPUID at start-up.
 #if arch(x86_64)
 let tierTargets: [Target] = [
+    .target(name: "MoVQKernelsAVX512VNNI", dependencies: ["MoVQKernelCore"],
+            swiftSettings: optimize + [.unsafeFlags(["-target-cpu", "cascadelake"])]),
     .target(name: "MoVQKernelsAVX512", dependencies: ["MoVQKernelCore"],
             swiftSettings: optimize + [.unsafeFlags(["-target-cpu", "skylake-avx512"])]),
     .target(name: "MoVQKernelsAVX2", dependencies: ["MoVQKernelCore"],
             swiftSettings: optimize + [.unsafeFlags(["-target-cpu", "haswell"])]),
 ]
-let tierDependencies: [Target.Dependency] = ["MoVQKernelsAVX512", "MoVQKernelsAVX2"]
+let tierDependencies: [Target.Dependency] = ["MoVQKernelsAVX512VNNI", "MoVQKernelsAVX512", "MoVQKernelsAVX2"]
 #else
 let tierTargets: [Target] = []
 let tierDependencies: [Target.Dependency] = []

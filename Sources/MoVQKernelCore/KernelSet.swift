@@ -28,14 +28,16 @@ public struct KernelSet: Sendable {
         self.normApply = normApply; self.softmax = softmax; self.peakProbe = peakProbe
     }
 
-    /// Builds a tier from a SIMD type and multiply-add policy. Call it from a
-    /// module compiled for that tier so the generic kernels specialize there.
+    /// Builds a tier from a SIMD type, multiply-add policy and integer pair
+    /// dot product. Call it from a module compiled for that tier so the
+    /// generic kernels specialize there.
     @inlinable
-    public static func make<V: SIMD, M: MulAdd>(name: String, _: V.Type, _: M.Type) -> KernelSet where V.Scalar == Float {
+    public static func make<V: SIMD, M: MulAdd, D: PairDot>(name: String, _: V.Type, _: M.Type, _: D.Type) -> KernelSet
+    where V.Scalar == Float, D.Floats == V {
         KernelSet(
             name: name, lanes: V.scalarCount,
             conv: { a, g, c, i in PlanarConv<V, M>.run(a, groups: g, chunks: c, inputs: i) },
-            winograd: { a, t, b, s in Winograd<V, M>.run(a, tiles: t, blockTiles: b, scratch: s) },
+            winograd: { a, t, b, s in Winograd<V, M>.run(a, tiles: t, blockTiles: b, scratch: s, D.self) },
             planeSum: { p, rs, h, w, m in NormKernels<V, M>.planeSum(p, rowStride: rs, height: h, width: w, mean: m) },
             normApply: { a, c, s in NormKernels<V, M>.apply(a, channels: c, scratch: s) },
             softmax: { r, n, s in NormKernels<V, M>.softmax(r, count: n, scale: s) },
@@ -47,8 +49,8 @@ public struct KernelSet: Sendable {
 /// where the baseline has it (ARM64).
 public let portableKernels: KernelSet = {
     #if arch(arm64)
-    return KernelSet.make(name: "portable", SIMD4<Float>.self, FusedMulAdd.self)
+    return KernelSet.make(name: "portable", SIMD4<Float>.self, FusedMulAdd.self, PortablePairDot<SIMD4<Float>, SIMD4<Int32>>.self)
     #else
-    return KernelSet.make(name: "portable", SIMD4<Float>.self, SeparateMulAdd.self)
+    return KernelSet.make(name: "portable", SIMD4<Float>.self, SeparateMulAdd.self, PortablePairDot<SIMD4<Float>, SIMD4<Int32>>.self)
     #endif
 }()

@@ -46,16 +46,19 @@ public struct WinogradArgs: @unchecked Sendable {
     public var upsample: Bool
     /// Added to the output, same layout, or nil.
     public var residual: UnsafePointer<Float>?
+    /// Int16 mode (`WinogradInt16Args`, for int8 models): integer GEMMs
+    /// with these weights instead of the fp32 `weights`.
+    public var int16: WinogradInt16Args?
 
     public init(input: UnsafePointer<Float>, inputPlaneStride: Int, rowStride: Int, height: Int, width: Int,
                 weights: UnsafePointer<Float>, zeros: UnsafePointer<Float>, bias: UnsafePointer<Float>,
                 inChannels: Int, outChannels: Int, output: UnsafeMutablePointer<Float>, outputPlaneStride: Int,
-                outputRowStride: Int, upsample: Bool, residual: UnsafePointer<Float>?) {
+                outputRowStride: Int, upsample: Bool, residual: UnsafePointer<Float>?, int16: WinogradInt16Args? = nil) {
         self.input = input; self.inputPlaneStride = inputPlaneStride; self.rowStride = rowStride
         self.height = height; self.width = width; self.weights = weights; self.zeros = zeros; self.bias = bias
         self.inChannels = inChannels; self.outChannels = outChannels; self.output = output
         self.outputPlaneStride = outputPlaneStride; self.outputRowStride = outputRowStride
-        self.upsample = upsample; self.residual = residual
+        self.upsample = upsample; self.residual = residual; self.int16 = int16
     }
 
     /// One tile per input pixel in upsample mode, per 2x2 input block otherwise.
@@ -100,10 +103,13 @@ public enum WinogradWeights {
 /// Scratch sizes for `Winograd` (independent of the tier).
 public enum WinogradScratch {
     /// Floats one worker needs for blocks of `blockTiles` tiles (a multiple
-    /// of the tier's GEMM chunk).
+    /// of the tier's GEMM chunk), in fp32 or int16 mode.
     public static func floats(inChannels: Int, outChannels: Int, blockTiles t: Int, rowStride: Int) -> Int {
-        16 * (inChannels + outChannels) * t + 4 * lineLength(t) + rowStride + 4 * t
+        16 * (inChannels + outChannels) * t + 4 * lineLength(t) + rowStride + 4 * t + int16Floats(inChannels, t)
     }
+
+    /// One point's pair words plus per-tile scales and inverses (int16 mode).
+    @inlinable static func int16Floats(_ inChannels: Int, _ t: Int) -> Int { ((inChannels + 1) / 2 + 2) * t }
 
     /// One row-transform line: `2t + 2` columns plus a vector of slack.
     @inlinable static func lineLength(_ t: Int) -> Int { 2 * t + 2 + 16 }
@@ -113,9 +119,11 @@ public enum WinogradScratch {
 public enum Winograd<V: SIMD, M: MulAdd> where V.Scalar == Float {
     /// Computes the outputs of tiles `tiles` (raster order, at most
     /// `blockTiles`, which is a multiple of `PlanarConv.chunk`), using
-    /// `WinogradScratch.floats(...)` floats of `scratch`.
+    /// `WinogradScratch.floats(...)` floats of `scratch`; `D` does the int16
+    /// mode's multiply-adds.
     @inlinable
-    public static func run(_ a: WinogradArgs, tiles: Range<Int>, blockTiles t: Int, scratch: UnsafeMutablePointer<Float>) {
+    public static func run<D: PairDot>(_ a: WinogradArgs, tiles: Range<Int>, blockTiles t: Int, scratch: UnsafeMutablePointer<Float>,
+                                       _: D.Type) where D.Floats == V {
         let n = tiles.count
         precondition(n <= t && t % PlanarConv<V, M>.chunk == 0)
         let lineLength = WinogradScratch.lineLength(t)
@@ -147,7 +155,11 @@ public enum Winograd<V: SIMD, M: MulAdd> where V.Scalar == Float {
         // Independent GEMMs, one per point: M[p] = U[p] x V[p].
         let groups = (a.outChannels + 5) / 6
         let chunks = t / PlanarConv<V, M>.chunk
-        for p in 0..<points {
+        if let q = a.int16 {
+            let extra = ys + 4 * t, words = UnsafeMutableRawPointer(extra).bindMemory(to: Int32.self, capacity: (a.inChannels + 1) / 2 * t)
+            let scales = extra + (a.inChannels + 1) / 2 * t
+            int16Gemms(a, q, v: vBase, m: mBase, points: points, t: t, words: words, columnScales: scales, inverse: scales + t, D.self)
+        } else { for p in 0..<points {
             let g = PlanarConvArgs(
                 input: vBase + p * a.inChannels * t, inputPlaneStride: t, rowStride: t, kernel: 1, tapOrigin: 0,
                 weights: a.weights + p * groups * a.inChannels * 6, bias: a.zeros,
@@ -155,7 +167,7 @@ public enum Winograd<V: SIMD, M: MulAdd> where V.Scalar == Float {
                 output: mBase + p * a.outChannels * t, outputPlaneStride: t, outputShift: 0,
                 residual: nil, positions: n)
             PlanarConv<V, M>.run(g, groups: 0..<groups, chunks: 0..<chunks, inputs: 0..<a.inChannels)
-        }
+        } }
 
         // Output transform, one channel at a time.
         for o in 0..<a.outChannels {

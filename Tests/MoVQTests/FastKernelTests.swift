@@ -108,6 +108,75 @@ final class FastKernelTests: XCTestCase {
         }
     }
 
+    /// Int16 Winograd (int8 weights) against the reference convolution with
+    /// the same (dequantized) weights, plain and upsample mode: the only
+    /// extra error is the per-tile input quantization (< 0.5 / 32767 of the
+    /// tile's largest input). Integer GEMMs make it bit-identical across
+    /// tiers and thread counts.
+    func testInt16WinogradMatchesReferenceOnEveryTier() throws {
+        let shapes: [(cin: Int, cout: Int, h: Int, w: Int, residual: Bool, upsample: Bool)] = [
+            (9, 13, 7, 5, false, false), (17, 19, 1, 1, true, false), (8, 8, 2, 3, false, false), (33, 13, 5, 17, true, false),
+            (40, 24, 23, 64, false, false), (9, 37, 16, 3, false, true), (17, 8, 1, 1, false, true), (20, 24, 5, 17, false, true),
+        ]
+        for (i, s) in shapes.enumerated() {
+            let g = Conv2DGeometry(inChannels: s.cin, outChannels: s.cout, kernel: 3)
+            let x = try Tensor(shape: [1, s.cin, s.h, s.w], data: random(s.cin * s.h * s.w, seed: UInt64(700 + i)))
+            let r = try Tensor(shape: [1, s.cout, s.h, s.w], data: random(s.cout * s.h * s.w, seed: UInt64(750 + i)))
+            // int8 weights: q in [-127, 127] times a per-channel scale (channel 0 all zero).
+            let scales = random(s.cout, seed: UInt64(800 + i)).enumerated().map { $0.offset == 0 ? Float(0) : abs($0.element) / 100 + 1e-3 }
+            let q = random(s.cout * s.cin * 9, seed: UInt64(850 + i)).map { ($0 * 127).rounded() }
+            let w = q.indices.map { q[$0] * scales[$0 / (s.cin * 9)] }, b = random(s.cout, seed: UInt64(900 + i))
+            try w.withUnsafeBufferPointer { wp in try b.withUnsafeBufferPointer { bp in try scales.withUnsafeBufferPointer { sp in
+                let layer = Conv2DLayer(weight: wp, bias: bp, geometry: g, int8Scales: sp)
+                let input = s.upsample ? UpsampleReference.nearest2x(x) : x
+                let want = Conv2DReference.forward(input, weight: wp, bias: bp, geometry: g, residual: s.residual ? r : nil, parallelism: Parallelism(threads: 1))
+                var outs: [Tensor] = []
+                for k in tiers {
+                    for threads in [1, 3] {
+                        let ws = Workspace()
+                        let inp = planar(x, image: 0, ws), res = planar(r, image: 0, ws)
+                        let out = PlanarMap(ws, channels: s.cout, height: input.shape[2], width: input.shape[3])
+                        let rt = FastRuntime(kernels: k, parallelism: Parallelism(threads: threads))
+                        if s.upsample {
+                            let up = FastUpsampleConv(layer)
+                            XCTAssertNotNil(up.int16)
+                            up(inp, into: out, rt)
+                        } else {
+                            let conv = FastConv(layer)
+                            XCTAssertEqual(conv.algorithm, .winogradInt16)
+                            conv(inp, into: out, residual: s.residual ? res : nil, rt)
+                        }
+                        let (e, sc) = maxAbsError(tensor(out), want)
+                        XCTAssertLessThan(e, 2e-4 * max(1, sc), "\(k.name) shape \(s) threads \(threads)")
+                        assertBordersZero(out)
+                        outs.append(tensor(out))
+                    }
+                }
+                for o in outs.dropFirst() { XCTAssertEqual(o, outs[0], "shape \(s): tiers or thread counts differ") }
+            } } }
+        }
+    }
+
+    func testInt16WinogradWeightPacking() {
+        // U' = (2G) q (2G)^T is exact: a kernel with a single 1 at the centre gives U' = (2G)[:,1] (2G)[:,1]^T.
+        var q = [Int8](repeating: 0, count: 2 * 3 * 9)
+        q[(1 * 3 + 2) * 9 + 4] = 1  // output 1, input 2, centre tap
+        let p = WinogradInt16Weights.pack(q, scales: [0.5, 0.25], outChannels: 2, inChannels: 3)
+        let col = [0, 1, -1, 0]
+        let pairs = 2, groups = 1
+        for point in 0..<16 {
+            let word = p.words[((point * groups) * pairs + 1) * 6 + 1]  // input pair 1 (channels 2, 3), output 1
+            XCTAssertEqual(Int16(truncatingIfNeeded: word), Int16(col[point / 4] * col[point % 4]), "point \(point)")
+            XCTAssertEqual(word >> 16, 0)
+        }
+        XCTAssertEqual(p.scales[0], 0.125); XCTAssertEqual(p.scales[1], 0.0625)
+        XCTAssertEqual(p.limit, 32767)
+        // Large channel counts lower the limit so int32 sums cannot overflow.
+        let big = WinogradInt16Weights.pack([Int8](repeating: 127, count: 1 * 4096 * 9), scales: [1], outChannels: 1, inChannels: 4096)
+        XCTAssertLessThanOrEqual(Double(big.limit) * 4096 * 9 * 127, Double(Int32.max))
+        XCTAssertGreaterThan(big.limit, 100)
+    }
+
     /// Winograd upsample mode against nearest2x + reference convolution.
     func testUpsampleConvMatchesReferenceOnEveryTier() throws {
         let shapes: [(cin: Int, cout: Int, h: Int, w: Int)] = [

@@ -4,17 +4,35 @@ typealias WeightLookup = (_ name: String, _ shape: [Int]) throws -> UnsafeBuffer
 /// A convolution with its weights.
 struct Conv2DLayer: @unchecked Sendable {
     let geometry: Conv2DGeometry
+    /// fp32 weights (widened from fp16/int8 files).
     let weight: UnsafeBufferPointer<Float>
     let bias: UnsafeBufferPointer<Float>
+    /// Per-output-channel scales when the file stores the weight as int8
+    /// (`weight = q * scales[o]` exactly), else nil.
+    let int8Scales: UnsafeBufferPointer<Float>?
 
-    init(weight: UnsafeBufferPointer<Float>, bias: UnsafeBufferPointer<Float>, geometry: Conv2DGeometry) {
-        self.weight = weight; self.bias = bias; self.geometry = geometry
+    init(weight: UnsafeBufferPointer<Float>, bias: UnsafeBufferPointer<Float>, geometry: Conv2DGeometry,
+         int8Scales: UnsafeBufferPointer<Float>? = nil) {
+        self.weight = weight; self.bias = bias; self.geometry = geometry; self.int8Scales = int8Scales
     }
 
     init(_ prefix: String, _ g: Conv2DGeometry, _ w: WeightLookup) throws {
         geometry = g
         weight = try w("\(prefix).weight", [g.outChannels, g.inChannels, g.kernel, g.kernel])
         bias = try w("\(prefix).bias", [g.outChannels])
+        int8Scales = try? w(Int8Weights.scaleName("\(prefix).weight"), [g.outChannels])  // present only in int8 files
+    }
+
+    /// The int8 values and scales of an int8-stored weight, recovered
+    /// exactly from `weight = q * scale` (nil for fp32/fp16 weights).
+    var int8Weights: (q: [Int8], scales: [Float])? {
+        guard let s = int8Scales else { return nil }
+        let per = weight.count / geometry.outChannels
+        let q = weight.indices.map { i -> Int8 in
+            let scale = s[i / per]
+            return scale == 0 ? 0 : Int8(max(-127, min(127, (weight[i] / scale).rounded())))
+        }
+        return (q, Array(s))
     }
 
     func callAsFunction(_ x: Tensor, residual: Tensor? = nil, _ ctx: ExecutionContext) -> Tensor {

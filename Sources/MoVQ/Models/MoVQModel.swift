@@ -64,11 +64,17 @@ public final class MoVQModel: @unchecked Sendable {
     }
 
     /// The narrowest weight type in the file (int8 before fp16 before fp32).
-    /// Every precision computes in fp32: int8 and fp16 weights are widened
-    /// once at load.
     public var weightPrecision: Precision {
         let types = Set(file.header.tensors.map(\.dtype))
         return types.contains(.i8) ? .int8 : types.contains(.f16) ? .fp16 : .fp32
+    }
+
+    /// How the decoder computes: fp16 weights are widened to fp32 once at
+    /// load; with int8 weights the fast path runs its 3x3 convolutions as
+    /// int16 Winograd GEMMs (`WinogradInt16`) and the rest in fp32.
+    public var computeMode: String {
+        guard case .simd = backend, weightPrecision == .int8, FastConv.int16Enabled else { return "fp32" }
+        return "int16 winograd + fp32"
     }
 
     /// Bytes of the fast path's planned activation arena.

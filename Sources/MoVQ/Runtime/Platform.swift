@@ -4,10 +4,11 @@ import MoVQKernelCore
 #if arch(x86_64)
 import MoVQKernelsAVX2
 import MoVQKernelsAVX512
+import MoVQKernelsAVX512VNNI
 #endif
 
 /// The kernel tier this process uses, chosen once from CPUID. Set the
-/// environment variable `MOVQ_ISA` to `avx2` or `portable` to force a lower
+/// environment variable `MOVQ_ISA` to `avx512`, `avx2` or `portable` to force a lower
 /// tier (tests do this so every tier runs on every machine); asking for a
 /// tier the CPU lacks falls back to the best available one.
 public enum Platform {
@@ -15,6 +16,7 @@ public enum Platform {
     public static var availableTiers: [String] {
         var t: [String] = []
         #if arch(x86_64)
+        if movq_cpu_has_avx512_vnni() != 0 { t.append("avx512vnni") }
         if movq_cpu_has_avx512() != 0 { t.append("avx512") }
         if movq_cpu_has_avx2_fma() != 0 { t.append("avx2") }
         #endif
@@ -26,6 +28,7 @@ public enum Platform {
     public static func kernels(named name: String) -> KernelSet? {
         guard availableTiers.contains(name) else { return nil }
         #if arch(x86_64)
+        if name == "avx512vnni" { return avx512VNNIKernels }
         if name == "avx512" { return avx512Kernels }
         if name == "avx2" { return avx2Kernels }
         #endif

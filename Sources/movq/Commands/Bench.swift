@@ -60,7 +60,7 @@ struct Bench: ParsableCommand {
             if json {
                 let obj: [String: Any] = [
                     "model": path, "size": size, "batch": batch, "threads": compute.threads, "kernels": backend.name,
-                    "weights": m.weightPrecision.rawValue, "compute": "fp32",
+                    "weights": m.weightPrecision.rawValue, "compute": m.computeMode,
                     "median_s": median, "p90_s": p90, "runs": runs, "gflop": flops / 1e9, "gflops": gflops,
                     "executed_gflop": executed / 1e9, "executed_gflops": executed / median / 1e9,
                     "peak_gflops": peak / 1e9, "fraction_of_peak": executed / median / peak, "peak_rss_bytes": rss,
@@ -68,8 +68,8 @@ struct Bench: ParsableCommand {
                 ]
                 print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
             } else {
-                print(String(format: "decode %dx%d batch %d, %d threads, kernels %@, %@ weights, fp32 compute: median %.3f s, p90 %.3f s (%d runs)",
-                             size, size, batch, compute.threads, backend.name, m.weightPrecision.rawValue, median, p90, runs))
+                print(String(format: "decode %dx%d batch %d, %d threads, kernels %@, %@ weights, %@ compute: median %.3f s, p90 %.3f s (%d runs)",
+                             size, size, batch, compute.threads, backend.name, m.weightPrecision.rawValue, m.computeMode, median, p90, runs))
                 print(String(format: "%.1f model GFLOP per decode: %.1f GFLOP/s effective", flops / 1e9, gflops))
                 print(String(format: "%.1f GFLOP executed (Winograd): %.1f GFLOP/s = %.0f%% of the measured FMA peak (%.1f GFLOP/s on %d threads)",
                              executed / 1e9, executed / median / 1e9, 100 * executed / median / peak, peak / 1e9, compute.threads))

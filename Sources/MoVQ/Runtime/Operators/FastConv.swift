@@ -4,51 +4,69 @@ import MoVQKernelCore
 /// A stride-1 convolution (1x1 or 3x3, "same" padding) with weights packed
 /// once, run on padded planar maps: 3x3 convolutions between enough
 /// channels use Winograd F(2x2, 3x3) (`Winograd`, 16 instead of 36
-/// multiply-adds per 2x2 tile), the rest the direct planar kernel.
+/// multiply-adds per 2x2 tile; int16 GEMMs when the weights are int8,
+/// `WinogradInt16`), the rest the direct planar kernel.
 struct FastConv: @unchecked Sendable {
     /// How the convolution is computed.
-    enum Algorithm: Sendable { case direct, winograd }
+    enum Algorithm: Sendable { case direct, winograd, winogradInt16 }
 
     let inChannels: Int, outChannels: Int, kernel: Int
     let algorithm: Algorithm
-    /// `PlanarConvWeights.pack` or `WinogradWeights.pack`, per `algorithm`.
+    /// `PlanarConvWeights.pack` or `WinogradWeights.pack` (empty for `.winogradInt16`).
     let weights: [Float]
+    /// `WinogradInt16Weights.pack` for `.winogradInt16`.
+    let int16: WinogradInt16Weights.Packed?
     let bias: [Float]
     let zeros: [Float]
 
-    /// `algorithm` nil makes the automatic choice (`usesWinograd`).
+    /// `algorithm` nil makes the automatic choice (`choose`).
     init(_ layer: Conv2DLayer, algorithm: Algorithm? = nil) {
         let g = layer.geometry
         precondition(g.stride == 1 && g.padTop == g.kernel / 2)
         inChannels = g.inChannels; outChannels = g.outChannels; kernel = g.kernel
-        let auto = Self.usesWinograd(inChannels: g.inChannels, outChannels: g.outChannels, kernel: g.kernel)
-        self.algorithm = g.kernel == 3 ? (algorithm ?? (auto ? .winograd : .direct)) : .direct
-        switch self.algorithm {
+        var chosen = algorithm ?? Self.choose(layer, upsample: false)
+        if g.kernel != 3 || (chosen == .winogradInt16 && layer.int8Scales == nil) { chosen = .direct }
+        self.algorithm = chosen
+        switch chosen {
         case .direct: weights = PlanarConvWeights.pack(layer.weight, outChannels: g.outChannels, inChannels: g.inChannels, kernel: g.kernel)
         case .winograd: weights = WinogradWeights.pack(layer.weight, outChannels: g.outChannels, inChannels: g.inChannels)
+        case .winogradInt16: weights = []
         }
+        int16 = chosen == .winogradInt16 ? Self.packInt16(layer, upsample: false) : nil
         bias = PlanarConvWeights.packBias(layer.bias, outChannels: g.outChannels)
         zeros = [Float](repeating: 0, count: bias.count)
     }
 
-    /// The automatic choice: Winograd for 3x3 convolutions with at least 8
-    /// input and output channels, unless `MOVQ_WINOGRAD=0` (for A/B runs).
-    static func usesWinograd(inChannels: Int, outChannels: Int, kernel: Int) -> Bool {
-        kernel == 3 && inChannels >= 8 && outChannels >= 8 && winogradEnabled
+    /// The automatic choice for a 3x3 convolution with at least 8 input and
+    /// output channels: Winograd, in int16 mode when the file stores the
+    /// weight as int8; direct otherwise. `MOVQ_WINOGRAD=0` and
+    /// `MOVQ_INT16=0` turn the two off for A/B runs.
+    static func choose(_ layer: Conv2DLayer, upsample: Bool) -> Algorithm {
+        let g = layer.geometry
+        guard g.kernel == 3 && g.inChannels >= 8 && g.outChannels >= 8 && (winogradEnabled || upsample) else { return .direct }  // see decoderFLOPs
+        return layer.int8Scales != nil && int16Enabled ? .winogradInt16 : .winograd
+    }
+
+    /// int8 weights -> the int16 Winograd mode's packed weights.
+    static func packInt16(_ layer: Conv2DLayer, upsample: Bool) -> WinogradInt16Weights.Packed? {
+        guard let (q, scales) = layer.int8Weights else { return nil }
+        return WinogradInt16Weights.pack(q, scales: scales, outChannels: layer.geometry.outChannels,
+                                         inChannels: layer.geometry.inChannels, upsample: upsample)
     }
 
     static let winogradEnabled = ProcessInfo.processInfo.environment["MOVQ_WINOGRAD"] != "0"
+    static let int16Enabled = ProcessInfo.processInfo.environment["MOVQ_INT16"] != "0"
 
     /// `output = conv(input) (+ residual)`; all maps have the same size.
     func callAsFunction(_ input: PlanarMap, into output: PlanarMap, residual: PlanarMap? = nil, _ rt: FastRuntime) {
         precondition(input.channels == inChannels && output.channels == outChannels)
         precondition(output.height == input.height && output.width == input.width)
         let flops = 2.0 * Double(inChannels * outChannels * kernel * kernel * input.height * input.width)
-        let name = algorithm == .winograd ? "conv3x3 winograd" : "conv\(kernel)x\(kernel)"
+        let name = algorithm == .winograd ? "conv3x3 winograd" : algorithm == .winogradInt16 ? "conv3x3 winograd-int16" : "conv\(kernel)x\(kernel)"
         rt.timed("\(name) \(inChannels)->\(outChannels) @\(input.height)x\(input.width)", flops: flops) {
             switch algorithm {
             case .direct: runDirect(input, into: output, residual: residual, rt)
-            case .winograd: runWinograd(input, into: output, residual: residual, rt)
+            case .winograd, .winogradInt16: runWinograd(input, into: output, residual: residual, rt)
             }
         }
     }
@@ -70,14 +88,7 @@ struct FastConv: @unchecked Sendable {
     }
 
     private func runWinograd(_ input: PlanarMap, into output: PlanarMap, residual: PlanarMap?, _ rt: FastRuntime) {
-        weights.withUnsafeBufferPointer { w in bias.withUnsafeBufferPointer { b in zeros.withUnsafeBufferPointer { z in
-            rt.winograd(WinogradArgs(
-                input: input.base, inputPlaneStride: input.planeStride, rowStride: input.rowStride,
-                height: input.height, width: input.width, weights: w.baseAddress!, zeros: z.baseAddress!,
-                bias: b.baseAddress!, inChannels: inChannels, outChannels: outChannels, output: output.base,
-                outputPlaneStride: output.planeStride, outputRowStride: output.rowStride, upsample: false,
-                residual: residual.map { UnsafePointer($0.base) }))
-        } } }
+        rt.winograd(input, into: output, residual: residual, upsample: false, weights: weights, int16: int16, bias: bias, zeros: zeros)
     }
 }
 
@@ -125,6 +136,24 @@ struct FastRuntime: Sendable {
                 }
             }
         }
+    }
+
+    /// Runs a Winograd convolution (fp32 `weights`, or `int16` when given)
+    /// between planar maps; `upsample` reads the input nearest-2x upsampled.
+    func winograd(_ input: PlanarMap, into output: PlanarMap, residual: PlanarMap?, upsample: Bool,
+                  weights: [Float], int16: WinogradInt16Weights.Packed?, bias: [Float], zeros: [Float]) {
+        let none: [Int32] = []
+        weights.withUnsafeBufferPointer { w in bias.withUnsafeBufferPointer { b in zeros.withUnsafeBufferPointer { z in
+            (int16?.words ?? none).withUnsafeBufferPointer { qw in (int16?.scales ?? []).withUnsafeBufferPointer { qs in
+                let q = int16.map { WinogradInt16Args(weights: qw.baseAddress!, scales: qs.baseAddress!, limit: $0.limit) }
+                winograd(WinogradArgs(
+                    input: input.base, inputPlaneStride: input.planeStride, rowStride: input.rowStride,
+                    height: input.height, width: input.width, weights: w.baseAddress ?? b.baseAddress!, zeros: z.baseAddress!,
+                    bias: b.baseAddress!, inChannels: input.channels, outChannels: output.channels, output: output.base,
+                    outputPlaneStride: output.planeStride, outputRowStride: output.rowStride, upsample: upsample,
+                    residual: residual.map { UnsafePointer($0.base) }, int16: q))
+            } }
+        } } }
     }
 
     /// Runs a Winograd convolution in blocks of tiles that go to workers as
