@@ -59,6 +59,27 @@ final class QuantizedModelTests: XCTestCase {
         }
     }
 
+    /// A packed model converts to another precision (the demo model has no
+    /// checkpoint in the repo): fp32 round trip is exact, int8 and fp16 stay
+    /// close on the real demo images.
+    func testPackedModelReconverts() throws {
+        let d = TestPaths.scratch()
+        for p in Precision.allCases { try Converter.convert(source: TestPaths.demoModel, output: d + "/\(p).mvq", precision: p) }
+        let demo = try MoVQModel(contentsOf: TestPaths.demoModel)
+        let x = try ImageConversion.tensor(from: try TestPaths.demoImages.map { try PNG.read(path: $0) }, channels: demo.config.inChannels)
+        let idx = try demo.quantize(latent: try demo.encode(images: x))
+        let want = try demo.decode(indices: idx)
+        XCTAssertEqual(try MoVQModel(contentsOf: d + "/fp32.mvq").decode(indices: idx).data, want.data)
+        for (p, minPSNR) in [(Precision.fp16, 60.0), (.int8, 35.0)] {
+            let m = try MoVQModel(contentsOf: d + "/\(p).mvq")
+            XCTAssertEqual(m.weightPrecision, p)
+            let got = try m.decode(indices: idx)
+            for i in 0..<x.shape[0] {
+                XCTAssertGreaterThan(try ImageComparison.compare(got, want, image: i).psnr, minPSNR, "\(p) image \(i)")
+            }
+        }
+    }
+
     func testInt8ConversionIsDeterministic() throws {
         let d = TestPaths.scratch()
         for f in ["a", "b"] { try Converter.convert(source: TestPaths.fixture("tiny_movq/original.ckpt"), output: d + "/\(f).mvq", precision: .int8) }

@@ -14,8 +14,8 @@ public struct ImportedModel: Sendable {
 
 /// Reads diffusers folders / safetensors files and PyTorch zip checkpoints.
 public enum CheckpointImporter {
-    /// Loads `path` (a diffusers model folder, a `.safetensors` file, or a
-    /// torch `.ckpt`/`.pt`), with an optional JSON file of settings that
+    /// Loads `path` (a diffusers model folder, a `.safetensors` file, a
+    /// torch `.ckpt`/`.pt`, or a packed `.mvq` to re-convert), with an optional JSON file of settings that
     /// shapes cannot reveal (`norm_num_groups`, `spatial_norm_groups`, `norm_eps`).
     public static func load(path: String, configPath: String? = nil) throws -> ImportedModel {
         var isDir: ObjCBool = false
@@ -42,9 +42,30 @@ public enum CheckpointImporter {
         }
         if let configPath { overrides.append(try .parse(try readFile(configPath), source: configPath)) }
         let head = try MappedFile(path: file)
+        if head.bytes.count >= 8, Array(head.bytes[0..<8]) == PackedFormat.magic {
+            return try fromPacked(file, overrides: overrides)
+        }
         let isZip = head.bytes.count >= 2 && head.bytes[0] == 0x50 && head.bytes[1] == 0x4B
         let raw = isZip ? try TorchCheckpoint.read(path: file) : try Safetensors.read(path: file)
         return try assemble(raw, overrides: overrides)
+    }
+
+    /// A packed model as a checkpoint (to convert it to another precision):
+    /// its weights widened to fp32, int8 scale companions left out.
+    static func fromPacked(_ path: String, overrides: [ArchitectureInference.Overrides]) throws -> ImportedModel {
+        let file = try PackedFile(path: path)
+        let companions = Set(file.header.tensors.compactMap(\.scales))
+        let raw = try file.header.tensors.filter { !companions.contains($0.name) }.map { e in
+            CheckpointTensor(name: e.name, shape: e.shape, values: Array(try file.floats(e.name, shape: e.shape)))
+        }
+        // What shapes cannot show comes from the packed config (a --config still wins).
+        let c = file.header.config
+        let own = ArchitectureInference.Overrides(norm_num_groups: c.normNumGroups, spatial_norm_groups: c.spatialNormGroups,
+                                                  norm_eps: c.normEps, layers_per_block: c.layersPerBlock,
+                                                  mid_block_add_attention: c.midBlockAttention)
+        var m = try assemble(raw, overrides: [own] + overrides)
+        m.layout = "packed"
+        return m
     }
 
     /// Maps raw checkpoint tensors to the canonical architecture, checking
