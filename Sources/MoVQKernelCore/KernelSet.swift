@@ -16,6 +16,10 @@ public struct KernelSet: Sendable {
     public let softmax: @Sendable (UnsafeMutablePointer<Float>, Int, Float) -> Void
     /// FMA peak probe: runs n rounds of `24 * lanes` FLOPs, returns a sink value.
     public let peakProbe: @Sendable (Int) -> Float
+    /// Transformer kernels (`TransformerKernels`): GELU, GEGLU, per-position norms.
+    public let gelu: @Sendable (UnsafeMutablePointer<Float>, Int) -> Void
+    public let geglu: @Sendable (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void
+    public let columnNorm: @Sendable (ColumnNormArgs, Range<Int>) -> Void
 
     public init(name: String, lanes: Int,
                 conv: @escaping @Sendable (PlanarConvArgs, Range<Int>, Range<Int>, Range<Int>) -> Void,
@@ -23,9 +27,13 @@ public struct KernelSet: Sendable {
                 planeSum: @escaping @Sendable (UnsafePointer<Float>, Int, Int, Int, Float?) -> Double,
                 normApply: @escaping @Sendable (NormApplyArgs, Range<Int>, UnsafeMutablePointer<Float>) -> Void,
                 softmax: @escaping @Sendable (UnsafeMutablePointer<Float>, Int, Float) -> Void,
-                peakProbe: @escaping @Sendable (Int) -> Float) {
+                peakProbe: @escaping @Sendable (Int) -> Float,
+                gelu: @escaping @Sendable (UnsafeMutablePointer<Float>, Int) -> Void,
+                geglu: @escaping @Sendable (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void,
+                columnNorm: @escaping @Sendable (ColumnNormArgs, Range<Int>) -> Void) {
         self.name = name; self.lanes = lanes; self.conv = conv; self.winograd = winograd; self.planeSum = planeSum
         self.normApply = normApply; self.softmax = softmax; self.peakProbe = peakProbe
+        self.gelu = gelu; self.geglu = geglu; self.columnNorm = columnNorm
     }
 
     /// Builds a tier from a SIMD type, multiply-add policy and integer pair
@@ -41,7 +49,13 @@ public struct KernelSet: Sendable {
             planeSum: { p, rs, h, w, m in NormKernels<V, M>.planeSum(p, rowStride: rs, height: h, width: w, mean: m) },
             normApply: { a, c, s in NormKernels<V, M>.apply(a, channels: c, scratch: s) },
             softmax: { r, n, s in NormKernels<V, M>.softmax(r, count: n, scale: s) },
-            peakProbe: { n in PeakProbe<V, M>.run(iterations: n) })
+            peakProbe: { n in PeakProbe<V, M>.run(iterations: n) },
+            gelu: { p, n in TransformerKernels<V, M>.gelu(p, count: n) },
+            geglu: { a, g, n in TransformerKernels<V, M>.geglu(a, g, count: n) },
+            columnNorm: { a, r in
+                TransformerKernels<V, M>.columnNorm(a.input, a.output, planeStride: a.planeStride, channels: a.channels, positions: r,
+                                                    weight: a.weight, bias: a.bias, eps: a.eps, rms: a.rms)
+            })
     }
 }
 
@@ -54,3 +68,20 @@ public let portableKernels: KernelSet = {
     return KernelSet.make(name: "portable", SIMD4<Float>.self, SeparateMulAdd.self, PortablePairDot<SIMD4<Float>, SIMD4<Int32>>.self)
     #endif
 }()
+
+/// Arguments of `KernelSet.columnNorm` (see `TransformerKernels.columnNorm`).
+public struct ColumnNormArgs: @unchecked Sendable {
+    public var input: UnsafePointer<Float>
+    public var output: UnsafeMutablePointer<Float>
+    public var planeStride: Int, channels: Int
+    public var weight: UnsafePointer<Float>
+    public var bias: UnsafePointer<Float>?
+    public var eps: Float
+    public var rms: Bool
+
+    public init(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, planeStride: Int, channels: Int,
+                weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, eps: Float, rms: Bool) {
+        self.input = input; self.output = output; self.planeStride = planeStride; self.channels = channels
+        self.weight = weight; self.bias = bias; self.eps = eps; self.rms = rms
+    }
+}

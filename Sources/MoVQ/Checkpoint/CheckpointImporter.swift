@@ -18,6 +18,21 @@ public enum CheckpointImporter {
     /// torch `.ckpt`/`.pt`, or a packed `.mvq` to re-convert), with an optional JSON file of settings that
     /// shapes cannot reveal (`norm_num_groups`, `spatial_norm_groups`, `norm_eps`).
     public static func load(path: String, configPath: String? = nil) throws -> ImportedModel {
+        switch try loadAny(path: path, configPath: configPath) {
+        case .autoencoder(let m): return m
+        case .prior: throw MoVQError.invalidInput("\(path) holds a MaskGIT prior, not a VQ autoencoder")
+        }
+    }
+
+    /// What a checkpoint holds.
+    public enum Imported: Sendable {
+        case autoencoder(ImportedModel)
+        case prior(ImportedPrior)
+    }
+
+    /// Loads an autoencoder or a MaskGIT prior (told apart by its keys; a
+    /// prior takes its architecture from `configPath` or `prior.json` beside it).
+    public static func loadAny(path: String, configPath: String? = nil) throws -> Imported {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw MoVQError.io(path: path, reason: "no such file or folder")
@@ -43,11 +58,12 @@ public enum CheckpointImporter {
         if let configPath { overrides.append(try .parse(try readFile(configPath), source: configPath)) }
         let head = try MappedFile(path: file)
         if head.bytes.count >= 8, Array(head.bytes[0..<8]) == PackedFormat.magic {
-            return try fromPacked(file, overrides: overrides)
+            return .autoencoder(try fromPacked(file, overrides: overrides))
         }
         let isZip = head.bytes.count >= 2 && head.bytes[0] == 0x50 && head.bytes[1] == 0x4B
         let raw = isZip ? try TorchCheckpoint.read(path: file) : try Safetensors.read(path: file)
-        return try assemble(raw, overrides: overrides)
+        if PriorImporter.isPrior(raw) { return .prior(try PriorImporter.assemble(raw, checkpoint: file, configPath: configPath)) }
+        return .autoencoder(try assemble(raw, overrides: overrides))
     }
 
     /// A packed model as a checkpoint (to convert it to another precision):
@@ -59,7 +75,7 @@ public enum CheckpointImporter {
             CheckpointTensor(name: e.name, shape: e.shape, values: Array(try file.floats(e.name, shape: e.shape)))
         }
         // What shapes cannot show comes from the packed config (a --config still wins).
-        let c = file.header.config
+        guard let c = file.header.config else { throw MoVQError.unsupported("\(path): re-converting a \(file.header.kind) is not supported") }
         let own = ArchitectureInference.Overrides(norm_num_groups: c.normNumGroups, spatial_norm_groups: c.spatialNormGroups,
                                                   norm_eps: c.normEps, layers_per_block: c.layersPerBlock,
                                                   mid_block_add_attention: c.midBlockAttention)
@@ -124,7 +140,26 @@ public enum Converter {
     /// Returns the imported model for reporting.
     @discardableResult
     public static func convert(source: String, output: String, precision: Precision = .fp32, configPath: String? = nil) throws -> ImportedModel {
-        let model = try CheckpointImporter.load(path: source, configPath: configPath)
+        guard case .autoencoder(let model) = try convertAny(source: source, output: output, precision: precision, configPath: configPath) else {
+            throw MoVQError.invalidInput("\(source) holds a MaskGIT prior, not a VQ autoencoder")
+        }
+        return model
+    }
+
+    /// Converts an autoencoder or a MaskGIT prior checkpoint (see `CheckpointImporter.loadAny`).
+    @discardableResult
+    public static func convertAny(source: String, output: String, precision: Precision = .fp32, configPath: String? = nil) throws -> CheckpointImporter.Imported {
+        let imported = try CheckpointImporter.loadAny(path: source, configPath: configPath)
+        guard case .autoencoder(let model) = imported else {
+            guard case .prior(let p) = imported else { preconditionFailure() }
+            let inputs = p.tensors.map { t in
+                PackedTensorInput(name: t.name, shape: t.shape, values: t.values, dtype: precision.storage(for: t.name, shape: t.shape))
+            }
+            var meta = ["precision": precision.rawValue, "converter": "movq \(MoVQVersion.string)"]
+            if let d = p.decoder { meta["decoder"] = d }
+            try writeFileAtomically(output, try PackedWriter.serialize(prior: p.config, tensors: inputs, metadata: meta))
+            return imported
+        }
         let inputs = model.tensors.map { t in
             PackedTensorInput(name: t.name, shape: t.shape, values: t.values, dtype: precision.storage(for: t.name, shape: t.shape))
         }
@@ -132,7 +167,7 @@ public enum Converter {
                     "dropped_keys": String(model.dropped.count)]
         let data = try PackedWriter.serialize(config: model.config, tensors: inputs, metadata: meta)
         try writeFileAtomically(output, data)
-        return model
+        return imported
     }
 }
 

@@ -44,7 +44,11 @@ public final class PackedFile: @unchecked Sendable {
         } catch {
             throw MoVQError.corruptFile(path: path, reason: "header is not valid JSON for this version (\(error))")
         }
-        try header.config.validate()
+        switch (header.kind, header.config, header.prior) {
+        case ("vq-autoencoder", let c?, nil): try c.validate()
+        case ("maskgit-prior", nil, let p?): try p.validate()
+        default: throw MoVQError.corruptFile(path: path, reason: "header kind '\(header.kind)' does not match its config")
+        }
         for e in header.tensors {
             guard e.shape.allSatisfy({ $0 >= 0 && $0 < 1 << 31 }), e.shape.count <= 8 else {
                 throw MoVQError.corruptFile(path: path, reason: "tensor '\(e.name)' has absurd shape \(e.shape)")

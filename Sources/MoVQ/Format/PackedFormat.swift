@@ -45,10 +45,12 @@ public struct PackedTensorEntry: Codable, Equatable, Sendable {
 public struct PackedHeader: Codable, Equatable, Sendable {
     /// Always "movq-packed".
     public var format: String = "movq-packed"
-    /// What the file holds: "vq-autoencoder".
+    /// What the file holds: "vq-autoencoder" (`config`) or "maskgit-prior" (`prior`).
     public var kind: String = "vq-autoencoder"
-    /// The architecture.
-    public var config: MoVQConfig
+    /// The autoencoder's architecture (kind "vq-autoencoder").
+    public var config: MoVQConfig?
+    /// The prior's architecture (kind "maskgit-prior").
+    public var prior: PriorConfig?
     /// Tensor table in file order.
     public var tensors: [PackedTensorEntry]
     /// Free-form provenance (source file, converter version, precision).

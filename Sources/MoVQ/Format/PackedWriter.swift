@@ -18,6 +18,16 @@ public struct PackedTensorInput: Sendable {
 /// checkpoint twice gives byte-identical files.
 public enum PackedWriter {
     public static func serialize(config: MoVQConfig, tensors: [PackedTensorInput], metadata: [String: String]) throws -> Data {
+        try serialize(PackedHeader(config: config, tensors: [], metadata: metadata), tensors: tensors)
+    }
+
+    /// Serializes a MaskGIT prior (kind "maskgit-prior").
+    public static func serialize(prior: PriorConfig, tensors: [PackedTensorInput], metadata: [String: String]) throws -> Data {
+        try serialize(PackedHeader(kind: "maskgit-prior", config: nil, prior: prior, tensors: [], metadata: metadata), tensors: tensors)
+    }
+
+    /// Serializes `tensors` under `template` (its tensor table is replaced).
+    static func serialize(_ template: PackedHeader, tensors: [PackedTensorInput]) throws -> Data {
         var blobs: [[UInt8]] = []
         var entries: [PackedTensorEntry] = []
         func add(_ name: String, _ dtype: DType, _ shape: [Int], _ bytes: [UInt8], scales: String? = nil) {
@@ -46,7 +56,8 @@ public enum PackedWriter {
         for _ in 0..<8 {
             var off = dataStart
             for i in entries.indices { entries[i].offset = off; off = align(off + entries[i].bytes) }
-            let header = PackedHeader(config: config, tensors: entries, metadata: metadata)
+            var header = template
+            header.tensors = entries
             let enc = JSONEncoder()
             enc.outputFormatting = [.sortedKeys]
             headerBytes = Array(try enc.encode(header))

@@ -30,7 +30,10 @@ public final class MoVQModel: @unchecked Sendable {
     /// `backend` defaults to the SIMD kernels of the best tier this CPU has.
     public init(contentsOf path: String, verifyChecksums: Bool = true, backend: Backend = .fast) throws {
         file = try PackedFile(path: path, verifyChecksums: verifyChecksums)
-        config = file.header.config
+        guard let c = file.header.config else {
+            throw MoVQError.invalidInput("\(path) is a \(file.header.kind), not a VQ autoencoder")
+        }
+        config = c
         self.backend = backend
         let lookup: WeightLookup = { [file] name, shape in try file.floats(name, shape: shape) }
         decoder = try Decoder(config: config, lookup)

@@ -4,7 +4,7 @@ import MoVQ
 
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Convert a checkpoint (diffusers folder/.safetensors, or torch .ckpt/.pt) to a packed .mvq model.")
+        abstract: "Convert a checkpoint (diffusers folder/.safetensors, torch .ckpt/.pt, a MaskGIT prior .pt, or a .mvq) to a packed .mvq model.")
 
     @Argument(help: "Diffusers VQModel folder, .safetensors file, or PyTorch .ckpt/.pt.")
     var source: String
@@ -12,7 +12,7 @@ struct Convert: ParsableCommand {
     var output: String
     @Option(help: "Weight precision: fp32 or fp16.")
     var precision: String = "fp32"
-    @Option(help: "JSON with settings shapes cannot reveal (norm_num_groups, spatial_norm_groups, norm_eps).")
+    @Option(help: "JSON with settings shapes cannot reveal (autoencoder: norm_num_groups, spatial_norm_groups, norm_eps; prior: its whole config).")
     var config: String?
 
     func run() throws {
@@ -20,7 +20,16 @@ struct Convert: ParsableCommand {
             guard let p = Precision(rawValue: precision) else {
                 throw MoVQError.invalidInput("unknown precision '\(precision)' (fp32, fp16, int8)")
             }
-            let m = try Converter.convert(source: source, output: output, precision: p, configPath: config)
+            let imported = try Converter.convertAny(source: source, output: output, precision: p, configPath: config)
+            guard case .autoencoder(let m) = imported else {
+                if case .prior(let pr) = imported {
+                    let c = pr.config
+                    print("converted MaskGIT prior: \(pr.tensors.count) tensors, \(pr.tensors.reduce(0) { $0 + $1.values.count }) parameters")
+                    print("config: \(c.layers) layers, hidden \(c.hidden), \(c.heads) heads, tokens \(c.height)x\(c.width)x\(c.channels) of \(c.codes) codes, \(c.classes) classes")
+                }
+                print("wrote \(output)")
+                return
+            }
             let params = m.tensors.reduce(0) { $0 + $1.values.count }
             print("converted \(m.layout)-layout checkpoint: \(m.tensors.count) tensors, \(params) parameters" +
                   (m.dropped.isEmpty ? "" : ", dropped \(m.dropped.count) training-only keys"))

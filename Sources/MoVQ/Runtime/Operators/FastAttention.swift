@@ -7,7 +7,7 @@ struct FastAttention: @unchecked Sendable {
     let norm: FastNorm
     let q: FastConv, k: FastConv, v: FastConv, out: FastConv
     let channels: Int
-    static let queryBlock = 256
+    static let queryBlock = PlanarAttention.queryBlock
 
     init(_ block: AttentionBlock, channels c: Int) {
         norm = FastNorm(layer: block.norm)
@@ -49,21 +49,50 @@ struct FastAttention: @unchecked Sendable {
             } }
         }
         project(q, plain, qb); project(k, plain, kb); project(v, plain, vb)
+        PlanarAttention.attend(q: qb.baseAddress!, k: kb.baseAddress!, v: vb.baseAddress!, out: ob.baseAddress!,
+                               channels: c, positions: n, planeStride: np, scale: 1 / Float(c).squareRoot(), rt, ws)
+        project(out, ob, plain)
+        // y = x + projection, interior only (borders stay zero).
+        let xb = UnsafeSendableBox(x), yb = UnsafeSendableBox(y), pl = UnsafeSendableBox(plain.baseAddress!)
+        rt.parallelism.forEachRange(c, minimumChunk: 8) { r in
+            for ch in r {
+                let xs = xb.value.plane(ch), ys = yb.value.plane(ch), ps = pl.value + ch * np
+                for yy in 0..<x.height {
+                    let o = (yy + 1) * x.rowStride + 1
+                    for xx in 0..<x.width { ys[o + xx] = xs[o + xx] + ps[yy * x.width + xx] }
+                }
+            }
+        }
+    }
+}
+
+/// Scaled dot-product attention on planar `[channels][positions]` buffers:
+/// `out[:, i] = sum_j softmax_j(scale * q[:, i] . k[:, j]) v[:, j]`, every
+/// product on the planar GEMM kernel, queries in blocks of `queryBlock` so
+/// at most `queryBlock x positions` scores exist at once. Planes are
+/// `planeStride` apart and need a GEMM chunk of slack past `positions`
+/// (writes to `out` may run up to a chunk past it: callers that pack
+/// several sequences in one buffer attend them in increasing order).
+enum PlanarAttention {
+    static let queryBlock = 256
+
+    static func attend(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+                       channels c: Int, positions n: Int, planeStride np: Int, scale: Float, _ rt: FastRuntime, _ ws: Workspace) {
+        let chunk = rt.kernels.chunk
         // O = V P^T: weights are V itself ([C][N] as out x in), packed once.
-        let vPacked = packStrided(vb.baseAddress!, outChannels: c, inChannels: n, outStride: np, inStride: 1)
-        let zeroBias = [Float](repeating: 0, count: max(c, Self.queryBlock) + 6)
-        let bq = Self.queryBlock
+        let vPacked = packStrided(v, outChannels: c, inChannels: n, outStride: np, inStride: 1)
+        let zeroBias = [Float](repeating: 0, count: max(c, queryBlock) + 6)
+        let bq = queryBlock
         let sp = (n + chunk - 1) / chunk * chunk + 2 * chunk, bp = (bq + chunk - 1) / chunk * chunk + 2 * chunk
         let scores = ws.take(bq * sp), pt = ws.take(n * bp)
         defer { ws.give(scores); ws.give(pt) }
-        let scale = 1 / Float(c).squareRoot()
         var i0 = 0
         while i0 < n {
             let rows = min(bq, n - i0)
             // S[i][j] = sum_c Q[c][i0 + i] K[c][j]: weights are Q^T for this block.
-            let qT = packStrided(qb.baseAddress! + i0, outChannels: rows, inChannels: c, outStride: 1, inStride: np)
+            let qT = packStrided(q + i0, outChannels: rows, inChannels: c, outStride: 1, inStride: np)
             qT.withUnsafeBufferPointer { w in zeroBias.withUnsafeBufferPointer { z in
-                rt.gemm(PlanarConvArgs(input: kb.baseAddress!, inputPlaneStride: np, rowStride: 0, kernel: 1, tapOrigin: 0,
+                rt.gemm(PlanarConvArgs(input: k, inputPlaneStride: np, rowStride: 0, kernel: 1, tapOrigin: 0,
                                        weights: w.baseAddress!, bias: z.baseAddress!, inChannels: c, outChannels: rows,
                                        output: scores.baseAddress!, outputPlaneStride: sp, outputShift: 0, residual: nil, positions: n))
             } }
@@ -79,21 +108,9 @@ struct FastAttention: @unchecked Sendable {
             vPacked.withUnsafeBufferPointer { w in zeroBias.withUnsafeBufferPointer { z in
                 rt.gemm(PlanarConvArgs(input: pt.baseAddress!, inputPlaneStride: bp, rowStride: 0, kernel: 1, tapOrigin: 0,
                                        weights: w.baseAddress!, bias: z.baseAddress!, inChannels: n, outChannels: c,
-                                       output: ob.baseAddress!, outputPlaneStride: np, outputShift: i0, residual: nil, positions: rows))
+                                       output: out, outputPlaneStride: np, outputShift: i0, residual: nil, positions: rows))
             } }
             i0 += rows
-        }
-        project(out, ob, plain)
-        // y = x + projection, interior only (borders stay zero).
-        let xb = UnsafeSendableBox(x), yb = UnsafeSendableBox(y), pl = UnsafeSendableBox(plain.baseAddress!)
-        rt.parallelism.forEachRange(c, minimumChunk: 8) { r in
-            for ch in r {
-                let xs = xb.value.plane(ch), ys = yb.value.plane(ch), ps = pl.value + ch * np
-                for yy in 0..<x.height {
-                    let o = (yy + 1) * x.rowStride + 1
-                    for xx in 0..<x.width { ys[o + xx] = xs[o + xx] + ps[yy * x.width + xx] }
-                }
-            }
         }
     }
 }

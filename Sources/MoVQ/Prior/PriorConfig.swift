@@ -1,0 +1,83 @@
+/// Architecture of a MaskGIT prior (the "MaskGIT layout" of
+/// `Tools/maskgit_reference.py`): a bidirectional transformer over a class
+/// token plus `height x width` positions, each holding `channels` tokens
+/// from a codebook of `codes` entries (id `codes` is MASK).
+///
+/// JSON keys are snake_case, as in the reference's `prior.json`.
+public struct PriorConfig: Codable, Equatable, Sendable {
+    /// Codebook size `K` (per channel); token id `K` is MASK.
+    public var codes: Int
+    /// Tokens per position `c` (MoVQ multichannel quantization).
+    public var channels: Int
+    /// Token map size (the decoder's latent size).
+    public var height: Int, width: Int
+    /// Classes; class id `classes` is the unconditional (null) class.
+    public var classes: Int
+    public var hidden: Int, heads: Int, layers: Int
+    /// MLP inner width (GEGLU: width of the gated product).
+    public var mlp: Int
+    /// "layernorm" or "rmsnorm".
+    public var norm: String
+    /// "post" (BERT, the official MaskGIT) or "pre".
+    public var normPosition: String
+    /// "gelu" (tanh form) or "geglu".
+    public var activation: String
+    public var normEps: Float
+
+    enum CodingKeys: String, CodingKey {
+        case codes, channels, height, width, classes, hidden, heads, layers, mlp, norm
+        case normPosition = "norm_position", activation, normEps = "norm_eps"
+    }
+
+    public init(codes: Int, channels: Int, height: Int, width: Int, classes: Int, hidden: Int, heads: Int, layers: Int,
+                mlp: Int, norm: String = "layernorm", normPosition: String = "post", activation: String = "gelu", normEps: Float = 1e-12) {
+        self.codes = codes; self.channels = channels; self.height = height; self.width = width; self.classes = classes
+        self.hidden = hidden; self.heads = heads; self.layers = layers; self.mlp = mlp; self.norm = norm
+        self.normPosition = normPosition; self.activation = activation; self.normEps = normEps
+    }
+
+    /// Token positions `N = height * width` (the sequence adds the class token).
+    public var positions: Int { height * width }
+    public var isPostNorm: Bool { normPosition == "post" }
+    public var isRMSNorm: Bool { norm == "rmsnorm" }
+    public var isGEGLU: Bool { activation == "geglu" }
+
+    /// Throws on settings this runtime cannot run or absurd sizes.
+    public func validate() throws {
+        func fail(_ s: String) throws -> Never { throw MoVQError.invalidCheckpoint("prior config: \(s)") }
+        if codes < 1 || codes > 1 << 20 { try fail("absurd codes \(codes)") }
+        if channels < 1 || channels > 64 { try fail("absurd channels \(channels)") }
+        if height < 1 || width < 1 || height * width > 1 << 16 { try fail("absurd token map \(height)x\(width)") }
+        if classes < 0 || classes > 1 << 20 { try fail("absurd classes \(classes)") }
+        if hidden < 1 || hidden > 1 << 14 || layers < 1 || layers > 256 || mlp < 1 || mlp > 1 << 16 { try fail("absurd sizes") }
+        if heads < 1 || hidden % heads != 0 { try fail("hidden \(hidden) is not a multiple of heads \(heads)") }
+        if !["layernorm", "rmsnorm"].contains(norm) { try fail("norm must be layernorm or rmsnorm, got '\(norm)'") }
+        if !["post", "pre"].contains(normPosition) { try fail("norm_position must be post or pre, got '\(normPosition)'") }
+        if !["gelu", "geglu"].contains(activation) { try fail("activation must be gelu or geglu, got '\(activation)'") }
+        if !(normEps > 0 && normEps < 1) { try fail("norm_eps must be in (0, 1)") }
+    }
+}
+
+/// Every tensor a prior config implies, in a fixed order (the converter and
+/// the loader both use it).
+public func tensorSpecs(for c: PriorConfig) -> [TensorSpec] {
+    var specs: [TensorSpec] = []
+    let d = c.hidden
+    func add(_ name: String, _ shape: [Int]) { specs.append(TensorSpec(name: name, shape: shape)) }
+    func linear(_ p: String, _ o: Int, _ i: Int) { add("\(p).weight", [o, i]); add("\(p).bias", [o]) }
+    func norm(_ p: String) { add("\(p).weight", [d]); if !c.isRMSNorm { add("\(p).bias", [d]) } }
+    for ch in 0..<c.channels { add("tok_emb.\(ch).weight", [c.codes + 1, d]) }
+    add("cls_emb.weight", [c.classes + 1, d])
+    add("pos_emb", [c.positions + 1, d])
+    if c.isPostNorm { norm("emb_ln") }
+    for l in 0..<c.layers {
+        let p = "layers.\(l)"
+        linear("\(p).attn.qkv", 3 * d, d); linear("\(p).attn.out", d, d)
+        linear("\(p).mlp.fc1", c.isGEGLU ? 2 * c.mlp : c.mlp, d); linear("\(p).mlp.fc2", d, c.mlp)
+        norm("\(p).ln1"); norm("\(p).ln2")
+    }
+    if !c.isPostNorm { norm("final_ln") }
+    linear("head.dense", d, d); norm("head.ln")
+    for ch in 0..<c.channels { add("head_bias.\(ch)", [c.codes]) }
+    return specs
+}

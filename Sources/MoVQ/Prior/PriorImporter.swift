@@ -1,0 +1,56 @@
+import Foundation
+
+/// A MaskGIT prior checkpoint mapped onto `tensorSpecs(for: PriorConfig)`.
+public struct ImportedPrior: Sendable {
+    public var config: PriorConfig
+    /// Every tensor of the specs, in order, as fp32.
+    public var tensors: [CheckpointTensor]
+    /// The decoder this prior's tokens are for (the config's optional
+    /// `decoder` entry: a packed model path, relative to the prior file).
+    public var decoder: String?
+}
+
+/// Reads checkpoints of the reference transformer (`Tools/maskgit_reference.py`).
+public enum PriorImporter {
+    /// Whether checkpoint keys look like a MaskGIT prior.
+    static func isPrior(_ raw: [CheckpointTensor]) -> Bool {
+        let names = Set(raw.map(\.name))
+        return names.contains("pos_emb") && names.contains("cls_emb.weight")
+    }
+
+    /// The JSON beside a prior checkpoint: its architecture (what shapes
+    /// cannot show: heads, norms, activation, token map) and its decoder.
+    struct ConfigFile: Decodable {
+        var config: PriorConfig
+        var decoder: String?
+        enum Keys: String, CodingKey { case decoder }
+        init(from d: any Swift.Decoder) throws {
+            config = try PriorConfig(from: d)
+            decoder = try d.container(keyedBy: Keys.self).decodeIfPresent(String.self, forKey: .decoder)
+        }
+    }
+
+    static func assemble(_ raw: [CheckpointTensor], checkpoint: String, configPath: String?) throws -> ImportedPrior {
+        let path = configPath ?? URL(fileURLWithPath: checkpoint).deletingLastPathComponent().appendingPathComponent("prior.json").path
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw MoVQError.invalidInput("\(checkpoint) is a MaskGIT prior: give its architecture with --config (prior.json)")
+        }
+        let file: ConfigFile
+        do { file = try JSONDecoder().decode(ConfigFile.self, from: try readFile(path)) } catch let e as MoVQError { throw e } catch {
+            throw MoVQError.invalidInput("\(path): not a valid prior config (\(error))")
+        }
+        try file.config.validate()
+        var byName: [String: CheckpointTensor] = [:]
+        for t in raw { byName[t.name] = t }
+        let specs = tensorSpecs(for: file.config)
+        let unknown = Set(byName.keys).subtracting(specs.map(\.name)).sorted()
+        if !unknown.isEmpty { throw MoVQError.unknownKeys(unknown) }
+        let tensors = try specs.map { spec -> CheckpointTensor in
+            guard let t = byName[spec.name] else { throw MoVQError.missingTensor(spec.name) }
+            guard t.shape == spec.shape else { throw MoVQError.shapeMismatch(tensor: spec.name, expected: spec.shape, found: t.shape) }
+            if t.values.contains(where: { !$0.isFinite }) { throw MoVQError.nonFiniteWeights(spec.name) }
+            return t
+        }
+        return ImportedPrior(config: file.config, tensors: tensors, decoder: file.decoder)
+    }
+}
