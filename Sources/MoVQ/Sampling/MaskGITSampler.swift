@@ -1,0 +1,148 @@
+import Foundation
+
+/// Settings of MaskGIT sampling (MASKGIT.md); the defaults are the paper's.
+public struct MaskGITSettings: Sendable, Equatable {
+    /// Decoding steps `T`.
+    public var steps: Int = 8
+    /// Logits are divided by it before sampling.
+    public var temperature: Float = 1
+    /// Gumbel noise scale on the confidences, annealed as `tau0 (1 - r)`.
+    public var choiceTemperature: Float = 4.5
+    public var schedule: MaskSchedule = .cosine
+    /// Classifier-free guidance scale: `uncond + s (cond - uncond)`; 0 turns
+    /// it off (one forward per step instead of a doubled batch).
+    public var guidance: Float = 0
+
+    public init(steps: Int = 8, temperature: Float = 1, choiceTemperature: Float = 4.5, schedule: MaskSchedule = .cosine, guidance: Float = 0) {
+        self.steps = steps; self.temperature = temperature; self.choiceTemperature = choiceTemperature
+        self.schedule = schedule; self.guidance = guidance
+    }
+
+    func validate() throws {
+        guard steps >= 1 && steps <= 1024 else { throw MoVQError.invalidInput("steps must be 1...1024, got \(steps)") }
+        guard temperature > 0 && temperature.isFinite else { throw MoVQError.invalidInput("temperature must be positive") }
+        guard choiceTemperature >= 0 && choiceTemperature.isFinite else { throw MoVQError.invalidInput("choice temperature must be >= 0") }
+        guard guidance.isFinite else { throw MoVQError.invalidInput("guidance must be finite") }
+    }
+}
+
+/// Where a sampler's random numbers come from: uniforms in (0, 1), drawn in
+/// a fixed order (per step: one per position and channel for the token
+/// draws, then one per position for the Gumbel noise).
+public protocol UniformSource {
+    mutating func nextUniform() -> Double
+}
+
+extension SeededGenerator: UniformSource {
+    /// A uniform in (0, 1) from 53 random bits (never 0 or 1).
+    public mutating func nextUniform() -> Double { (Double(next() >> 11) + 0.5) / 9_007_199_254_740_992 }
+}
+
+/// The official MaskGIT decoding loop (`parallel_decode`), per image,
+/// exactly as MASKGIT.md describes it. Every image draws from its own
+/// `UniformSource`, so image `i` of a batch is the image its source gives
+/// alone, and the model's logits do not depend on the batch either.
+public enum MaskGITSampler {
+    /// Logits `[B][N][c][K]` for token maps `[B][N][c]` and class labels `[B]`.
+    public typealias Logits = (_ tokens: [Int32], _ classes: [Int]) throws -> [Float]
+
+    /// Samples token maps. `initial[i]` is image i's `[N][c]` map with MASK
+    /// (`codes`) where unknown (a position is masked in all its channels or
+    /// none); `classes[i]` its label. Returns every step's sampled map per
+    /// image (`[B][T][N*c]`; the last is the result). With guidance, `logits`
+    /// gets one batch of `2B` (conditional, then unconditional labels).
+    public static func sample<U: UniformSource>(initial: [[Int32]], classes: [Int], codes: Int, channels: Int,
+                                                unconditionalClass: Int, settings: MaskGITSettings, noise: inout [U],
+                                                logits: Logits, onStep: (Int) -> Void = { _ in }) throws -> [[[Int32]]] {
+        try settings.validate()
+        let b = initial.count, k = codes, mask = Int32(codes)
+        guard b >= 1, classes.count == b, noise.count == b, channels >= 1, let n0 = initial.first?.count, n0 % channels == 0,
+              initial.allSatisfy({ $0.count == n0 }) else {
+            throw MoVQError.invalidInput("sampler needs one initial map, class and noise source per image, all of the same size")
+        }
+        let n = n0 / channels
+        for m in initial {
+            for q in 0..<n {
+                let row = m[(q * channels)..<((q + 1) * channels)]
+                guard row.allSatisfy({ $0 >= 0 && $0 <= mask }), row.allSatisfy({ $0 == mask }) || !row.contains(mask) else {
+                    throw MoVQError.invalidInput("initial tokens must be 0...\(codes) (MASK = \(codes)), masked in all channels of a position or none")
+                }
+            }
+        }
+        var cur = initial
+        let unknownAtStart = cur.map { m in (0..<n).filter { m[$0 * channels] == mask }.count }
+        var outputs = [[[Int32]]](repeating: [], count: b)
+        for t in 0..<settings.steps {
+            let all: [Float]
+            if settings.guidance != 0 {
+                let both = try logits((cur + cur).flatMap { $0 }, classes + [Int](repeating: unconditionalClass, count: b))
+                let half = both.count / 2, s = settings.guidance
+                all = (0..<half).map { i in both[half + i] + s * (both[i] - both[half + i]) }
+            } else {
+                all = try logits(cur.flatMap { $0 }, classes)
+            }
+            guard all.count == b * n * channels * k else { throw MoVQError.invalidInput("logits have \(all.count) values, expected \(b * n * channels * k)") }
+            let r = Double(t + 1) / Double(settings.steps)
+            for i in 0..<b {
+                let (sampled, next) = step(logits: all[(i * n * channels * k)..<((i + 1) * n * channels * k)], current: cur[i],
+                                           positions: n, channels: channels, codes: k, r: r, unknownAtStart: unknownAtStart[i],
+                                           settings: settings, noise: &noise[i])
+                outputs[i].append(sampled)
+                cur[i] = next
+            }
+            onStep(t)
+        }
+        return outputs
+    }
+
+    /// One step for one image: returns (sampled map, map with the least
+    /// confident positions re-masked).
+    static func step<U: UniformSource>(logits: ArraySlice<Float>, current: [Int32], positions n: Int, channels: Int, codes k: Int,
+                                       r: Double, unknownAtStart n0: Int, settings: MaskGITSettings, noise: inout U) -> ([Int32], [Int32]) {
+        let mask = Int32(k), base = logits.startIndex
+        var sampled = current
+        var confidence = [Float](repeating: 0, count: n)
+        var logp = [Float](repeating: 0, count: k)
+        for q in 0..<n {
+            let unknown = current[q * channels] == mask
+            var conf: Float = 0
+            for ch in 0..<channels {
+                // log softmax(logits / temperature) in Double, stored as Float.
+                let row = base + (q * channels + ch) * k
+                var mx = -Double.infinity
+                for j in 0..<k { mx = max(mx, Double(logits[row + j] / settings.temperature)) }
+                var sum = 0.0
+                for j in 0..<k { sum += Foundation.exp(Double(logits[row + j] / settings.temperature) - mx) }
+                let lse = Foundation.log(sum)
+                for j in 0..<k { logp[j] = Float(Double(logits[row + j] / settings.temperature) - mx - lse) }
+                // Categorical draw by inverse CDF, in code order.
+                let u = noise.nextUniform()
+                var cdf = [Double](repeating: 0, count: k), acc = 0.0
+                for j in 0..<k { acc += Foundation.exp(Double(logp[j])); cdf[j] = acc }
+                let target = u * acc
+                var draw = 0
+                for j in 0..<k where cdf[j] < target { draw += 1 }
+                let token = unknown ? Int32(min(draw, k - 1)) : current[q * channels + ch]
+                sampled[q * channels + ch] = token
+                conf += logp[Int(token)]
+            }
+            confidence[q] = conf
+        }
+        let unknownNow = (0..<n).filter { current[$0 * channels] == mask }.count
+        var maskLen = Int((Float(n0) * settings.schedule.gamma(r, unknownAtStart: n0)).rounded(.down))
+        maskLen = max(1, min(unknownNow - 1, maskLen))
+        let anneal = Float(Double(settings.choiceTemperature) * (1 - r))
+        for q in 0..<n {
+            let g = Float(-Foundation.log(-Foundation.log(noise.nextUniform())))
+            confidence[q] = current[q * channels] == mask ? confidence[q] + anneal * g : .infinity
+        }
+        var next = sampled
+        if maskLen < n {
+            let cutoff = confidence.sorted()[maskLen]
+            for q in 0..<n where confidence[q] < cutoff {
+                for ch in 0..<channels { next[q * channels + ch] = mask }
+            }
+        }
+        return (sampled, next)
+    }
+}
