@@ -80,6 +80,48 @@ def main():
             json.dump(dict(steps=steps, temperature=temperature, choice_temperature=choice_t, schedule=sched,
                            classes=[s[0] for s in spec], guidance=[s[1] for s in spec]), f, indent=1, sort_keys=True)
         print("wrote", d)
+    make_gpt_fixture()
+
+
+
+def make_gpt_fixture():
+    from maskgit_reference import GPTPrior, ar_sample
+    c = default_config(codes=13, channels=2, height=2, width=3, classes=4, hidden=24, heads=3, layers=2, mlp=40,
+                       norm_eps=1e-6)
+    c["norm_position"] = "pre"
+    torch.manual_seed(30)
+    m = GPTPrior(c).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    d = os.path.join(OUT, "prior_gpt")
+    os.makedirs(d, exist_ok=True)
+    torch.save({k: v.contiguous() for k, v in m.state_dict().items()}, os.path.join(d, "prior.pt"))
+    with open(os.path.join(d, "prior.json"), "w") as f:
+        json.dump(dict(c, kind="gpt"), f, indent=1, sort_keys=True)
+    length = c["height"] * c["width"] * c["channels"]
+    rng = np.random.default_rng(31)
+    tokens = rng.integers(0, c["codes"], size=(2, length))
+    classes = np.array([2, c["classes"]])
+    with torch.no_grad():
+        logits = m(torch.from_numpy(tokens), torch.from_numpy(classes)).numpy()
+    np.save(os.path.join(d, "tokens.npy"), tokens)
+    np.save(os.path.join(d, "classes.npy"), classes)
+    np.save(os.path.join(d, "logits.npy"), logits.astype(np.float32))  # [B, L + 1, K]
+    settings = [(1.0, 0, 1.0), (0.8, 5, 0.9)]  # (temperature, top_k, top_p) per image
+    u = rng.random((2, length))
+    outs = []
+    for b in range(2):
+        def step_logits(prefix, b=b):
+            with torch.no_grad():
+                t = torch.tensor([prefix], dtype=torch.long).reshape(1, -1)
+                return m(t, torch.tensor([classes[b]]))[0, -1].numpy()
+        outs.append(ar_sample(step_logits, length, *settings[b], lambda t, b=b: u[b, t]))
+    np.save(os.path.join(d, "sample_u.npy"), u)
+    np.save(os.path.join(d, "sample_tokens.npy"), np.stack(outs))
+    with open(os.path.join(d, "sample.json"), "w") as f:
+        json.dump(dict(temperature=[s[0] for s in settings], top_k=[s[1] for s in settings], top_p=[s[2] for s in settings]), f)
+    print("wrote", d)
 
 
 if __name__ == "__main__":

@@ -164,3 +164,79 @@ def parallel_decode(logits_fn, tokens, codes, steps, uniforms, temperature=1.0, 
         cutoff = np.sort(conf)[mask_len]
         cur = np.where((conf < cutoff)[:, None], codes, sampled)
     return np.stack(outputs)
+
+
+# ---------------------------------------------------------------------------
+# Autoregressive option: a raster-order GPT prior (pre-LN, causal attention).
+# Sequence = [class token] + L = N * c tokens in (position, channel) order;
+# the output at sequence index t predicts token t. Head: Linear(d, K), untied.
+# Tensors: tok_emb.weight [K, d], cls_emb.weight [classes+1, d], pos_emb [L+1, d],
+# layers.* as above (norm_position "pre"), final_ln.*, head.weight [K, d], head.bias [K].
+
+class GPTPrior(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        c = dict(c, norm_position="pre")
+        self.c = c
+        d, length = c["hidden"], c["height"] * c["width"] * c["channels"]
+        self.tok_emb = nn.Embedding(c["codes"], d)
+        self.cls_emb = nn.Embedding(c["classes"] + 1, d)
+        self.pos_emb = nn.Parameter(torch.randn(length + 1, d) * 0.02)
+        self.layers = nn.ModuleList([Layer(c) for _ in range(c["layers"])])
+        for layer in self.layers:
+            layer.causal = True
+        self.final_ln = Norm(d, c["norm"], c["norm_eps"])
+        self.head = nn.Linear(d, c["codes"])
+
+    def forward(self, tokens, classes):
+        """tokens [B, T] (T <= L), classes [B] -> logits [B, T + 1, K] (index t predicts token t)."""
+        x = torch.cat([self.cls_emb(classes)[:, None], self.tok_emb(tokens)], dim=1)
+        x = x + self.pos_emb[: x.shape[1]]
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(self.final_ln(x))
+
+
+def _causal_attention(self, x):
+    b, s, d = x.shape
+    h = self.c["heads"]
+    q, k, v = self.attn["qkv"](x).view(b, s, 3, h, d // h).permute(2, 0, 3, 1, 4)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(d // h)
+    if getattr(self, "causal", False):
+        scores = scores.masked_fill(torch.ones(s, s, dtype=torch.bool).triu(1), float("-inf"))
+    a = torch.softmax(scores, dim=-1) @ v
+    return self.attn["out"](a.transpose(1, 2).reshape(b, s, d))
+
+
+Layer.attention = _causal_attention
+
+
+def filter_logits(logits, temperature, top_k, top_p):
+    """log-probabilities after temperature, top-k and top-p (float64; -inf = removed).
+    top-k keeps the k largest (ties at the k-th value kept); top-p keeps the
+    smallest prefix of the descending order whose mass reaches p (at least one)."""
+    x = logits.astype(np.float32).astype(np.float64) / temperature
+    if top_k and top_k < len(x):
+        kth = np.sort(x)[-top_k]
+        x = np.where(x < kth, -np.inf, x)
+    if top_p < 1:
+        p = np.exp(x - x.max())
+        p /= p.sum()
+        order = np.argsort(-x, kind="stable")
+        cum = np.cumsum(p[order])
+        keep = np.zeros(len(x), bool)
+        keep[order[: int(np.searchsorted(cum, top_p) + 1)]] = True
+        x = np.where(keep, x, -np.inf)
+    return x
+
+
+def ar_sample(step_logits, length, temperature, top_k, top_p, uniforms):
+    """Raster-order sampling for one image: step_logits(prefix) -> [K] logits
+    for the next token; uniforms(t) -> u in (0, 1). Returns the L tokens."""
+    out = []
+    for t in range(length):
+        x = filter_logits(step_logits(out), temperature, top_k, top_p)
+        p = np.exp(x - x.max())
+        cdf = np.cumsum(p)
+        out.append(int(min((cdf < uniforms(t) * cdf[-1]).sum(), len(x) - 1)))
+    return np.array(out)

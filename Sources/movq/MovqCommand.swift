@@ -6,9 +6,9 @@ import MoVQ
 struct Movq: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "movq",
-        abstract: "MoVQ image generation on CPUs: convert checkpoints, decode, encode, reconstruct.",
+        abstract: "MoVQ image generation on CPUs: sample, convert checkpoints, decode, encode, reconstruct, compare, bench.",
         version: MoVQVersion.string,
-        subcommands: [Convert.self, Inspect.self, Decode.self, Encode.self, Reconstruct.self, Compare.self, Bench.self]
+        subcommands: [Sample.self, Convert.self, Inspect.self, Decode.self, Encode.self, Reconstruct.self, Compare.self, Bench.self]
     )
 }
 
@@ -49,6 +49,7 @@ func reportingErrors(_ body: () throws -> Void) throws {
 /// The embedded demo model and images that ship inside the CLI.
 enum DemoAssets {
     static var model: String? { Bundle.module.path(forResource: "demo", ofType: "mvq") }
+    static var prior: String? { Bundle.module.path(forResource: "demo-prior", ofType: "mvq") }
     static var images: [String] {
         let dir = Bundle.module.resourceURL?.appendingPathComponent("demo_images")
         guard let d = dir, let names = try? FileManager.default.contentsOfDirectory(atPath: d.path) else { return [] }

@@ -173,3 +173,65 @@ final class SamplerTests: XCTestCase {
         }
     }
 }
+
+/// The autoregressive option against the PyTorch GPT reference: KV-cached
+/// logits for every prefix, and raster-order sampling with temperature,
+/// top-k and top-p replayed with the reference's uniforms.
+final class AutoregressiveTests: XCTestCase {
+    func testCachedLogitsMatchFullForwardOnEveryTier() throws {
+        let path = try convertPrior("prior_gpt")
+        let tokens = try NPY.read(path: TestPaths.fixture("prior_gpt/tokens.npy"))
+        let classes = try NPY.read(path: TestPaths.fixture("prior_gpt/classes.npy")).values.map { Int($0) }
+        let want = try NPY.read(path: TestPaths.fixture("prior_gpt/logits.npy"))  // [B, L + 1, K]
+        let l = tokens.shape[1]
+        let prefixes = (0..<2).map { i in tokens.values[(i * l)..<((i + 1) * l)].map { Int32($0) } }
+        for tier in Platform.availableTiers {
+            let prior = try GPTPrior(contentsOf: path, kernels: Platform.kernels(named: tier)!)
+            for threads in [1, 2] {
+                let got = try prior.logits(tokens: prefixes, classes: classes, threads: threads)
+                for i in 0..<2 {
+                    let w = want.values[(i * got[i].count)..<((i + 1) * got[i].count)].map { Float($0) }
+                    let err = zip(got[i], w).map { abs($0 - $1) }.max()!, scale = w.map { abs($0) }.max()!
+                    XCTAssertLessThan(err, 1e-4 * max(1, scale), "\(tier) image \(i) threads \(threads)")
+                }
+            }
+        }
+    }
+
+    func testSamplingMatchesReference() throws {
+        let prior = try GPTPrior(contentsOf: try convertPrior("prior_gpt"))
+        let classes = try NPY.read(path: TestPaths.fixture("prior_gpt/classes.npy")).values.map { Int($0) }
+        let u = try NPY.read(path: TestPaths.fixture("prior_gpt/sample_u.npy")).values
+        let want = try NPY.read(path: TestPaths.fixture("prior_gpt/sample_tokens.npy")).values.map { Int32($0) }
+        let meta = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: TestPaths.fixture("prior_gpt/sample.json")))) as! [String: [Double]]
+        let l = prior.length
+        for i in 0..<2 {
+            let s = AutoregressiveSettings(temperature: meta["temperature"]![i], topK: Int(meta["top_k"]![i]), topP: meta["top_p"]![i])
+            // Replay: the cached forward, filtered and drawn with the reference's uniforms.
+            var prefix: [Int32] = []
+            for t in 0..<l {
+                let logits = try prior.logits(tokens: [prefix], classes: [classes[i]])[0]
+                let last = logits[(t * prior.config.codes)...]
+                prefix.append(Int32(AutoregressiveSampler.draw(AutoregressiveSampler.filtered(last, s), u[i * l + t])))
+            }
+            XCTAssertEqual(prefix, Array(want[(i * l)..<((i + 1) * l)]), "image \(i)")
+        }
+        // Filters: top-k keeps k codes, top-p the smallest prefix reaching p.
+        let x: [Float] = [0, 1, 2, 3, 4]
+        XCTAssertEqual(AutoregressiveSampler.filtered(x[...], AutoregressiveSettings(topK: 2)).filter { $0.isFinite }.count, 2)
+        XCTAssertEqual(AutoregressiveSampler.filtered(x[...], AutoregressiveSettings(topP: 0.5)).filter { $0.isFinite }.count, 1)
+        XCTAssertEqual(AutoregressiveSampler.filtered(x[...], AutoregressiveSettings(topP: 0.9)).filter { $0.isFinite }.count, 3)
+    }
+
+    func testPerImageSeeds() throws {
+        let prior = try GPTPrior(contentsOf: try convertPrior("prior_gpt"))
+        let s = AutoregressiveSettings(temperature: 1, topK: 6, topP: 0.95)
+        let batch = try prior.sample(classes: [1, 3], seeds: [11, 12], settings: s, threads: 2)
+        let alone = try prior.sample(classes: [3], seeds: [12], settings: s, threads: 1)
+        let per = batch.values.count / 2
+        XCTAssertEqual(Array(batch.values[per...]), alone.values)
+        XCTAssertEqual(batch.shape, [2, 2, 2, 3])
+        assertThrows("not an autoregressive") { try GPTPrior(contentsOf: try convertPrior("prior_post_ln")) }
+        assertThrows("autoregressive (gpt) prior") { try MaskGITPrior(contentsOf: try convertPrior("prior_gpt")) }
+    }
+}

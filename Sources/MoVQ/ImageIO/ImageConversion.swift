@@ -42,6 +42,26 @@ public enum ImageConversion {
         return UInt8(v.rounded(.toNearestOrEven))
     }
 
+    /// Tiles equally sized images into a grid, one row per inner array
+    /// (shorter rows leave black cells).
+    public static func grid(_ rows: [[Image8]]) -> Image8 {
+        let w = rows[0][0].width, h = rows[0][0].height, c = rows[0][0].channels
+        let cols = rows.map(\.count).max() ?? 0
+        var px = [UInt8](repeating: 0, count: cols * w * rows.count * h * c)
+        for (r, row) in rows.enumerated() {
+            for (col, img) in row.enumerated() {
+                for y in 0..<h {
+                    for x in 0..<w {
+                        for ch in 0..<c {
+                            px[(((r * h + y) * cols * w) + col * w + x) * c + ch] = img.pixels[(y * w + x) * img.channels + min(ch, img.channels - 1)]
+                        }
+                    }
+                }
+            }
+        }
+        return Image8(width: cols * w, height: rows.count * h, channels: c, pixels: px)
+    }
+
     /// Peak signal-to-noise ratio in dB between two 8-bit images of equal size
     /// (the first 3 channels). Infinity for identical images.
     public static func psnr(_ a: Image8, _ b: Image8) -> Double {

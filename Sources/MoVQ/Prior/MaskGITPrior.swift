@@ -23,15 +23,9 @@ public final class MaskGITPrior: @unchecked Sendable {
     public var profiler: Profiler?
     let kernels: KernelSet
 
-    struct Linear {
-        let weights: [Float], bias: [Float], inputs: Int, outputs: Int
-        init(_ w: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, outputs o: Int, inputs i: Int) {
-            weights = PlanarConvWeights.pack(w, outChannels: o, inChannels: i, kernel: 1)
-            bias = PlanarConvWeights.packBias(b, outChannels: o); inputs = i; outputs = o
-        }
-    }
-    struct Norm { let weight: [Float], bias: [Float]? }
-    struct Layer { let qkv: Linear, out: Linear, fc1: Linear, fc2: Linear, ln1: Norm, ln2: Norm }
+    typealias Linear = PriorLinear
+    typealias Norm = PriorNorm
+    typealias Layer = PriorLayer
 
     let tokenEmbeddings: [[Float]], classEmbeddings: [Float], positionEmbeddings: [Float]
     let embeddingNorm: Norm?, finalNorm: Norm?
@@ -47,25 +41,19 @@ public final class MaskGITPrior: @unchecked Sendable {
     public init(contentsOf path: String, kernels: KernelSet = Platform.kernels) throws {
         file = try PackedFile(path: path)
         guard let c = file.header.prior else { throw MoVQError.invalidInput("\(path) is a \(file.header.kind), not a MaskGIT prior") }
+        guard !c.isAutoregressive else { throw MoVQError.invalidInput("\(path) is an autoregressive (gpt) prior: open it as a GPTPrior") }
         config = c
         self.kernels = kernels
         let f = file, d = c.hidden
         func w(_ n: String, _ s: [Int]) throws -> UnsafeBufferPointer<Float> { try f.floats(n, shape: s) }
-        func linear(_ p: String, _ o: Int, _ i: Int) throws -> Linear { Linear(try w("\(p).weight", [o, i]), try w("\(p).bias", [o]), outputs: o, inputs: i) }
-        func norm(_ p: String) throws -> Norm {
-            Norm(weight: Array(try w("\(p).weight", [d])), bias: c.isRMSNorm ? nil : Array(try w("\(p).bias", [d])))
-        }
+        func linear(_ p: String, _ o: Int, _ i: Int) throws -> Linear { try PriorLinear(f, p, outputs: o, inputs: i) }
+        func norm(_ p: String) throws -> Norm { try PriorNorm(f, p, c) }
         tokenEmbeddings = try (0..<c.channels).map { Array(try w("tok_emb.\($0).weight", [c.codes + 1, d])) }
         classEmbeddings = Array(try w("cls_emb.weight", [c.classes + 1, d]))
         positionEmbeddings = Array(try w("pos_emb", [c.positions + 1, d]))
         embeddingNorm = c.isPostNorm ? try norm("emb_ln") : nil
         finalNorm = c.isPostNorm ? nil : try norm("final_ln")
-        layers = try (0..<c.layers).map { l in
-            let p = "layers.\(l)"
-            return Layer(qkv: try linear("\(p).attn.qkv", 3 * d, d), out: try linear("\(p).attn.out", d, d),
-                         fc1: try linear("\(p).mlp.fc1", c.isGEGLU ? 2 * c.mlp : c.mlp, d), fc2: try linear("\(p).mlp.fc2", d, c.mlp),
-                         ln1: try norm("\(p).ln1"), ln2: try norm("\(p).ln2"))
-        }
+        layers = try (0..<c.layers).map { try PriorLayer(f, "layers.\($0)", c) }
         headDense = try linear("head.dense", d, d)
         headNorm = try norm("head.ln")
         heads = try (0..<c.channels).map { ch in
@@ -122,45 +110,12 @@ public final class MaskGITPrior: @unchecked Sendable {
                 }
             }
         }
-        func norm(_ nm: Norm, _ src: UnsafeMutableBufferPointer<Float>, _ dst: UnsafeMutableBufferPointer<Float>) {
-            rt.timed("norm \(d)") {
-                nm.weight.withUnsafeBufferPointer { w in
-                    if let bias = nm.bias {
-                        bias.withUnsafeBufferPointer { columnNorm(src, dst, w.baseAddress!, $0.baseAddress!) }
-                    } else {
-                        columnNorm(src, dst, w.baseAddress!, nil)
-                    }
-                }
-            }
-        }
-        func columnNorm(_ src: UnsafeMutableBufferPointer<Float>, _ dst: UnsafeMutableBufferPointer<Float>, _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?) {
-            let args = ColumnNormArgs(input: src.baseAddress!, output: dst.baseAddress!, planeStride: np, channels: d,
-                                      weight: w, bias: bias, eps: c.normEps, rms: c.isRMSNorm)
-            let vectors = (p + kernels.lanes - 1) / kernels.lanes, lanes = kernels.lanes, run = kernels.columnNorm
-            rt.parallelism.forEachRange(vectors, minimumChunk: 4) { r in run(args, (r.lowerBound * lanes)..<(r.upperBound * lanes)) }
-        }
+        let ops = PlanarOps(rt: rt, planeStride: np, positions: p, config: c)
+        func norm(_ nm: Norm, _ src: UnsafeMutableBufferPointer<Float>, _ dst: UnsafeMutableBufferPointer<Float>) { ops.norm(nm, src.baseAddress!, dst.baseAddress!) }
         func linear(_ l: Linear, _ src: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>? = nil) {
-            rt.timed("linear \(l.inputs)->\(l.outputs)", flops: 2 * Double(l.inputs * l.outputs * p)) {
-                l.weights.withUnsafeBufferPointer { wp in l.bias.withUnsafeBufferPointer { bp in
-                    rt.gemm(PlanarConvArgs(input: src, inputPlaneStride: np, rowStride: 0, kernel: 1, tapOrigin: 0,
-                                           weights: wp.baseAddress!, bias: bp.baseAddress!, inChannels: l.inputs, outChannels: l.outputs,
-                                           output: dst, outputPlaneStride: np, outputShift: 0,
-                                           residual: residual.map { UnsafePointer($0) }, positions: p))
-                } }
-            }
+            ops.linear(l, src, dst, residual: residual)
         }
-        func gelu(_ buf: UnsafeMutablePointer<Float>, rows: Int, gate: UnsafeMutablePointer<Float>? = nil) {
-            rt.timed("gelu") {
-                let count = rows * np, step = 4096, run = kernels.gelu, glu = kernels.geglu
-                let bb = UnsafeSendableBox(buf), gb = gate.map { UnsafeSendableBox($0) }
-                rt.parallelism.forEachRange((count + step - 1) / step) { r in
-                    for blk in r {
-                        let lo = blk * step, m = min(step, count - lo)
-                        if let g = gb { glu(bb.value + lo, g.value + lo, m) } else { run(bb.value + lo, m) }
-                    }
-                }
-            }
-        }
+        func gelu(_ buf: UnsafeMutablePointer<Float>, rows: Int, gate: UnsafeMutablePointer<Float>? = nil) { ops.gelu(buf, rows: rows, gate: gate) }
 
         if let e = embeddingNorm { norm(e, x, x) }
         let headCount = c.heads, dh = d / headCount, scale = 1 / Float(dh).squareRoot()
@@ -206,5 +161,33 @@ public final class MaskGITPrior: @unchecked Sendable {
             }
         }
         return out
+    }
+}
+
+extension MaskGITPrior {
+    /// Samples token maps with MaskGIT: image `i` has class `classes[i]`
+    /// (`config.classes` = unconditional) and its own random stream
+    /// `SeededGenerator(seed: seeds[i])`, so it is the same image in any
+    /// batch and on any thread count. `initial` gives known tokens per image
+    /// (`[N][c]`, MASK = `config.codes` where unknown; nil = all unknown).
+    /// `onStep` is called after each step. Returns `[B, c, height, width]`.
+    public func sample(classes: [Int], seeds: [UInt64], settings: MaskGITSettings = MaskGITSettings(),
+                       initial: [[Int32]]? = nil, threads: Int = 1, onStep: (Int) -> Void = { _ in }) throws -> IndexMap {
+        let c = config, n = c.positions
+        guard !classes.isEmpty, seeds.count == classes.count else {
+            throw MoVQError.invalidInput("one seed per image: \(seeds.count) seeds for \(classes.count) classes")
+        }
+        let start = initial ?? classes.map { _ in [Int32](repeating: Int32(c.codes), count: n * c.channels) }
+        var noise = seeds.map { SeededGenerator(seed: $0) }
+        let steps = try MaskGITSampler.sample(initial: start, classes: classes, codes: c.codes, channels: c.channels,
+                                              unconditionalClass: c.classes, settings: settings, noise: &noise,
+                                              logits: { try self.logits(tokens: $0, classes: $1, threads: threads) }, onStep: onStep)
+        // [B][N][c] -> [B, c, h, w]
+        var values = [Int32](repeating: 0, count: classes.count * n * c.channels)
+        for (i, s) in steps.enumerated() {
+            let last = s[s.count - 1]
+            for q in 0..<n { for ch in 0..<c.channels { values[(i * c.channels + ch) * n + q] = last[q * c.channels + ch] } }
+        }
+        return try IndexMap(shape: [classes.count, c.channels, c.height, c.width], values: values)
     }
 }

@@ -1,7 +1,9 @@
-/// Architecture of a MaskGIT prior (the "MaskGIT layout" of
-/// `Tools/maskgit_reference.py`): a bidirectional transformer over a class
-/// token plus `height x width` positions, each holding `channels` tokens
-/// from a codebook of `codes` entries (id `codes` is MASK).
+/// Architecture of a prior over token maps (`Tools/maskgit_reference.py`):
+/// `kind` nil or "maskgit" is the bidirectional MaskGIT transformer over a
+/// class token plus `height x width` positions, each holding `channels`
+/// tokens from a codebook of `codes` entries (id `codes` is MASK); "gpt" is
+/// the autoregressive option, a causal pre-norm transformer over the class
+/// token and the `height * width * channels` tokens in raster order.
 ///
 /// JSON keys are snake_case, as in the reference's `prior.json`.
 public struct PriorConfig: Codable, Equatable, Sendable {
@@ -23,10 +25,12 @@ public struct PriorConfig: Codable, Equatable, Sendable {
     /// "gelu" (tanh form) or "geglu".
     public var activation: String
     public var normEps: Float
+    /// nil or "maskgit": MaskGIT; "gpt": the autoregressive prior.
+    public var kind: String?
 
     enum CodingKeys: String, CodingKey {
         case codes, channels, height, width, classes, hidden, heads, layers, mlp, norm
-        case normPosition = "norm_position", activation, normEps = "norm_eps"
+        case normPosition = "norm_position", activation, normEps = "norm_eps", kind
     }
 
     public init(codes: Int, channels: Int, height: Int, width: Int, classes: Int, hidden: Int, heads: Int, layers: Int,
@@ -41,6 +45,8 @@ public struct PriorConfig: Codable, Equatable, Sendable {
     public var isPostNorm: Bool { normPosition == "post" }
     public var isRMSNorm: Bool { norm == "rmsnorm" }
     public var isGEGLU: Bool { activation == "geglu" }
+    /// The autoregressive (GPT) prior.
+    public var isAutoregressive: Bool { kind == "gpt" }
 
     /// Throws on settings this runtime cannot run or absurd sizes.
     public func validate() throws {
@@ -55,6 +61,8 @@ public struct PriorConfig: Codable, Equatable, Sendable {
         if !["post", "pre"].contains(normPosition) { try fail("norm_position must be post or pre, got '\(normPosition)'") }
         if !["gelu", "geglu"].contains(activation) { try fail("activation must be gelu or geglu, got '\(activation)'") }
         if !(normEps > 0 && normEps < 1) { try fail("norm_eps must be in (0, 1)") }
+        if let k = kind, !["maskgit", "gpt"].contains(k) { try fail("kind must be maskgit or gpt, got '\(k)'") }
+        if isAutoregressive && isPostNorm { try fail("the gpt prior is pre-norm") }
     }
 }
 
@@ -66,18 +74,31 @@ public func tensorSpecs(for c: PriorConfig) -> [TensorSpec] {
     func add(_ name: String, _ shape: [Int]) { specs.append(TensorSpec(name: name, shape: shape)) }
     func linear(_ p: String, _ o: Int, _ i: Int) { add("\(p).weight", [o, i]); add("\(p).bias", [o]) }
     func norm(_ p: String) { add("\(p).weight", [d]); if !c.isRMSNorm { add("\(p).bias", [d]) } }
+    if c.isAutoregressive {
+        add("tok_emb.weight", [c.codes, d])
+        add("cls_emb.weight", [c.classes + 1, d])
+        add("pos_emb", [c.positions * c.channels + 1, d])
+        for l in 0..<c.layers { transformerLayerSpecs("layers.\(l)", c, add) }
+        norm("final_ln")
+        linear("head", c.codes, d)
+        return specs
+    }
     for ch in 0..<c.channels { add("tok_emb.\(ch).weight", [c.codes + 1, d]) }
     add("cls_emb.weight", [c.classes + 1, d])
     add("pos_emb", [c.positions + 1, d])
     if c.isPostNorm { norm("emb_ln") }
-    for l in 0..<c.layers {
-        let p = "layers.\(l)"
-        linear("\(p).attn.qkv", 3 * d, d); linear("\(p).attn.out", d, d)
-        linear("\(p).mlp.fc1", c.isGEGLU ? 2 * c.mlp : c.mlp, d); linear("\(p).mlp.fc2", d, c.mlp)
-        norm("\(p).ln1"); norm("\(p).ln2")
-    }
+    for l in 0..<c.layers { transformerLayerSpecs("layers.\(l)", c, add) }
     if !c.isPostNorm { norm("final_ln") }
     linear("head.dense", d, d); norm("head.ln")
     for ch in 0..<c.channels { add("head_bias.\(ch)", [c.codes]) }
     return specs
+}
+
+/// One transformer layer's tensors (shared by both prior kinds).
+func transformerLayerSpecs(_ p: String, _ c: PriorConfig, _ add: (String, [Int]) -> Void) {
+    let d = c.hidden
+    for (n, o, i) in [("attn.qkv", 3 * d, d), ("attn.out", d, d), ("mlp.fc1", c.isGEGLU ? 2 * c.mlp : c.mlp, d), ("mlp.fc2", d, c.mlp)] {
+        add("\(p).\(n).weight", [o, i]); add("\(p).\(n).bias", [o])
+    }
+    for n in ["ln1", "ln2"] { add("\(p).\(n).weight", [d]); if !c.isRMSNorm { add("\(p).\(n).bias", [d]) } }
 }

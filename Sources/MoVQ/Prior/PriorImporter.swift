@@ -15,7 +15,7 @@ public enum PriorImporter {
     /// Whether checkpoint keys look like a MaskGIT prior.
     static func isPrior(_ raw: [CheckpointTensor]) -> Bool {
         let names = Set(raw.map(\.name))
-        return names.contains("pos_emb") && names.contains("cls_emb.weight")
+        return names.contains("pos_emb") && names.contains("cls_emb.weight")  // MaskGIT and GPT priors alike
     }
 
     /// The JSON beside a prior checkpoint: its architecture (what shapes

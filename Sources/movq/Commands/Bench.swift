@@ -5,7 +5,7 @@ import MoVQ
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Time the decoder: median/p90 latency, GFLOP/s, fraction of the measured FMA peak, peak RSS.")
+        abstract: "Time the decoder (or, for a MaskGIT prior, one transformer forward and a whole sample): median/p90 latency, GFLOP/s, fraction of the measured FMA peak, peak RSS.")
 
     @Argument(help: "Packed .mvq model (default: the embedded demo model).")
     var model: String?
@@ -19,11 +19,16 @@ struct Bench: ParsableCommand {
     var layers = false
     @Flag(help: "Print one JSON object.")
     var json = false
+    @Option(help: "Prior only: MaskGIT steps of the timed whole sample.")
+    var steps: Int = 8
+    @Option(help: "Prior only: decoder for the whole sample (default: the one the prior names).")
+    var decoder: String?
     @OptionGroup var compute: ComputeOptions
 
     func run() throws {
         try reportingErrors {
             let (path, _) = try DemoAssets.modelAndInputs(model.map { [$0] } ?? [])
+            if try PackedFile(path: path, verifyChecksums: false).header.kind == "maskgit-prior" { return try benchPrior(path) }
             let backend = try compute.backend()
             let m = try MoVQModel(contentsOf: path, backend: backend)
             let f = m.config.downsampleFactor
@@ -84,6 +89,78 @@ struct Bench: ParsableCommand {
                         print(String(format: "  %6.1f ms %5.1f%% %@  x%-3d %@", r.seconds * 1e3, 100 * r.seconds / total, rate, r.calls, r.name))
                     }
                 }
+            }
+        }
+    }
+
+    /// Median and p90 of `runs` timed calls after one warm-up, with a progress line.
+    func timeRuns(_ what: String, _ body: () throws -> Void) rethrows -> (median: Double, p90: Double) {
+        var times: [Double] = []
+        for i in 0...runs {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            try body()
+            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            if i > 0 { times.append(dt) }
+            if !json { FileHandle.standardError.write(Data(String(format: "\r%@ %@ %d/%d: %.3f s   ", what, i == 0 ? "warm-up" : "run", i, runs, dt).utf8)) }
+        }
+        if !json { FileHandle.standardError.write(Data("\n".utf8)) }
+        let sorted = times.sorted()
+        return (sorted[sorted.count / 2], sorted[min(sorted.count - 1, Int((Double(sorted.count) * 0.9).rounded(.up)) - 1)])
+    }
+
+    /// One transformer forward at `--batch`, then a whole sample (steps + decode) when a decoder is at hand.
+    func benchPrior(_ path: String) throws {
+        guard case .simd(let kernels) = try compute.backend() else { throw MoVQError.unsupported("the prior runs on SIMD kernels only") }
+        guard batch >= 1, runs >= 1 else { throw MoVQError.invalidInput("--batch and --runs must be at least 1") }
+        let p = try MaskGITPrior(contentsOf: path, kernels: kernels)
+        let c = p.config, s = Double(c.positions + 1), d = Double(c.hidden)
+        let mlpIn = Double(c.isGEGLU ? 2 * c.mlp : c.mlp)
+        let perLayer = 2 * s * (4 * d * d + mlpIn * d + d * Double(c.mlp)) + 4 * s * s * d
+        let flops = Double(batch) * (Double(c.layers) * perLayer + 2 * s * d * d + 2 * Double(c.positions * c.channels * c.codes) * d)
+        let tokens = [Int32](repeating: Int32(c.codes), count: batch * c.positions * c.channels)
+        let classes = [Int](repeating: 0, count: batch)
+        let peak = MachinePeak.measure(kernels, threads: compute.threads)
+        let profiler = Profiler()
+        let fwd = try timeRuns("forward") { _ = try p.logits(tokens: tokens, classes: classes, threads: compute.threads) }
+        if layers { p.profiler = profiler; _ = try p.logits(tokens: tokens, classes: classes, threads: compute.threads); p.profiler = nil }
+        var whole: (median: Double, p90: Double)? = nil
+        var split = (sampling: 0.0, decoding: 0.0)
+        if let dp = decoder ?? p.decoderPath, FileManager.default.fileExists(atPath: dp) {
+            let m = try MoVQModel(contentsOf: dp)
+            let settings = MaskGITSettings(steps: steps)
+            whole = try timeRuns("sample") {
+                let t0 = Date()
+                let idx = try p.sample(classes: classes, seeds: classes.indices.map { UInt64($0) }, settings: settings, threads: compute.threads)
+                let t1 = Date()
+                _ = try m.decode(indices: idx, threads: compute.threads)
+                split = (t1.timeIntervalSince(t0), Date().timeIntervalSince(t1))
+            }
+        }
+        let rss = peakRSSBytes()
+        if json {
+            var obj: [String: Any] = ["model": path, "kind": "maskgit-prior", "batch": batch, "threads": compute.threads, "kernels": kernels.name,
+                                      "weights": Set(p.file.header.tensors.map(\.dtype)).map(\.rawValue).sorted().joined(separator: ","),
+                                      "forward_median_s": fwd.median, "forward_p90_s": fwd.p90, "forward_gflop": flops / 1e9,
+                                      "forward_gflops": flops / fwd.median / 1e9, "peak_gflops": peak / 1e9,
+                                      "fraction_of_peak": flops / fwd.median / peak, "peak_rss_bytes": rss, "median_s": fwd.median]
+            if let w = whole { obj["sample_median_s"] = w.median; obj["sample_steps"] = steps; obj["last_sampling_s"] = split.sampling; obj["last_decoding_s"] = split.decoding }
+            print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
+            return
+        }
+        print(String(format: "transformer forward, batch %d, sequence %d, %d threads, kernels %@: median %.3f s, p90 %.3f s (%d runs)",
+                     batch, c.positions + 1, compute.threads, kernels.name, fwd.median, fwd.p90, runs))
+        print(String(format: "%.2f GFLOP per forward: %.1f GFLOP/s = %.0f%% of the measured FMA peak (%.1f GFLOP/s)",
+                     flops / 1e9, flops / fwd.median / 1e9, 100 * flops / fwd.median / peak, peak / 1e9))
+        if let w = whole {
+            print(String(format: "whole %d-step sample + decode: median %.3f s, p90 %.3f s (last run: sampling %.3f s, decoding %.3f s)",
+                         steps, w.median, w.p90, split.sampling, split.decoding))
+        }
+        print(String(format: "peak RSS %.0f MB", Double(rss) / 1e6))
+        if layers {
+            let rows = profiler.report, total = rows.reduce(0) { $0 + $1.seconds }
+            for r in rows.sorted(by: { $0.seconds > $1.seconds }) {
+                let rate = r.flops > 0 ? String(format: "%7.1f GFLOP/s", r.flops / r.seconds / 1e9) : "               "
+                print(String(format: "  %6.1f ms %5.1f%% %@  x%-3d %@", r.seconds * 1e3, 100 * r.seconds / total, rate, r.calls, r.name))
             }
         }
     }

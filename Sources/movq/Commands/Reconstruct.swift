@@ -36,28 +36,9 @@ struct Reconstruct: ParsableCommand {
             }
             if recon.count > 1 { print(String(format: "mean PSNR %.2f dB over %d images", total / Double(recon.count), recon.count)) }
             FileHandle.standardError.write(Data(String(format: "encode+quantize+decode of %d image(s) in %.3f s (%d threads)\n", recon.count, seconds, compute.threads).utf8))
-            let image = recon.count == 1 ? recon[0] : grid(rows: [seen, recon])
+            let image = recon.count == 1 ? recon[0] : ImageConversion.grid([seen, recon])
             try writeFileAtomically(output, PNG.encode(image))
             print("wrote \(output)")
         }
-    }
-
-    /// Tiles equally sized images into rows.
-    func grid(rows: [[Image8]]) -> Image8 {
-        let w = rows[0][0].width, h = rows[0][0].height, c = rows[0][0].channels
-        let cols = rows.map(\.count).max() ?? 0
-        var px = [UInt8](repeating: 0, count: cols * w * rows.count * h * c)
-        for (r, row) in rows.enumerated() {
-            for (col, img) in row.enumerated() {
-                for y in 0..<h {
-                    for x in 0..<w {
-                        for ch in 0..<c {
-                            px[(((r * h + y) * cols * w) + col * w + x) * c + ch] = img.pixels[(y * w + x) * img.channels + min(ch, img.channels - 1)]
-                        }
-                    }
-                }
-            }
-        }
-        return Image8(width: cols * w, height: rows.count * h, channels: c, pixels: px)
     }
 }

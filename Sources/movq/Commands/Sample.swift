@@ -1,0 +1,87 @@
+import ArgumentParser
+import Foundation
+import MoVQ
+
+struct Sample: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Generate images: MaskGIT token sampling with a prior, then the MoVQ decoder. With no model, the embedded demo prior (Fashion-MNIST classes).",
+        discussion: """
+        Without --class, writes a grid with one row per class (--batch images each); with --class K, one row of \
+        --batch images. Image i uses seed S + i (row r, column j of the grid: S + r * batch + j), so \
+        `--seed S+i --batch 1` reproduces it alone, on any thread count.
+        """)
+
+    @Argument(help: "Packed MaskGIT prior (.mvq); default: the embedded demo prior.")
+    var prior: String?
+    @Option(help: "Packed MoVQ decoder for the tokens (default: the one the prior names, or the embedded demo model).")
+    var decoder: String?
+    @Option(name: .customLong("class"), help: "Class label (default: every class, one grid row each).")
+    var classLabel: Int?
+    @Option(help: "Base seed.")
+    var seed: UInt64 = 0
+    @Option(help: "Images per class.")
+    var batch: Int = 8
+    @Option(help: "MaskGIT steps.")
+    var steps: Int = 8
+    @Option(help: "Sampling temperature (logits are divided by it).")
+    var temperature: Float = 1
+    @Option(help: "Choice temperature (Gumbel noise on confidences, annealed to 0).")
+    var choiceTemperature: Float = 4.5
+    @Option(help: "Mask schedule: cosine, linear, pow<k>, log, exp.")
+    var schedule: String = "cosine"
+    @Option(help: "Classifier-free guidance scale (0 = off).")
+    var cfg: Float = 0
+    @Option(name: .shortAndLong, help: "Output PNG (a grid).")
+    var output: String = "samples.png"
+    @Option(help: "Also write the token maps, int64 [B, c, h, w].")
+    var tokens: String?
+    @OptionGroup var compute: ComputeOptions
+
+    func run() throws {
+        try reportingErrors {
+            guard output.hasSuffix(".png") else { throw MoVQError.invalidInput("output \(output) must end in .png") }
+            guard batch >= 1 && batch <= 1024 else { throw MoVQError.invalidInput("--batch must be 1...1024") }
+            guard let sched = MaskSchedule(name: schedule) else { throw MoVQError.invalidInput("unknown schedule '\(schedule)' (cosine, linear, pow<k>, log, exp)") }
+            guard let priorPath = prior ?? DemoAssets.prior else { throw MoVQError.io(path: "demo-prior.mvq", reason: "embedded demo prior not found") }
+            let kernels: KernelSet
+            switch try compute.backend() {
+            case .simd(let k): kernels = k
+            case .reference: throw MoVQError.unsupported("the prior runs on SIMD kernels only (--kernels auto|avx512vnni|avx512|avx2|portable)")
+            }
+            let p = try MaskGITPrior(contentsOf: priorPath, kernels: kernels)
+            guard let decoderPath = decoder ?? p.decoderPath ?? DemoAssets.model else { throw MoVQError.invalidInput("no decoder: give --decoder") }
+            let m = try MoVQModel(contentsOf: decoderPath)
+            let c = p.config
+            guard m.config.numVQEmbeddings == c.codes, m.config.channelsPerPosition == c.channels else {
+                throw MoVQError.invalidInput("decoder \(decoderPath) has \(m.config.channelsPerPosition) x \(m.config.numVQEmbeddings) codes, the prior \(c.channels) x \(c.codes)")
+            }
+            let rows: [Int]
+            if let k = classLabel {
+                guard k >= 0 && k <= c.classes else { throw MoVQError.invalidInput("--class must be 0...\(c.classes) (\(c.classes) = unconditional)") }
+                rows = [k]
+            } else {
+                rows = c.classes > 0 ? Array(0..<c.classes) : [0]
+            }
+            let labels = rows.flatMap { [Int](repeating: $0, count: batch) }
+            let seeds = labels.indices.map { seed &+ UInt64($0) }
+            let settings = MaskGITSettings(steps: steps, temperature: temperature, choiceTemperature: choiceTemperature, schedule: sched, guidance: cfg)
+            let t0 = Date()
+            let idx = try p.sample(classes: labels, seeds: seeds, settings: settings, threads: compute.threads) { s in
+                FileHandle.standardError.write(Data(String(format: "\rstep %d/%d  %.2f s", s + 1, steps, Date().timeIntervalSince(t0)).utf8))
+            }
+            let t1 = Date()
+            FileHandle.standardError.write(Data("\n".utf8))
+            let images = ImageConversion.images(from: try m.decode(indices: idx, threads: compute.threads))
+            let t2 = Date()
+            FileHandle.standardError.write(Data(String(format: "%d images: sampling %.2f s (%d steps), decoding %.2f s, %d threads\n",
+                                                       labels.count, t1.timeIntervalSince(t0), steps, t2.timeIntervalSince(t1), compute.threads).utf8))
+            if let tokens {
+                try writeFileAtomically(tokens, NPY.encode(shape: idx.shape, int64: idx.values.map { Int64($0) }))
+                print("wrote \(tokens) \(idx.shape)")
+            }
+            let grid = ImageConversion.grid(rows.indices.map { r in Array(images[(r * batch)..<((r + 1) * batch)]) })
+            try writeFileAtomically(output, PNG.encode(grid))
+            print("wrote \(output) (\(rows.count) row(s) x \(batch))")
+        }
+    }
+}
