@@ -43,7 +43,7 @@ let package = Package(
         .executableTarget(
             name: "movq",
             dependencies: ["MoVQ", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            resources: [.copy("Resources/demo.mvq"), .copy("Resources/demo_images")],
+            resources: [.copy("Resources/demo.mvq"), .copy("Resources/demo-prior.mvq"), .copy("Resources/demo_images")],
             swiftSettings: optimize
         ),
         .testTarget(

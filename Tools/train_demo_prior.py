@@ -9,7 +9,7 @@ Writes Tools/out/demo_prior/{prior.pt, prior.json} and
 Tools/out/classifier.pt.
 
 Run: $(Tools/setup_venv.sh) Tools/train_demo_prior.py [--minutes 15]
-Then: swift run -c release movq convert Tools/out/demo_prior/prior.pt -o Sources/movq/Resources/demo-prior.mvq
+Then: swift run -c release movq convert Tools/out/demo_prior/prior.pt --precision fp16 -o Sources/movq/Resources/demo-prior.mvq
 """
 import argparse
 import json
@@ -99,6 +99,7 @@ def main():
     labels = torch.from_numpy(train_y.astype(np.int64))
     c = default_config(codes=256, channels=2, height=8, width=8, classes=10, hidden=192, heads=6, layers=4, mlp=768)
     c["decoder"] = "demo.mvq"
+    c["guidance"] = 3.0  # default classifier-free guidance of `movq sample` (measured best of 0, 1, 3)
     torch.manual_seed(0)
     model = MaskGITTransformer(c)
     with torch.no_grad():

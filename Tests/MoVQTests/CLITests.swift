@@ -74,4 +74,29 @@ final class CLITests: XCTestCase {
         let left = try FileManager.default.contentsOfDirectory(atPath: d).sorted()
         XCTAssertEqual(left, ["bad.npy", "m.mvq"])
     }
+
+    /// The README's first command, smaller: the embedded demo prior and decoder.
+    func testSampleDemoGridAndPerImageSeeds() throws {
+        let d = TestPaths.scratch()
+        var r = try movq(["sample", "--batch", "2", "--steps", "4", "--threads", "2", "-o", d + "/grid.png", "--tokens", d + "/t.npy"])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.err.contains("step 4/4"), r.err)
+        let grid = try PNG.read(path: d + "/grid.png")
+        XCTAssertEqual(grid.width, 2 * 32); XCTAssertEqual(grid.height, 10 * 32)
+        let all = try NPY.read(path: d + "/t.npy")
+        XCTAssertEqual(all.shape, [20, 2, 8, 8])
+        XCTAssertTrue(all.values.allSatisfy { $0 >= 0 && $0 < 256 })
+        // Row 3, column 1 used seed 0 + 3 * 2 + 1: sampled alone (one thread) it is the same tokens.
+        r = try movq(["sample", "--class", "3", "--seed", "7", "--batch", "1", "--steps", "4", "--threads", "1",
+                      "-o", d + "/one.png", "--tokens", d + "/one.npy"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let one = try NPY.read(path: d + "/one.npy")
+        XCTAssertEqual(Array(all.values[(7 * 128)..<(8 * 128)]), one.values)
+        r = try movq(["sample", "--schedule", "bogus", "-o", d + "/x.png"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.err.contains("unknown schedule"), r.err)
+        r = try movq(["sample", "--class", "99", "-o", d + "/x.png"])
+        XCTAssertTrue(r.err.contains("--class must be"), r.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: d + "/x.png"))
+    }
 }

@@ -157,6 +157,7 @@ public enum Converter {
             }
             var meta = ["precision": precision.rawValue, "converter": "movq \(MoVQVersion.string)"]
             if let d = p.decoder { meta["decoder"] = d }
+            if let g = p.guidance { meta["guidance"] = String(g) }
             try writeFileAtomically(output, try PackedWriter.serialize(prior: p.config, tensors: inputs, metadata: meta))
             return imported
         }

@@ -8,6 +8,8 @@ public struct ImportedPrior: Sendable {
     /// The decoder this prior's tokens are for (the config's optional
     /// `decoder` entry: a packed model path, relative to the prior file).
     public var decoder: String?
+    /// The classifier-free guidance scale `movq sample` uses by default (config key `guidance`).
+    public var guidance: Float?
 }
 
 /// Reads checkpoints of the reference transformer (`Tools/maskgit_reference.py`).
@@ -23,10 +25,13 @@ public enum PriorImporter {
     struct ConfigFile: Decodable {
         var config: PriorConfig
         var decoder: String?
-        enum Keys: String, CodingKey { case decoder }
+        var guidance: Float?
+        enum Keys: String, CodingKey { case decoder, guidance }
         init(from d: any Swift.Decoder) throws {
             config = try PriorConfig(from: d)
-            decoder = try d.container(keyedBy: Keys.self).decodeIfPresent(String.self, forKey: .decoder)
+            let k = try d.container(keyedBy: Keys.self)
+            decoder = try k.decodeIfPresent(String.self, forKey: .decoder)
+            guidance = try k.decodeIfPresent(Float.self, forKey: .guidance)
         }
     }
 
@@ -51,6 +56,6 @@ public enum PriorImporter {
             if t.values.contains(where: { !$0.isFinite }) { throw MoVQError.nonFiniteWeights(spec.name) }
             return t
         }
-        return ImportedPrior(config: file.config, tensors: tensors, decoder: file.decoder)
+        return ImportedPrior(config: file.config, tensors: tensors, decoder: file.decoder, guidance: file.guidance)
     }
 }

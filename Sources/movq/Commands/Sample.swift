@@ -8,7 +8,9 @@ struct Sample: ParsableCommand {
         discussion: """
         Without --class, writes a grid with one row per class (--batch images each); with --class K, one row of \
         --batch images. Image i uses seed S + i (row r, column j of the grid: S + r * batch + j), so \
-        `--seed S+i --batch 1` reproduces it alone, on any thread count.
+        `--seed S+i --batch 1` reproduces it alone, on any thread count. The prior file's kind picks the \
+        sampler: MaskGIT (--steps, --choice-temperature, --schedule, --cfg) or autoregressive (--top-k, --top-p); \
+        --temperature applies to both.
         """)
 
     @Argument(help: "Packed MaskGIT prior (.mvq); default: the embedded demo prior.")
@@ -29,8 +31,12 @@ struct Sample: ParsableCommand {
     var choiceTemperature: Float = 4.5
     @Option(help: "Mask schedule: cosine, linear, pow<k>, log, exp.")
     var schedule: String = "cosine"
-    @Option(help: "Classifier-free guidance scale (0 = off).")
-    var cfg: Float = 0
+    @Option(help: "Classifier-free guidance scale (0 = off; default: the prior's recommended scale, else 0).")
+    var cfg: Float?
+    @Option(help: "Autoregressive priors: keep the k most likely codes (0 = all).")
+    var topK: Int = 0
+    @Option(help: "Autoregressive priors: nucleus mass (1 = all).")
+    var topP: Double = 1
     @Option(name: .shortAndLong, help: "Output PNG (a grid).")
     var output: String = "samples.png"
     @Option(help: "Also write the token maps, int64 [B, c, h, w].")
@@ -48,10 +54,14 @@ struct Sample: ParsableCommand {
             case .simd(let k): kernels = k
             case .reference: throw MoVQError.unsupported("the prior runs on SIMD kernels only (--kernels auto|avx512vnni|avx512|avx2|portable)")
             }
-            let p = try MaskGITPrior(contentsOf: priorPath, kernels: kernels)
-            guard let decoderPath = decoder ?? p.decoderPath ?? DemoAssets.model else { throw MoVQError.invalidInput("no decoder: give --decoder") }
+            let isGPT = try PackedFile(path: priorPath, verifyChecksums: false).header.prior?.isAutoregressive == true
+            let maskgit = isGPT ? nil : try MaskGITPrior(contentsOf: priorPath, kernels: kernels)
+            let gpt = isGPT ? try GPTPrior(contentsOf: priorPath, kernels: kernels) : nil
+            let c = maskgit?.config ?? gpt!.config
+            guard let decoderPath = decoder ?? maskgit?.decoderPath ?? gpt?.decoderPath ?? DemoAssets.model else {
+                throw MoVQError.invalidInput("no decoder: give --decoder")
+            }
             let m = try MoVQModel(contentsOf: decoderPath)
-            let c = p.config
             guard m.config.numVQEmbeddings == c.codes, m.config.channelsPerPosition == c.channels else {
                 throw MoVQError.invalidInput("decoder \(decoderPath) has \(m.config.channelsPerPosition) x \(m.config.numVQEmbeddings) codes, the prior \(c.channels) x \(c.codes)")
             }
@@ -64,17 +74,26 @@ struct Sample: ParsableCommand {
             }
             let labels = rows.flatMap { [Int](repeating: $0, count: batch) }
             let seeds = labels.indices.map { seed &+ UInt64($0) }
-            let settings = MaskGITSettings(steps: steps, temperature: temperature, choiceTemperature: choiceTemperature, schedule: sched, guidance: cfg)
             let t0 = Date()
-            let idx = try p.sample(classes: labels, seeds: seeds, settings: settings, threads: compute.threads) { s in
-                FileHandle.standardError.write(Data(String(format: "\rstep %d/%d  %.2f s", s + 1, steps, Date().timeIntervalSince(t0)).utf8))
+            let total = gpt?.length ?? steps
+            let progress = { (s: Int) in
+                FileHandle.standardError.write(Data(String(format: "\rstep %d/%d  %.2f s", s + 1, total, Date().timeIntervalSince(t0)).utf8))
+            }
+            let idx: IndexMap
+            if let gpt {
+                let settings = AutoregressiveSettings(temperature: Double(temperature), topK: topK, topP: topP)
+                idx = try gpt.sample(classes: labels, seeds: seeds, settings: settings, threads: compute.threads, onStep: progress)
+            } else {
+                let guidance = cfg ?? maskgit!.file.header.metadata["guidance"].flatMap { Float($0) } ?? 0
+                let settings = MaskGITSettings(steps: steps, temperature: temperature, choiceTemperature: choiceTemperature, schedule: sched, guidance: guidance)
+                idx = try maskgit!.sample(classes: labels, seeds: seeds, settings: settings, threads: compute.threads, onStep: progress)
             }
             let t1 = Date()
             FileHandle.standardError.write(Data("\n".utf8))
             let images = ImageConversion.images(from: try m.decode(indices: idx, threads: compute.threads))
             let t2 = Date()
             FileHandle.standardError.write(Data(String(format: "%d images: sampling %.2f s (%d steps), decoding %.2f s, %d threads\n",
-                                                       labels.count, t1.timeIntervalSince(t0), steps, t2.timeIntervalSince(t1), compute.threads).utf8))
+                                                       labels.count, t1.timeIntervalSince(t0), total, t2.timeIntervalSince(t1), compute.threads).utf8))
             if let tokens {
                 try writeFileAtomically(tokens, NPY.encode(shape: idx.shape, int64: idx.values.map { Int64($0) }))
                 print("wrote \(tokens) \(idx.shape)")
