@@ -20,6 +20,8 @@ public struct KernelSet: Sendable {
     public let gelu: @Sendable (UnsafeMutablePointer<Float>, Int) -> Void
     public let geglu: @Sendable (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void
     public let columnNorm: @Sendable (ColumnNormArgs, Range<Int>) -> Void
+    /// Int16 linear layer (`PairGemm`) over a range of columns (whole chunks).
+    public let pairLinear: @Sendable (PairLinearArgs, Range<Int>) -> Void
 
     public init(name: String, lanes: Int,
                 conv: @escaping @Sendable (PlanarConvArgs, Range<Int>, Range<Int>, Range<Int>) -> Void,
@@ -30,10 +32,11 @@ public struct KernelSet: Sendable {
                 peakProbe: @escaping @Sendable (Int) -> Float,
                 gelu: @escaping @Sendable (UnsafeMutablePointer<Float>, Int) -> Void,
                 geglu: @escaping @Sendable (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void,
-                columnNorm: @escaping @Sendable (ColumnNormArgs, Range<Int>) -> Void) {
+                columnNorm: @escaping @Sendable (ColumnNormArgs, Range<Int>) -> Void,
+                pairLinear: @escaping @Sendable (PairLinearArgs, Range<Int>) -> Void) {
         self.name = name; self.lanes = lanes; self.conv = conv; self.winograd = winograd; self.planeSum = planeSum
         self.normApply = normApply; self.softmax = softmax; self.peakProbe = peakProbe
-        self.gelu = gelu; self.geglu = geglu; self.columnNorm = columnNorm
+        self.gelu = gelu; self.geglu = geglu; self.columnNorm = columnNorm; self.pairLinear = pairLinear
     }
 
     /// Builds a tier from a SIMD type, multiply-add policy and integer pair
@@ -55,6 +58,13 @@ public struct KernelSet: Sendable {
             columnNorm: { a, r in
                 TransformerKernels<V, M>.columnNorm(a.input, a.output, planeStride: a.planeStride, channels: a.channels, positions: r,
                                                     weight: a.weight, bias: a.bias, eps: a.eps, rms: a.rms)
+            },
+            pairLinear: { a, cols in
+                PairGemm<V>.quantize(a.input, planeStride: a.planeStride, inputs: a.inputs, columns: cols, limit: a.limit,
+                                     words: a.words, columnScales: a.columnScales, inverse: a.inverse, D.self)
+                PairGemm<V>.multiply(words: a.words, pairs: (a.inputs + 1) / 2, columns: cols, weights: a.weights, rowScales: a.rowScales,
+                                     columnScales: a.columnScales, outputs: a.outputs, out: a.output, outStride: a.planeStride,
+                                     bias: a.bias, residual: a.residual, D.self)
             })
     }
 }
@@ -83,5 +93,32 @@ public struct ColumnNormArgs: @unchecked Sendable {
                 weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, eps: Float, rms: Bool) {
         self.input = input; self.output = output; self.planeStride = planeStride; self.channels = channels
         self.weight = weight; self.bias = bias; self.eps = eps; self.rms = rms
+    }
+}
+
+/// Arguments of `KernelSet.pairLinear`: `output = W' x` (int16, `PairGemm`)
+/// `+ bias (+ residual)` on planar `[features][columns]` buffers whose
+/// planes are `planeStride` apart; `words`, `columnScales` and `inverse` are
+/// scratch (`ceil(inputs/2)` planes, and one plane each) shared by workers
+/// that take disjoint column ranges.
+public struct PairLinearArgs: @unchecked Sendable {
+    public var input: UnsafePointer<Float>
+    public var planeStride: Int, inputs: Int, outputs: Int
+    public var weights: UnsafePointer<Int32>
+    public var rowScales: UnsafePointer<Float>
+    public var limit: Float
+    public var bias: UnsafePointer<Float>?
+    public var residual: UnsafePointer<Float>?
+    public var output: UnsafeMutablePointer<Float>
+    public var words: UnsafeMutablePointer<Int32>
+    public var columnScales: UnsafeMutablePointer<Float>, inverse: UnsafeMutablePointer<Float>
+
+    public init(input: UnsafePointer<Float>, planeStride: Int, inputs: Int, outputs: Int, weights: UnsafePointer<Int32>,
+                rowScales: UnsafePointer<Float>, limit: Float, bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>?,
+                output: UnsafeMutablePointer<Float>, words: UnsafeMutablePointer<Int32>, columnScales: UnsafeMutablePointer<Float>,
+                inverse: UnsafeMutablePointer<Float>) {
+        self.input = input; self.planeStride = planeStride; self.inputs = inputs; self.outputs = outputs; self.weights = weights
+        self.rowScales = rowScales; self.limit = limit; self.bias = bias; self.residual = residual; self.output = output
+        self.words = words; self.columnScales = columnScales; self.inverse = inverse
     }
 }

@@ -64,86 +64,27 @@ public enum WinogradInt16Weights {
         }
         var out = [Float](repeating: 0, count: groups * 6)
         for oc in 0..<o { out[oc] = scales[oc] / 4 }
-        // sum over 2 * pairs channels of |U'| * limit must stay below 2^31.
-        let limit = uMax == 0 ? 32767 : min(32767, Double(Int32.max) / Double(2 * pairs * uMax)).rounded(.down)
-        return Packed(words: words, scales: out, limit: Float(limit))
+        let limit = PairGemmWeights.limit(inputs: i, maxWeight: uMax)
+        return Packed(words: words, scales: out, limit: limit)
     }
 }
 
 extension Winograd {
     /// The int16 GEMMs of one block: for each point, quantize `V[p]` per
-    /// tile into pair words, multiply by `U'[p]` with `D`, and store
+    /// tile into pair words and multiply by `U'[p]` (`PairGemm`), storing
     /// `M[p]` as floats for the output transform.
     @inlinable
     static func int16Gemms<D: PairDot>(_ a: WinogradArgs, _ q: WinogradInt16Args, v vBase: UnsafeMutablePointer<Float>,
                                        m mBase: UnsafeMutablePointer<Float>, points: Int, t: Int,
                                        words: UnsafeMutablePointer<Int32>, columnScales: UnsafeMutablePointer<Float>,
                                        inverse: UnsafeMutablePointer<Float>, _: D.Type) where D.Floats == V {
-        let w = V.scalarCount, inputs = a.inChannels, pairs = (inputs + 1) / 2
-        let groups = (a.outChannels + 5) / 6, limit = V(repeating: q.limit)
+        let groups = (a.outChannels + 5) / 6, pairs = (a.inChannels + 1) / 2
         for p in 0..<points {
-            let v = vBase + p * inputs * t
-            // Per tile: the largest |V| over input channels sets its scale.
-            var j = 0
-            while j < t {
-                // |x| as bits: for non-negative floats integer order is float order.
-                var bits = D.Lanes(repeating: 0x0DA2_4260)  // 1e-30: an all-zero tile gets a finite inverse and scale ~0
-                for i in 0..<inputs {
-                    let x: V = load(v + i * t + j)
-                    bits = D.max(bits, unsafeBitCast(x, to: D.Lanes.self) & 0x7FFF_FFFF)
-                }
-                let mx = unsafeBitCast(bits, to: V.self)
-                store(limit / mx, inverse + j)
-                store(mx / limit, columnScales + j)
-                j += w
-            }
-            // Round to nearest (magic-number trick, exact for |x| < 2^22) and pack channel pairs.
-            @inline(__always) func rounded(_ x: V) -> D.Lanes {
-                unsafeBitCast(x + V(repeating: 12_582_912), to: D.Lanes.self) &- 0x4B40_0000
-            }
-            for k in 0..<pairs {
-                let r0 = v + 2 * k * t, has1 = 2 * k + 1 < inputs
-                var j = 0
-                while j < t {
-                    let inv: V = load(inverse + j)
-                    let lo = rounded(load(r0 + j) * inv)
-                    let hi = has1 ? rounded(load(r0 + t + j) * inv) : D.Lanes(repeating: 0)
-                    UnsafeMutableRawPointer(words + k * t + j).storeBytes(of: (lo & 0xFFFF) | (hi &<< 16), as: D.Lanes.self)
-                    j += w
-                }
-            }
-            // GEMM: 6 output channels x 2 vectors of tiles per register tile.
-            let uw = q.weights + p * groups * pairs * 6
-            let out = mBase + p * a.outChannels * t
-            for g in 0..<groups {
-                let rows = min(6, a.outChannels - g * 6)
-                let wg = uw + g * pairs * 6
-                var c = 0
-                while c < t {
-                    let z = D.Lanes(repeating: 0)
-                    var c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z, c40 = z, c41 = z, c50 = z, c51 = z
-                    var src = UnsafeRawPointer(words + c), wp = wg
-                    for _ in 0..<pairs {
-                        let x0 = src.loadUnaligned(as: D.Lanes.self), x1 = src.loadUnaligned(fromByteOffset: 4 * w, as: D.Lanes.self)
-                        var s = D.Lanes(repeating: wp[0]); c00 = D.dot(c00, x0, s); c01 = D.dot(c01, x1, s)
-                        s = D.Lanes(repeating: wp[1]); c10 = D.dot(c10, x0, s); c11 = D.dot(c11, x1, s)
-                        s = D.Lanes(repeating: wp[2]); c20 = D.dot(c20, x0, s); c21 = D.dot(c21, x1, s)
-                        s = D.Lanes(repeating: wp[3]); c30 = D.dot(c30, x0, s); c31 = D.dot(c31, x1, s)
-                        s = D.Lanes(repeating: wp[4]); c40 = D.dot(c40, x0, s); c41 = D.dot(c41, x1, s)
-                        s = D.Lanes(repeating: wp[5]); c50 = D.dot(c50, x0, s); c51 = D.dot(c51, x1, s)
-                        src += 4 * t; wp += 6
-                    }
-                    let cs0: V = load(columnScales + c), cs1: V = load(columnScales + c + w)
-                    @inline(__always) func put(_ r: Int, _ a0: D.Lanes, _ a1: D.Lanes) {
-                        guard r < rows else { return }
-                        let o = g * 6 + r, s = V(repeating: q.scales[o]), dst = out + o * t + c
-                        store(D.float(a0) * s * cs0, dst); store(D.float(a1) * s * cs1, dst + w)
-                    }
-                    put(0, c00, c01); put(1, c10, c11); put(2, c20, c21)
-                    put(3, c30, c31); put(4, c40, c41); put(5, c50, c51)
-                    c += 2 * w
-                }
-            }
+            PairGemm<V>.quantize(vBase + p * a.inChannels * t, planeStride: t, inputs: a.inChannels, columns: 0..<t, limit: q.limit,
+                                 words: words, columnScales: columnScales, inverse: inverse, D.self)
+            PairGemm<V>.multiply(words: words, pairs: pairs, columns: 0..<t, weights: q.weights + p * groups * pairs * 6,
+                                 rowScales: q.scales, columnScales: columnScales, outputs: a.outChannels,
+                                 out: mBase + p * a.outChannels * t, outStride: t, bias: nil, residual: nil, D.self)
         }
     }
 }

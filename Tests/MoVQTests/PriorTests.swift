@@ -36,6 +36,27 @@ final class PriorTests: XCTestCase {
         }
     }
 
+    /// int8 priors run their linears as int16 GEMMs (per-token dynamic input
+    /// quantization): close to the fp32 reference, independent of threads.
+    func testInt8PriorStaysCloseToReference() throws {
+        for name in Self.cases {
+            let out = TestPaths.scratch() + "/prior-int8.mvq"
+            try Converter.convertAny(source: TestPaths.fixture("\(name)/prior.pt"), output: out, precision: .int8)
+            let tokens = try NPY.read(path: TestPaths.fixture("\(name)/tokens.npy")).values.map { Int32($0) }
+            let classes = try NPY.read(path: TestPaths.fixture("\(name)/classes.npy")).values.map { Int($0) }
+            let want = try NPY.read(path: TestPaths.fixture("\(name)/logits.npy")).values.map { Float($0) }
+            for tier in Platform.availableTiers {
+                let prior = try MaskGITPrior(contentsOf: out, kernels: Platform.kernels(named: tier)!)
+                XCTAssertNotNil(prior.layers[0].qkv.int16, "int8 linears run in int16 mode")
+                let a = try prior.logits(tokens: tokens, classes: classes, threads: 1)
+                XCTAssertEqual(a, try prior.logits(tokens: tokens, classes: classes, threads: 3), "\(name) \(tier)")
+                let scale = want.map { abs($0) }.max()!, err = zip(a, want).map { abs($0 - $1) }.max()!
+                XCTAssertLessThan(err, 0.05 * scale, "\(name) \(tier): int8 logits error \(err) at scale \(scale)")
+                XCTAssertGreaterThan(err, 0, "int8 weights change the logits a little")
+            }
+        }
+    }
+
     func testPriorBadInputs() throws {
         let prior = try MaskGITPrior(contentsOf: try convert("prior_post_ln"))
         let c = prior.config, n = c.positions * c.channels

@@ -125,11 +125,16 @@ public final class MaskGITPrior: @unchecked Sendable {
             if !c.isPostNorm { norm(layer.ln1, x, y); src = y }
             linear(layer.qkv, src.baseAddress!, qkv.baseAddress!)
             rt.timed("attention \(headCount) heads x \(s)", flops: 4 * Double(s * s * d * b)) {
+                // Heads in parallel, each on one thread with its own scratch (small GEMMs
+                // split across threads cost more in dispatch than they gain). Sequences go
+                // in order: a head's output may run a chunk into the next sequence's columns.
+                let serial = FastRuntime(kernels: kernels, parallelism: Parallelism(threads: 1))
+                let qb = UnsafeSendableBox(qkv.baseAddress!), ab = UnsafeSendableBox(a.baseAddress!)
                 for i in 0..<b {
-                    for hd in 0..<headCount {
-                        let base = qkv.baseAddress! + hd * dh * np + i * s
-                        PlanarAttention.attend(q: base, k: base + d * np, v: base + 2 * d * np, out: a.baseAddress! + hd * dh * np + i * s,
-                                               channels: dh, positions: s, planeStride: np, scale: scale, rt, ws)
+                    rt.parallelism.forEachItem(headCount) { _, hd in
+                        let base = qb.value + hd * dh * np + i * s
+                        PlanarAttention.attend(q: base, k: base + d * np, v: base + 2 * d * np, out: ab.value + hd * dh * np + i * s,
+                                               channels: dh, positions: s, planeStride: np, scale: scale, serial, Workspace())
                     }
                 }
             }

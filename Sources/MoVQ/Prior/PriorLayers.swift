@@ -1,17 +1,36 @@
 import MoVQKernelCore
 
 /// A linear layer packed for the planar GEMM (`y = W x + b` on `[features][positions]`).
+/// With int8-stored weights it runs as an int16 `PairGemm` (per-column
+/// dynamic input quantization, exact int32 sums).
 struct PriorLinear {
     let weights: [Float], bias: [Float], inputs: Int, outputs: Int
+    /// Int16 mode: packed int8 weights, per-output scales, input limit.
+    let int16: (words: [Int32], scales: [Float], limit: Float)?
 
-    init(_ w: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, outputs o: Int, inputs i: Int) {
-        weights = PlanarConvWeights.pack(w, outChannels: o, inChannels: i, kernel: 1)
+    init(_ w: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, outputs o: Int, inputs i: Int,
+         int8Scales: UnsafeBufferPointer<Float>? = nil) {
         bias = PlanarConvWeights.packBias(b, outChannels: o); inputs = i; outputs = o
+        if let s = int8Scales, FastConv.int16Enabled {
+            // w = q * s[o] exactly: recover q.
+            let q = (0..<(o * i)).map { k -> Int32 in s[k / i] == 0 ? 0 : Int32((w[k] / s[k / i]).rounded()) }
+            var scales = [Float](repeating: 0, count: (o + 5) / 6 * 6)
+            for r in 0..<o { scales[r] = s[r] }
+            int16 = (PairGemmWeights.pack(q, outputs: o, inputs: i), scales,
+                     PairGemmWeights.limit(inputs: i, maxWeight: Int(q.map { abs($0) }.max() ?? 0)))
+            weights = []
+        } else {
+            weights = PlanarConvWeights.pack(w, outChannels: o, inChannels: i, kernel: 1)
+            int16 = nil
+        }
     }
 
-    /// `<prefix>.weight [o, i]` and `<prefix>.bias [o]` from a packed file.
+    /// `<prefix>.weight [o, i]` and `<prefix>.bias [o]` from a packed file
+    /// (int16 mode when the weight is stored as int8).
     init(_ f: PackedFile, _ prefix: String, outputs o: Int, inputs i: Int) throws {
-        self.init(try f.floats("\(prefix).weight", shape: [o, i]), try f.floats("\(prefix).bias", shape: [o]), outputs: o, inputs: i)
+        let scales = f.entry("\(prefix).weight")?.dtype == .i8 ? try f.floats(Int8Weights.scaleName("\(prefix).weight"), shape: [o]) : nil
+        self.init(try f.floats("\(prefix).weight", shape: [o, i]), try f.floats("\(prefix).bias", shape: [o]), outputs: o, inputs: i,
+                  int8Scales: scales)
     }
 }
 
@@ -47,6 +66,24 @@ struct PlanarOps {
     /// `dst = W src + b (+ residual)`; `dst` must not alias `src` or `residual`.
     func linear(_ l: PriorLinear, _ src: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>? = nil) {
         let np = planeStride, p = positions
+        if let q = l.int16 {
+            rt.timed("linear-int16 \(l.inputs)->\(l.outputs)", flops: 2 * Double(l.inputs * l.outputs * p)) {
+                let chunk = rt.kernels.chunk, chunks = (p + chunk - 1) / chunk
+                let scratch = UnsafeMutableBufferPointer<Float>.allocate(capacity: ((l.inputs + 1) / 2 + 2) * np)
+                defer { scratch.deallocate() }
+                let words = UnsafeMutableRawPointer(scratch.baseAddress!).bindMemory(to: Int32.self, capacity: (l.inputs + 1) / 2 * np)
+                let scales = scratch.baseAddress! + (l.inputs + 1) / 2 * np
+                q.words.withUnsafeBufferPointer { wp in q.scales.withUnsafeBufferPointer { sp in l.bias.withUnsafeBufferPointer { bp in
+                    let args = PairLinearArgs(input: src, planeStride: np, inputs: l.inputs, outputs: l.outputs, weights: wp.baseAddress!,
+                                              rowScales: sp.baseAddress!, limit: q.limit, bias: bp.baseAddress!,
+                                              residual: residual.map { UnsafePointer($0) }, output: dst, words: words,
+                                              columnScales: scales, inverse: scales + np)
+                    let run = rt.kernels.pairLinear
+                    rt.parallelism.forEachRange(chunks) { r in run(args, (r.lowerBound * chunk)..<(r.upperBound * chunk)) }
+                } } }
+            }
+            return
+        }
         rt.timed("linear \(l.inputs)->\(l.outputs)", flops: 2 * Double(l.inputs * l.outputs * p)) {
             l.weights.withUnsafeBufferPointer { wp in l.bias.withUnsafeBufferPointer { bp in
                 rt.gemm(PlanarConvArgs(input: src, inputPlaneStride: np, rowStride: 0, kernel: 1, tapOrigin: 0,

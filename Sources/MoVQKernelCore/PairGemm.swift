@@ -1,0 +1,116 @@
+/// Integer GEMM on int16 pairs with per-column dynamic input quantization,
+/// the core of the int16 modes (Winograd points, transformer linears):
+///
+///     y[o][j] = float(sum_i W'[o][i] x'[i][j]) * rowScale[o] * columnScale[j] (+ bias[o]) (+ residual[o][j])
+///
+/// where `x' = round(x * limit / max_i |x[i][j]|)` per column `j` (so
+/// `|x'| <= limit`) and `W'` are integer weights packed two input channels per
+/// 32-bit word, `[ceil(O/6)][ceil(I/2)][6]` (`PairGemmWeights`). Sums are
+/// exact int32 when `I * limit * max|W'| < 2^31`.
+public enum PairGemm<V: SIMD> where V.Scalar == Float {
+    /// Quantizes columns `columns` (whole vectors) of `x` (`inputs` planes
+    /// `planeStride` apart) into pair words (`words[k * wordStride + j]`,
+    /// `wordStride` = `planeStride`) and per-column scales `max|x| / limit`.
+    /// `inverse` is scratch indexed like the columns.
+    @inlinable
+    public static func quantize<D: PairDot>(_ x: UnsafePointer<Float>, planeStride t: Int, inputs: Int, columns: Range<Int>, limit l: Float,
+                                            words: UnsafeMutablePointer<Int32>, columnScales: UnsafeMutablePointer<Float>,
+                                            inverse: UnsafeMutablePointer<Float>, _: D.Type) where D.Floats == V {
+        let w = V.scalarCount, pairs = (inputs + 1) / 2, limit = V(repeating: l)
+        // Per column: the largest |x| over the inputs sets its scale.
+        var j = columns.lowerBound
+        while j < columns.upperBound {
+            // |x| as bits: for non-negative floats integer order is float order.
+            var bits = D.Lanes(repeating: 0x0DA2_4260)  // 1e-30: an all-zero column gets a finite inverse and scale ~0
+            for i in 0..<inputs {
+                let v: V = load(x + i * t + j)
+                bits = D.max(bits, unsafeBitCast(v, to: D.Lanes.self) & 0x7FFF_FFFF)
+            }
+            let mx = unsafeBitCast(bits, to: V.self)
+            store(limit / mx, inverse + j)
+            store(mx / limit, columnScales + j)
+            j += w
+        }
+        // Round to nearest (magic-number trick, exact for |x| < 2^22) and pack channel pairs.
+        @inline(__always) func rounded(_ v: V) -> D.Lanes {
+            unsafeBitCast(v + V(repeating: 12_582_912), to: D.Lanes.self) &- 0x4B40_0000
+        }
+        for k in 0..<pairs {
+            let r0 = x + 2 * k * t, has1 = 2 * k + 1 < inputs
+            var j = columns.lowerBound
+            while j < columns.upperBound {
+                let inv: V = load(inverse + j)
+                let lo = rounded(load(r0 + j) * inv)
+                let hi = has1 ? rounded(load(r0 + t + j) * inv) : D.Lanes(repeating: 0)
+                UnsafeMutableRawPointer(words + k * t + j).storeBytes(of: (lo & 0xFFFF) | (hi &<< 16), as: D.Lanes.self)
+                j += w
+            }
+        }
+    }
+
+    /// The GEMM over columns `columns` (whole chunks of `2 * lanes`): 6
+    /// output channels x 2 vectors per register tile. Word planes and output
+    /// planes are `outStride`... apart as given.
+    @inlinable
+    public static func multiply<D: PairDot>(words: UnsafePointer<Int32>, pairs: Int, columns: Range<Int>, weights: UnsafePointer<Int32>,
+                                            rowScales: UnsafePointer<Float>, columnScales: UnsafePointer<Float>, outputs: Int,
+                                            out: UnsafeMutablePointer<Float>, outStride: Int, bias: UnsafePointer<Float>?,
+                                            residual: UnsafePointer<Float>?, wordStride: Int? = nil, _: D.Type) where D.Floats == V {
+        let w = V.scalarCount, groups = (outputs + 5) / 6, ws = wordStride ?? outStride
+        for g in 0..<groups {
+            let rows = min(6, outputs - g * 6)
+            let wg = weights + g * pairs * 6
+            var c = columns.lowerBound
+            while c < columns.upperBound {
+                let z = D.Lanes(repeating: 0)
+                var c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z, c40 = z, c41 = z, c50 = z, c51 = z
+                var src = UnsafeRawPointer(words + c), wp = wg
+                for _ in 0..<pairs {
+                    let x0 = src.loadUnaligned(as: D.Lanes.self), x1 = src.loadUnaligned(fromByteOffset: 4 * w, as: D.Lanes.self)
+                    var s = D.Lanes(repeating: wp[0]); c00 = D.dot(c00, x0, s); c01 = D.dot(c01, x1, s)
+                    s = D.Lanes(repeating: wp[1]); c10 = D.dot(c10, x0, s); c11 = D.dot(c11, x1, s)
+                    s = D.Lanes(repeating: wp[2]); c20 = D.dot(c20, x0, s); c21 = D.dot(c21, x1, s)
+                    s = D.Lanes(repeating: wp[3]); c30 = D.dot(c30, x0, s); c31 = D.dot(c31, x1, s)
+                    s = D.Lanes(repeating: wp[4]); c40 = D.dot(c40, x0, s); c41 = D.dot(c41, x1, s)
+                    s = D.Lanes(repeating: wp[5]); c50 = D.dot(c50, x0, s); c51 = D.dot(c51, x1, s)
+                    src += 4 * ws; wp += 6
+                }
+                let cs0: V = load(columnScales + c), cs1: V = load(columnScales + c + w)
+                @inline(__always) func put(_ r: Int, _ a0: D.Lanes, _ a1: D.Lanes) {
+                    guard r < rows else { return }
+                    let o = g * 6 + r, s = V(repeating: rowScales[o]), dst = out + o * outStride + c
+                    var y0 = D.float(a0) * s * cs0, y1 = D.float(a1) * s * cs1
+                    if let bias { let b = V(repeating: bias[o]); y0 += b; y1 += b }
+                    if let residual { y0 += load(residual + o * outStride + c); y1 += load(residual + o * outStride + c + w) }
+                    store(y0, dst); store(y1, dst + w)
+                }
+                put(0, c00, c01); put(1, c10, c11); put(2, c20, c21)
+                put(3, c30, c31); put(4, c40, c41); put(5, c50, c51)
+                c += 2 * w
+            }
+        }
+    }
+}
+
+/// Packing of integer weights for `PairGemm`.
+public enum PairGemmWeights {
+    /// `[O][I]` integers (int16 range) -> `[ceil(O/6)][ceil(I/2)][6]` words, zero padded.
+    public static func pack(_ q: [Int32], outputs o: Int, inputs i: Int) -> [Int32] {
+        let pairs = (i + 1) / 2
+        var words = [Int32](repeating: 0, count: (o + 5) / 6 * pairs * 6)
+        for oc in 0..<o {
+            for ic in 0..<i {
+                let half = UInt32(UInt16(truncatingIfNeeded: q[oc * i + ic]))
+                words[((oc / 6) * pairs + ic / 2) * 6 + oc % 6] |= Int32(bitPattern: ic % 2 == 0 ? half : half << 16)
+            }
+        }
+        return words
+    }
+
+    /// The largest input magnitude that keeps `inputs` products with weights
+    /// up to `maxWeight` inside int32, capped at 32767.
+    public static func limit(inputs: Int, maxWeight: Int) -> Float {
+        let pairs = (inputs + 1) / 2
+        return Float(maxWeight == 0 ? 32767 : min(32767, Double(Int32.max) / Double(2 * pairs * maxWeight)).rounded(.down))
+    }
+}
