@@ -1,5 +1,5 @@
-"""Side-by-side transformer forward latency: movq vs PyTorch (fp32 eager,
-bf16 autocast) on an ImageNet-shaped MaskGIT transformer (24 layers, hidden
+"""Side-by-side transformer forward latency: movq (fp32, and int8 weights
+with int16 GEMMs) vs PyTorch (fp32 eager, bf16 autocast) on an ImageNet-shaped MaskGIT transformer (24 layers, hidden
 768, 16 heads, MLP 3072, 16x16 tokens of 1024 codes, 1000 classes: sequence
 257), random weights, batch 1, in one run (runtimes alternate round by round,
 each in its own child process).
@@ -76,7 +76,8 @@ def main():
         mvq = os.path.join(OUT, f"prior-{prec}.mvq")
         if not os.path.exists(mvq):
             subprocess.run([movq, "convert", os.path.join(OUT, "prior.pt"), "--precision", prec, "-o", mvq], check=True, capture_output=True)
-    cmds["movq"] = [movq, "bench", os.path.join(OUT, "prior-fp32.mvq"), "--threads", str(a.threads), "--runs", str(a.runs), "--json"]
+    for k, prec in (("movq", "fp32"), ("movq_int8", "int8")):
+        cmds[k] = [movq, "bench", os.path.join(OUT, f"prior-{prec}.mvq"), "--threads", str(a.threads), "--runs", str(a.runs), "--json"]
     for k in ("torch", "torch_bf16"):
         cmds[k] = [sys.executable, __file__, "--worker", k, "--threads", str(a.threads), "--runs", str(a.runs)]
     results = {k: [] for k in cmds}
