@@ -22,6 +22,9 @@ public struct KernelSet: Sendable {
     public let columnNorm: @Sendable (ColumnNormArgs, Range<Int>) -> Void
     /// Int16 linear layer (`PairGemm`) over a range of columns (whole chunks).
     public let pairLinear: @Sendable (PairLinearArgs, Range<Int>) -> Void
+    /// u8 x s8 linear layer (`QuadGemm`, words of 4 channels, `rowOffsets`
+    /// set), on tiers with a one-instruction quad dot product (VNNI); nil elsewhere.
+    public var quadLinear: (@Sendable (PairLinearArgs, Range<Int>) -> Void)? = nil
 
     public init(name: String, lanes: Int,
                 conv: @escaping @Sendable (PlanarConvArgs, Range<Int>, Range<Int>, Range<Int>) -> Void,
@@ -69,6 +72,23 @@ public struct KernelSet: Sendable {
     }
 }
 
+extension KernelSet {
+    /// This tier plus `quadLinear` with quad dot product `Q` (call it from
+    /// the tier's module so the kernel specializes there).
+    @inlinable
+    public func adding<V: SIMD, Q: PairDot>(quads: Q.Type, _: V.Type) -> KernelSet where V.Scalar == Float, Q.Floats == V {
+        var k = self
+        k.quadLinear = { a, cols in
+            QuadGemm<V>.quantize(a.input, planeStride: a.planeStride, inputs: a.inputs, columns: cols,
+                                 words: a.words, columnScales: a.columnScales, inverse: a.inverse, Q.self)
+            PairGemm<V>.multiply(words: a.words, pairs: (a.inputs + 3) / 4, columns: cols, weights: a.weights, rowScales: a.rowScales,
+                                 columnScales: a.columnScales, outputs: a.outputs, out: a.output, outStride: a.planeStride,
+                                 bias: a.bias, residual: a.residual, rowOffsets: a.rowOffsets, Q.self)
+        }
+        return k
+    }
+}
+
 /// The portable tier, compiled for the baseline target: 4 lanes, FMA only
 /// where the baseline has it (ARM64).
 public let portableKernels: KernelSet = {
@@ -112,6 +132,8 @@ public struct PairLinearArgs: @unchecked Sendable {
     public var output: UnsafeMutablePointer<Float>
     public var words: UnsafeMutablePointer<Int32>
     public var columnScales: UnsafeMutablePointer<Float>, inverse: UnsafeMutablePointer<Float>
+    /// Quad mode only: zero-point corrections per output (`QuadGemmWeights`).
+    public var rowOffsets: UnsafePointer<Int32>? = nil
 
     public init(input: UnsafePointer<Float>, planeStride: Int, inputs: Int, outputs: Int, weights: UnsafePointer<Int32>,
                 rowScales: UnsafePointer<Float>, limit: Float, bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>?,

@@ -36,8 +36,9 @@ final class PriorTests: XCTestCase {
         }
     }
 
-    /// int8 priors run their linears as int16 GEMMs (per-token dynamic input
-    /// quantization): close to the fp32 reference, independent of threads.
+    /// int8 priors run their linears as int16 GEMMs, or u8 x s8 on VNNI tiers
+    /// (per-token dynamic input quantization): close to the fp32 reference,
+    /// independent of threads.
     func testInt8PriorStaysCloseToReference() throws {
         for name in Self.cases {
             let out = TestPaths.scratch() + "/prior-int8.mvq"
@@ -47,12 +48,53 @@ final class PriorTests: XCTestCase {
             let want = try NPY.read(path: TestPaths.fixture("\(name)/logits.npy")).values.map { Float($0) }
             for tier in Platform.availableTiers {
                 let prior = try MaskGITPrior(contentsOf: out, kernels: Platform.kernels(named: tier)!)
-                XCTAssertNotNil(prior.layers[0].qkv.int16, "int8 linears run in int16 mode")
+                let k = Platform.kernels(named: tier)!
+                if k.quadLinear != nil { XCTAssertNotNil(prior.layers[0].qkv.quad, "VNNI tiers run int8 linears as u8 x s8") }
+                else { XCTAssertNotNil(prior.layers[0].qkv.int16, "other tiers run int8 linears in int16 mode") }
                 let a = try prior.logits(tokens: tokens, classes: classes, threads: 1)
                 XCTAssertEqual(a, try prior.logits(tokens: tokens, classes: classes, threads: 3), "\(name) \(tier)")
                 let scale = want.map { abs($0) }.max()!, err = zip(a, want).map { abs($0 - $1) }.max()!
                 XCTAssertLessThan(err, 0.05 * scale, "\(name) \(tier): int8 logits error \(err) at scale \(scale)")
                 XCTAssertGreaterThan(err, 0, "int8 weights change the logits a little")
+            }
+        }
+    }
+
+    /// The u8 x s8 linear (VNNI) against the same quantization computed with
+    /// scalar integer math: bit-identical, on odd sizes and column counts.
+    func testQuadLinearMatchesScalarIntegerReference() throws {
+        let tiers = Platform.availableTiers.compactMap { Platform.kernels(named: $0) }.filter { $0.quadLinear != nil }
+        guard let k = tiers.first else { throw XCTSkip("no tier with a quad dot product (AVX-512 VNNI) on this CPU") }
+        var rng = SeededGenerator(seed: 3)
+        for (o, i, p) in [(7, 13, 5), (20, 64, 33), (6, 3, 1)] {
+            let q = (0..<(o * i)).map { _ in Int32.random(in: -127...127, using: &rng) }
+            let s = (0..<o).map { _ in Float.random(in: 0.001...0.02, using: &rng) }
+            let w = q.indices.map { Float(q[$0]) * s[$0 / i] }, b = (0..<o).map { _ in Float.random(in: -1...1, using: &rng) }
+            let np = (p + k.chunk - 1) / k.chunk * k.chunk + 2 * k.chunk
+            var x = [Float](repeating: 0, count: i * np), r = [Float](repeating: 0, count: o * np)
+            for c in 0..<i { for j in 0..<p { x[c * np + j] = Float.random(in: -3...3, using: &rng) } }
+            for c in 0..<o { for j in 0..<p { r[c * np + j] = Float.random(in: -1...1, using: &rng) } }
+            var y = [Float](repeating: 0, count: o * np)
+            try w.withUnsafeBufferPointer { wp in try b.withUnsafeBufferPointer { bp in try s.withUnsafeBufferPointer { sp in
+                let l = PriorLinear(wp, bp, outputs: o, inputs: i, int8Scales: sp, quads: true)
+                let quad = try XCTUnwrap(l.quad)
+                XCTAssertEqual(quad.offsets[0], 128 * (0..<i).reduce(0) { $0 + q[$1] })
+                let ops = PlanarOps(rt: FastRuntime(kernels: k, parallelism: Parallelism(threads: 2)), planeStride: np, positions: p,
+                                    config: PriorConfig(codes: 2, channels: 1, height: 1, width: 1, classes: 0, hidden: 8, heads: 1, layers: 1, mlp: 8))
+                x.withUnsafeMutableBufferPointer { xp in r.withUnsafeMutableBufferPointer { rp in y.withUnsafeMutableBufferPointer { yp in
+                    ops.linear(l, xp.baseAddress!, yp.baseAddress!, residual: rp.baseAddress!)
+                } } }
+            } } }
+            for j in 0..<p {
+                var mx: Float = 1e-30
+                for c in 0..<i { mx = max(mx, abs(x[c * np + j])) }
+                let inv = 127 / mx, colScale = mx / 127
+                for oc in 0..<o {
+                    var acc: Int32 = 0
+                    for c in 0..<i { acc += q[oc * i + c] * Int32((x[c * np + j] * inv).rounded(.toNearestOrEven)) }
+                    let want = Float(acc) * s[oc] * colScale + b[oc] + r[oc * np + j]
+                    XCTAssertEqual(y[oc * np + j], want, "o \(oc) column \(j) of [\(o), \(i), \(p)]")
+                }
             }
         }
     }

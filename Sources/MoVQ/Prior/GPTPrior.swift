@@ -31,7 +31,7 @@ public final class GPTPrior: @unchecked Sendable {
         tokenEmbeddings = Array(try f.floats("tok_emb.weight", shape: [c.codes, d]))
         classEmbeddings = Array(try f.floats("cls_emb.weight", shape: [c.classes + 1, d]))
         positionEmbeddings = Array(try f.floats("pos_emb", shape: [c.positions * c.channels + 1, d]))
-        layers = try (0..<c.layers).map { try PriorLayer(f, "layers.\($0)", c) }
+        layers = try (0..<c.layers).map { try PriorLayer(f, "layers.\($0)", c, quads: kernels.quadLinear != nil) }
         finalNorm = try PriorNorm(f, "final_ln", c)
         head = try PriorLinear(f, "head", outputs: c.codes, inputs: d)
     }

@@ -46,14 +46,15 @@ public final class MaskGITPrior: @unchecked Sendable {
         self.kernels = kernels
         let f = file, d = c.hidden
         func w(_ n: String, _ s: [Int]) throws -> UnsafeBufferPointer<Float> { try f.floats(n, shape: s) }
-        func linear(_ p: String, _ o: Int, _ i: Int) throws -> Linear { try PriorLinear(f, p, outputs: o, inputs: i) }
+        let quads = kernels.quadLinear != nil
+        func linear(_ p: String, _ o: Int, _ i: Int) throws -> Linear { try PriorLinear(f, p, outputs: o, inputs: i, quads: quads) }
         func norm(_ p: String) throws -> Norm { try PriorNorm(f, p, c) }
         tokenEmbeddings = try (0..<c.channels).map { Array(try w("tok_emb.\($0).weight", [c.codes + 1, d])) }
         classEmbeddings = Array(try w("cls_emb.weight", [c.classes + 1, d]))
         positionEmbeddings = Array(try w("pos_emb", [c.positions + 1, d]))
         embeddingNorm = c.isPostNorm ? try norm("emb_ln") : nil
         finalNorm = c.isPostNorm ? nil : try norm("final_ln")
-        layers = try (0..<c.layers).map { try PriorLayer(f, "layers.\($0)", c) }
+        layers = try (0..<c.layers).map { try PriorLayer(f, "layers.\($0)", c, quads: quads) }
         headDense = try linear("head.dense", d, d)
         headNorm = try norm("head.ln")
         heads = try (0..<c.channels).map { ch in

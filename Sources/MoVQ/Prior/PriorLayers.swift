@@ -1,3 +1,4 @@
+import Foundation
 import MoVQKernelCore
 
 /// A linear layer packed for the planar GEMM (`y = W x + b` on `[features][positions]`).
@@ -7,30 +8,42 @@ struct PriorLinear {
     let weights: [Float], bias: [Float], inputs: Int, outputs: Int
     /// Int16 mode: packed int8 weights, per-output scales, input limit.
     let int16: (words: [Int32], scales: [Float], limit: Float)?
+    /// Quad mode (u8 x s8, VNNI tiers): weight quads, zero-point corrections, scales.
+    let quad: (words: [Int32], offsets: [Int32], scales: [Float])?
 
+    /// `quads`: use the u8 x s8 mode for int8 weights (the tier has `quadLinear`).
     init(_ w: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, outputs o: Int, inputs i: Int,
-         int8Scales: UnsafeBufferPointer<Float>? = nil) {
+         int8Scales: UnsafeBufferPointer<Float>? = nil, quads: Bool = false) {
         bias = PlanarConvWeights.packBias(b, outChannels: o); inputs = i; outputs = o
         if let s = int8Scales, FastConv.int16Enabled {
             // w = q * s[o] exactly: recover q.
             let q = (0..<(o * i)).map { k -> Int32 in s[k / i] == 0 ? 0 : Int32((w[k] / s[k / i]).rounded()) }
             var scales = [Float](repeating: 0, count: (o + 5) / 6 * 6)
             for r in 0..<o { scales[r] = s[r] }
-            int16 = (PairGemmWeights.pack(q, outputs: o, inputs: i), scales,
-                     PairGemmWeights.limit(inputs: i, maxWeight: Int(q.map { abs($0) }.max() ?? 0)))
+            if quads && Self.quadsEnabled {
+                let (words, offsets) = QuadGemmWeights.pack(q, outputs: o, inputs: i)
+                quad = (words, offsets, scales); int16 = nil
+            } else {
+                int16 = (PairGemmWeights.pack(q, outputs: o, inputs: i), scales,
+                         PairGemmWeights.limit(inputs: i, maxWeight: Int(q.map { abs($0) }.max() ?? 0)))
+                quad = nil
+            }
             weights = []
         } else {
             weights = PlanarConvWeights.pack(w, outChannels: o, inChannels: i, kernel: 1)
-            int16 = nil
+            int16 = nil; quad = nil
         }
     }
 
+    /// `MOVQ_QUAD=0` keeps int8 linears in int16 mode on VNNI tiers (A/B runs).
+    static let quadsEnabled = ProcessInfo.processInfo.environment["MOVQ_QUAD"] != "0"
+
     /// `<prefix>.weight [o, i]` and `<prefix>.bias [o]` from a packed file
-    /// (int16 mode when the weight is stored as int8).
-    init(_ f: PackedFile, _ prefix: String, outputs o: Int, inputs i: Int) throws {
+    /// (int16 or quad mode when the weight is stored as int8).
+    init(_ f: PackedFile, _ prefix: String, outputs o: Int, inputs i: Int, quads: Bool = false) throws {
         let scales = f.entry("\(prefix).weight")?.dtype == .i8 ? try f.floats(Int8Weights.scaleName("\(prefix).weight"), shape: [o]) : nil
         self.init(try f.floats("\(prefix).weight", shape: [o, i]), try f.floats("\(prefix).bias", shape: [o]), outputs: o, inputs: i,
-                  int8Scales: scales)
+                  int8Scales: scales, quads: quads)
     }
 }
 
@@ -48,12 +61,12 @@ struct PriorNorm {
 struct PriorLayer {
     let qkv: PriorLinear, out: PriorLinear, fc1: PriorLinear, fc2: PriorLinear, ln1: PriorNorm, ln2: PriorNorm
 
-    init(_ f: PackedFile, _ p: String, _ c: PriorConfig) throws {
+    init(_ f: PackedFile, _ p: String, _ c: PriorConfig, quads: Bool = false) throws {
         let d = c.hidden
-        qkv = try PriorLinear(f, "\(p).attn.qkv", outputs: 3 * d, inputs: d)
-        out = try PriorLinear(f, "\(p).attn.out", outputs: d, inputs: d)
-        fc1 = try PriorLinear(f, "\(p).mlp.fc1", outputs: c.isGEGLU ? 2 * c.mlp : c.mlp, inputs: d)
-        fc2 = try PriorLinear(f, "\(p).mlp.fc2", outputs: d, inputs: c.mlp)
+        qkv = try PriorLinear(f, "\(p).attn.qkv", outputs: 3 * d, inputs: d, quads: quads)
+        out = try PriorLinear(f, "\(p).attn.out", outputs: d, inputs: d, quads: quads)
+        fc1 = try PriorLinear(f, "\(p).mlp.fc1", outputs: c.isGEGLU ? 2 * c.mlp : c.mlp, inputs: d, quads: quads)
+        fc2 = try PriorLinear(f, "\(p).mlp.fc2", outputs: d, inputs: c.mlp, quads: quads)
         ln1 = try PriorNorm(f, "\(p).ln1", c); ln2 = try PriorNorm(f, "\(p).ln2", c)
     }
 }
@@ -66,6 +79,26 @@ struct PlanarOps {
     /// `dst = W src + b (+ residual)`; `dst` must not alias `src` or `residual`.
     func linear(_ l: PriorLinear, _ src: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>? = nil) {
         let np = planeStride, p = positions
+        if let q = l.quad, let run = rt.kernels.quadLinear {
+            rt.timed("linear-u8s8 \(l.inputs)->\(l.outputs)", flops: 2 * Double(l.inputs * l.outputs * p)) {
+                let chunk = rt.kernels.chunk, chunks = (p + chunk - 1) / chunk, quads = (l.inputs + 3) / 4
+                let scratch = UnsafeMutableBufferPointer<Float>.allocate(capacity: (quads + 2) * np)
+                defer { scratch.deallocate() }
+                let words = UnsafeMutableRawPointer(scratch.baseAddress!).bindMemory(to: Int32.self, capacity: quads * np)
+                let scales = scratch.baseAddress! + quads * np
+                q.words.withUnsafeBufferPointer { wp in q.scales.withUnsafeBufferPointer { sp in l.bias.withUnsafeBufferPointer { bp in
+                    q.offsets.withUnsafeBufferPointer { op in
+                        var args = PairLinearArgs(input: src, planeStride: np, inputs: l.inputs, outputs: l.outputs, weights: wp.baseAddress!,
+                                                  rowScales: sp.baseAddress!, limit: 127, bias: bp.baseAddress!,
+                                                  residual: residual.map { UnsafePointer($0) }, output: dst, words: words,
+                                                  columnScales: scales, inverse: scales + np)
+                        args.rowOffsets = op.baseAddress!
+                        rt.parallelism.forEachRange(chunks) { r in run(args, (r.lowerBound * chunk)..<(r.upperBound * chunk)) }
+                    }
+                } } }
+            }
+            return
+        }
         if let q = l.int16 {
             rt.timed("linear-int16 \(l.inputs)->\(l.outputs)", flops: 2 * Double(l.inputs * l.outputs * p)) {
                 let chunk = rt.kernels.chunk, chunks = (p + chunk - 1) / chunk
