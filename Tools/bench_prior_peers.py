@@ -22,16 +22,24 @@ CONFIG = dict(codes=1024, channels=1, height=16, width=16, classes=1000, hidden=
               norm="layernorm", norm_position="post", activation="gelu", norm_eps=1e-12)
 
 
-def build():
+# The same transformer over the Kandinsky-shaped decoder's tokens at 256x256
+# (32x32 positions of 16384 codes: sequence 1025), for the whole-sample timing:
+#   $(Tools/setup_venv.sh) Tools/bench_prior_peers.py --build-kandinsky-prior
+#   .build/release/movq convert Tools/out/kandinsky_prior/prior.pt --precision int8 -o Tools/out/kandinsky_prior/prior-int8.mvq
+#   .build/release/movq bench Tools/out/kandinsky_prior/prior-int8.mvq --decoder Tools/out/kandinsky_random/kandinsky-int8.mvq --steps 8 --runs 1
+KANDINSKY = dict(CONFIG, codes=16384, height=32, width=32)
+
+
+def build(config=CONFIG, out=OUT):
     import torch
     sys.path.insert(0, HERE)
     from maskgit_reference import MaskGITTransformer
-    os.makedirs(OUT, exist_ok=True)
+    os.makedirs(out, exist_ok=True)
     torch.manual_seed(0)
-    m = MaskGITTransformer(CONFIG)
-    torch.save({k: v.contiguous() for k, v in m.state_dict().items()}, os.path.join(OUT, "prior.pt"))
-    with open(os.path.join(OUT, "prior.json"), "w") as f:
-        json.dump(CONFIG, f, indent=1, sort_keys=True)
+    m = MaskGITTransformer(config)
+    torch.save({k: v.contiguous() for k, v in m.state_dict().items()}, os.path.join(out, "prior.pt"))
+    with open(os.path.join(out, "prior.json"), "w") as f:
+        json.dump(config, f, indent=1, sort_keys=True)
 
 
 def worker(kind, threads, runs):
@@ -65,7 +73,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--build-kandinsky-prior", action="store_true", help="only write Tools/out/kandinsky_prior (see above)")
     a = ap.parse_args()
+    if a.build_kandinsky_prior:
+        return build(KANDINSKY, os.path.join(HERE, "out", "kandinsky_prior"))
     if a.worker:
         return worker(a.worker, a.threads, a.runs)
     movq = os.path.join(ROOT, ".build", "release", "movq")

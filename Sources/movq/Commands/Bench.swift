@@ -149,7 +149,7 @@ struct Bench: ParsableCommand {
         }
         print(String(format: "transformer forward, batch %d, sequence %d, %d threads, kernels %@: median %.3f s, p90 %.3f s (%d runs)",
                      batch, c.positions + 1, compute.threads, kernels.name, fwd.median, fwd.p90, runs))
-        print(String(format: "%.2f GFLOP per forward: %.1f GFLOP/s = %.0f%% of the measured FMA peak (%.1f GFLOP/s)",
+        print(String(format: "%.2f GFLOP per forward: %.1f GFLOP/s = %.0f%% of the measured fp32 FMA peak (%.1f GFLOP/s; int8 linears can exceed it)",
                      flops / 1e9, flops / fwd.median / 1e9, 100 * flops / fwd.median / peak, peak / 1e9))
         if let w = whole {
             print(String(format: "whole %d-step sample + decode: median %.3f s, p90 %.3f s (last run: sampling %.3f s, decoding %.3f s)",

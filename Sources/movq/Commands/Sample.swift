@@ -13,7 +13,9 @@ struct Sample: ParsableCommand {
         --temperature applies to both.
         """)
 
-    @Argument(help: "Packed MaskGIT prior (.mvq); default: the embedded demo prior.")
+    @Argument(help: "Packed prior (.mvq, MaskGIT or autoregressive); default: the embedded demo prior.")
+    var model: String?
+    @Option(help: "Expected prior kind, maskgit or ar (default: whatever the file holds).")
     var prior: String?
     @Option(help: "Packed MoVQ decoder for the tokens (default: the one the prior names, or the embedded demo model).")
     var decoder: String?
@@ -48,13 +50,17 @@ struct Sample: ParsableCommand {
             guard output.hasSuffix(".png") else { throw MoVQError.invalidInput("output \(output) must end in .png") }
             guard batch >= 1 && batch <= 1024 else { throw MoVQError.invalidInput("--batch must be 1...1024") }
             guard let sched = MaskSchedule(name: schedule) else { throw MoVQError.invalidInput("unknown schedule '\(schedule)' (cosine, linear, pow<k>, log, exp)") }
-            guard let priorPath = prior ?? DemoAssets.prior else { throw MoVQError.io(path: "demo-prior.mvq", reason: "embedded demo prior not found") }
+            guard prior == nil || prior == "maskgit" || prior == "ar" else { throw MoVQError.invalidInput("--prior must be maskgit or ar") }
+            guard let priorPath = model ?? DemoAssets.prior else { throw MoVQError.io(path: "demo-prior.mvq", reason: "embedded demo prior not found") }
             let kernels: KernelSet
             switch try compute.backend() {
             case .simd(let k): kernels = k
             case .reference: throw MoVQError.unsupported("the prior runs on SIMD kernels only (--kernels auto|avx512vnni|avx512|avx2|portable)")
             }
             let isGPT = try PackedFile(path: priorPath, verifyChecksums: false).header.prior?.isAutoregressive == true
+            if let want = prior, (want == "ar") != isGPT {
+                throw MoVQError.invalidInput("\(priorPath) holds a \(isGPT ? "ar" : "maskgit") prior, not \(want)")
+            }
             let maskgit = isGPT ? nil : try MaskGITPrior(contentsOf: priorPath, kernels: kernels)
             let gpt = isGPT ? try GPTPrior(contentsOf: priorPath, kernels: kernels) : nil
             let c = maskgit?.config ?? gpt!.config
