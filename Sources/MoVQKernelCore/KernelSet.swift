@@ -14,6 +14,8 @@ public struct KernelSet: Sendable {
     public let planeSum: @Sendable (UnsafePointer<Float>, Int, Int, Int, Float?) -> Double
     public let normApply: @Sendable (NormApplyArgs, Range<Int>, UnsafeMutablePointer<Float>) -> Void
     public let softmax: @Sendable (UnsafeMutablePointer<Float>, Int, Float) -> Void
+    /// Softmax down planes (`TransformerKernels.columnSoftmax`): (buffer, plane stride, planes, positions, scale).
+    public let columnSoftmax: @Sendable (UnsafeMutablePointer<Float>, Int, Int, Range<Int>, Float) -> Void
     /// FMA peak probe: runs n rounds of `24 * lanes` FLOPs, returns a sink value.
     public let peakProbe: @Sendable (Int) -> Float
     /// Transformer kernels (`TransformerKernels`): GELU, GEGLU, per-position norms.
@@ -36,10 +38,12 @@ public struct KernelSet: Sendable {
                 gelu: @escaping @Sendable (UnsafeMutablePointer<Float>, Int) -> Void,
                 geglu: @escaping @Sendable (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void,
                 columnNorm: @escaping @Sendable (ColumnNormArgs, Range<Int>) -> Void,
-                pairLinear: @escaping @Sendable (PairLinearArgs, Range<Int>) -> Void) {
+                pairLinear: @escaping @Sendable (PairLinearArgs, Range<Int>) -> Void,
+                columnSoftmax: @escaping @Sendable (UnsafeMutablePointer<Float>, Int, Int, Range<Int>, Float) -> Void) {
         self.name = name; self.lanes = lanes; self.conv = conv; self.winograd = winograd; self.planeSum = planeSum
         self.normApply = normApply; self.softmax = softmax; self.peakProbe = peakProbe
         self.gelu = gelu; self.geglu = geglu; self.columnNorm = columnNorm; self.pairLinear = pairLinear
+        self.columnSoftmax = columnSoftmax
     }
 
     /// Builds a tier from a SIMD type, multiply-add policy and integer pair
@@ -68,7 +72,8 @@ public struct KernelSet: Sendable {
                 PairGemm<V>.multiply(words: a.words, pairs: (a.inputs + 1) / 2, columns: cols, weights: a.weights, rowScales: a.rowScales,
                                      columnScales: a.columnScales, outputs: a.outputs, out: a.output, outStride: a.planeStride,
                                      bias: a.bias, residual: a.residual, D.self)
-            })
+            },
+            columnSoftmax: { x, ps, n, r, s in TransformerKernels<V, M>.columnSoftmax(x, planeStride: ps, planes: n, positions: r, scale: s) })
     }
 }
 

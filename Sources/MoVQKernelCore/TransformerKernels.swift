@@ -51,4 +51,27 @@ public enum TransformerKernels<V: SIMD, M: MulAdd> where V.Scalar == Float {
             p += w
         }
     }
+
+    /// Softmax down the planes of each position in `positions` (whole
+    /// vectors), in place: `p[j][q] = exp(s (x[j][q] - max_j x[j][q])) / sum`,
+    /// for `planes` planes `planeStride` apart (attention scores stored
+    /// key-major, so queries run along the vectors).
+    @inlinable
+    public static func columnSoftmax(_ x: UnsafeMutablePointer<Float>, planeStride ps: Int, planes n: Int, positions: Range<Int>, scale: Float) {
+        let w = V.scalarCount, s = V(repeating: scale)
+        var q = positions.lowerBound
+        while q < positions.upperBound {
+            var mx = V(repeating: -.infinity)
+            for j in 0..<n { mx = pointwiseMax(mx, load(x + j * ps + q)) }
+            let m = mx * s
+            var sum = V(repeating: 0)
+            for j in 0..<n {
+                let e = vexp(M.madd(-m, load(x + j * ps + q, as: V.self), s), M.self)
+                store(e, x + j * ps + q); sum += e
+            }
+            let inv = V(repeating: 1) / sum
+            for j in 0..<n { store(load(x + j * ps + q, as: V.self) * inv, x + j * ps + q) }
+            q += w
+        }
+    }
 }

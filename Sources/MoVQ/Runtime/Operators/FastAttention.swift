@@ -78,35 +78,30 @@ enum PlanarAttention {
 
     static func attend(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
                        channels c: Int, positions n: Int, planeStride np: Int, scale: Float, _ rt: FastRuntime, _ ws: Workspace) {
-        let chunk = rt.kernels.chunk
-        // O = V P^T: weights are V itself ([C][N] as out x in), packed once.
+        let chunk = rt.kernels.chunk, lanes = rt.kernels.lanes
+        // Scores are computed key-major, S^T[j][i] = sum_c K[c][j] Q[c][i]: the
+        // softmax then runs down planes with queries along the vectors, and
+        // S^T is directly the input of O = V P^T (no transpose).
+        let kT = packStrided(k, outChannels: n, inChannels: c, outStride: 1, inStride: np)
         let vPacked = packStrided(v, outChannels: c, inChannels: n, outStride: np, inStride: 1)
-        let zeroBias = [Float](repeating: 0, count: max(c, queryBlock) + 6)
+        let zeroBias = [Float](repeating: 0, count: max(c, n) + 6)
         let bq = queryBlock
-        let sp = (n + chunk - 1) / chunk * chunk + 2 * chunk, bp = (bq + chunk - 1) / chunk * chunk + 2 * chunk
-        let scores = ws.take(bq * sp), pt = ws.take(n * bp)
-        defer { ws.give(scores); ws.give(pt) }
+        let bp = (bq + chunk - 1) / chunk * chunk + 2 * chunk
+        let scores = ws.take(n * bp)
+        defer { ws.give(scores) }
         var i0 = 0
         while i0 < n {
             let rows = min(bq, n - i0)
-            // S[i][j] = sum_c Q[c][i0 + i] K[c][j]: weights are Q^T for this block.
-            let qT = packStrided(q + i0, outChannels: rows, inChannels: c, outStride: 1, inStride: np)
-            qT.withUnsafeBufferPointer { w in zeroBias.withUnsafeBufferPointer { z in
-                rt.gemm(PlanarConvArgs(input: k, inputPlaneStride: np, rowStride: 0, kernel: 1, tapOrigin: 0,
-                                       weights: w.baseAddress!, bias: z.baseAddress!, inChannels: c, outChannels: rows,
-                                       output: scores.baseAddress!, outputPlaneStride: sp, outputShift: 0, residual: nil, positions: n))
+            kT.withUnsafeBufferPointer { w in zeroBias.withUnsafeBufferPointer { z in
+                rt.gemm(PlanarConvArgs(input: q + i0, inputPlaneStride: np, rowStride: 0, kernel: 1, tapOrigin: 0,
+                                       weights: w.baseAddress!, bias: z.baseAddress!, inChannels: c, outChannels: n,
+                                       output: scores.baseAddress!, outputPlaneStride: bp, outputShift: 0, residual: nil, positions: rows))
             } }
-            let softmax = rt.kernels.softmax
-            let sb = UnsafeSendableBox(scores.baseAddress!), pb = UnsafeSendableBox(pt.baseAddress!)
-            rt.parallelism.forEachRange(rows, minimumChunk: 8) { r in
-                for i in r { softmax(sb.value + i * sp, n, scale) }
-            }
-            // P^T: planes j (keys) of `rows` positions (queries).
-            rt.parallelism.forEachRange(n, minimumChunk: 64) { js in
-                for j in js { for i in 0..<rows { pb.value[j * bp + i] = sb.value[i * sp + j] } }
-            }
+            let softmax = rt.kernels.columnSoftmax, sb = UnsafeSendableBox(scores.baseAddress!)
+            let vectors = (rows + lanes - 1) / lanes
+            rt.parallelism.forEachRange(vectors) { r in softmax(sb.value, bp, n, (r.lowerBound * lanes)..<(r.upperBound * lanes), scale) }
             vPacked.withUnsafeBufferPointer { w in zeroBias.withUnsafeBufferPointer { z in
-                rt.gemm(PlanarConvArgs(input: pt.baseAddress!, inputPlaneStride: bp, rowStride: 0, kernel: 1, tapOrigin: 0,
+                rt.gemm(PlanarConvArgs(input: scores.baseAddress!, inputPlaneStride: bp, rowStride: 0, kernel: 1, tapOrigin: 0,
                                        weights: w.baseAddress!, bias: z.baseAddress!, inChannels: n, outChannels: c,
                                        output: out, outputPlaneStride: np, outputShift: i0, residual: nil, positions: rows))
             } }
