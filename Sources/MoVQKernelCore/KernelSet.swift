@@ -13,7 +13,6 @@ public struct KernelSet: Sendable {
     public let winograd: @Sendable (WinogradArgs, Range<Int>, Int, UnsafeMutablePointer<Float>) -> Void
     public let planeSum: @Sendable (UnsafePointer<Float>, Int, Int, Int, Float?) -> Double
     public let normApply: @Sendable (NormApplyArgs, Range<Int>, UnsafeMutablePointer<Float>) -> Void
-    public let softmax: @Sendable (UnsafeMutablePointer<Float>, Int, Float) -> Void
     /// Softmax down planes (`TransformerKernels.columnSoftmax`): (buffer, plane stride, planes, positions, scale).
     public let columnSoftmax: @Sendable (UnsafeMutablePointer<Float>, Int, Int, Range<Int>, Float) -> Void
     /// FMA peak probe: runs n rounds of `24 * lanes` FLOPs, returns a sink value.
@@ -33,7 +32,6 @@ public struct KernelSet: Sendable {
                 winograd: @escaping @Sendable (WinogradArgs, Range<Int>, Int, UnsafeMutablePointer<Float>) -> Void,
                 planeSum: @escaping @Sendable (UnsafePointer<Float>, Int, Int, Int, Float?) -> Double,
                 normApply: @escaping @Sendable (NormApplyArgs, Range<Int>, UnsafeMutablePointer<Float>) -> Void,
-                softmax: @escaping @Sendable (UnsafeMutablePointer<Float>, Int, Float) -> Void,
                 peakProbe: @escaping @Sendable (Int) -> Float,
                 gelu: @escaping @Sendable (UnsafeMutablePointer<Float>, Int) -> Void,
                 geglu: @escaping @Sendable (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void,
@@ -41,7 +39,7 @@ public struct KernelSet: Sendable {
                 pairLinear: @escaping @Sendable (PairLinearArgs, Range<Int>) -> Void,
                 columnSoftmax: @escaping @Sendable (UnsafeMutablePointer<Float>, Int, Int, Range<Int>, Float) -> Void) {
         self.name = name; self.lanes = lanes; self.conv = conv; self.winograd = winograd; self.planeSum = planeSum
-        self.normApply = normApply; self.softmax = softmax; self.peakProbe = peakProbe
+        self.normApply = normApply; self.peakProbe = peakProbe
         self.gelu = gelu; self.geglu = geglu; self.columnNorm = columnNorm; self.pairLinear = pairLinear
         self.columnSoftmax = columnSoftmax
     }
@@ -58,7 +56,6 @@ public struct KernelSet: Sendable {
             winograd: { a, t, b, s in Winograd<V, M>.run(a, tiles: t, blockTiles: b, scratch: s, D.self) },
             planeSum: { p, rs, h, w, m in NormKernels<V, M>.planeSum(p, rowStride: rs, height: h, width: w, mean: m) },
             normApply: { a, c, s in NormKernels<V, M>.apply(a, channels: c, scratch: s) },
-            softmax: { r, n, s in NormKernels<V, M>.softmax(r, count: n, scale: s) },
             peakProbe: { n in PeakProbe<V, M>.run(iterations: n) },
             gelu: { p, n in TransformerKernels<V, M>.gelu(p, count: n) },
             geglu: { a, g, n in TransformerKernels<V, M>.geglu(a, g, count: n) },

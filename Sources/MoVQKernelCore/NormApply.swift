@@ -95,25 +95,4 @@ public enum NormKernels<V: SIMD, M: MulAdd> where V.Scalar == Float {
             }
         }
     }
-
-    /// In-place softmax of `n` contiguous floats (`row` must have room for a
-    /// whole vector past `n`; those slots are overwritten).
-    @inlinable
-    public static func softmax(_ row: UnsafeMutablePointer<Float>, count n: Int, scale: Float) {
-        let w = V.scalarCount
-        var mx = -Float.infinity
-        for i in 0..<n { mx = max(mx, row[i]) }
-        let full = (n + w - 1) / w * w
-        for i in n..<full { row[i] = -.infinity }
-        let s = V(repeating: scale), m = V(repeating: mx * scale)
-        var acc = V(repeating: 0)
-        var i = 0
-        while i < full {
-            let e = vexp(M.madd(-m, load(row + i, as: V.self), s), M.self)
-            store(e, row + i); acc += e; i += w
-        }
-        let inv = V(repeating: 1 / acc.sum())
-        i = 0
-        while i < full { store(load(row + i, as: V.self) * inv, row + i); i += w }
-    }
 }

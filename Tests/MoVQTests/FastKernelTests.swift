@@ -234,15 +234,21 @@ final class FastKernelTests: XCTestCase {
     }
 
     func testSoftmaxAndExpOnEveryTier() {
+        // Softmax down planes (attention scores, key-major): every column is its own softmax.
         for k in tiers {
             for n in [1, 5, 16, 37] {
-                var row = random(n + 32, seed: UInt64(n)).map { $0 * 20 }
-                let original = Array(row[0..<n])
-                row.withUnsafeMutableBufferPointer { k.softmax($0.baseAddress!, n, 0.7) }
-                let mx = original.max()! * 0.7
-                let e = original.map { Foundation.exp(Double($0 * 0.7 - mx)) }
-                let s = e.reduce(0, +)
-                for i in 0..<n { XCTAssertEqual(Double(row[i]), e[i] / s, accuracy: 1e-6, "\(k.name) n \(n)") }
+                let columns = 2 * k.lanes + 3, stride = 3 * k.lanes
+                var buf = random(n * stride, seed: UInt64(n)).map { $0 * 20 }
+                let original = buf
+                let vectors = (columns + k.lanes - 1) / k.lanes
+                buf.withUnsafeMutableBufferPointer { k.columnSoftmax($0.baseAddress!, stride, n, 0..<(vectors * k.lanes), 0.7) }
+                for q in 0..<columns {
+                    let col = (0..<n).map { original[$0 * stride + q] }
+                    let mx = col.max()! * 0.7
+                    let e = col.map { Foundation.exp(Double($0 * 0.7 - mx)) }
+                    let s = e.reduce(0, +)
+                    for j in 0..<n { XCTAssertEqual(Double(buf[j * stride + q]), e[j] / s, accuracy: 1e-6, "\(k.name) n \(n) column \(q)") }
+                }
             }
         }
         for x: Float in [-87, -20, -1.5, -1e-3, 0, 0.3, 1, 10, 80] {
