@@ -16,21 +16,8 @@ public enum PairGemm<V: SIMD> where V.Scalar == Float {
     public static func quantize<D: PairDot>(_ x: UnsafePointer<Float>, planeStride t: Int, inputs: Int, columns: Range<Int>, limit l: Float,
                                             words: UnsafeMutablePointer<Int32>, columnScales: UnsafeMutablePointer<Float>,
                                             inverse: UnsafeMutablePointer<Float>, _: D.Type) where D.Floats == V {
-        let w = V.scalarCount, pairs = (inputs + 1) / 2, limit = V(repeating: l)
-        // Per column: the largest |x| over the inputs sets its scale.
-        var j = columns.lowerBound
-        while j < columns.upperBound {
-            // |x| as bits: for non-negative floats integer order is float order.
-            var bits = D.Lanes(repeating: 0x0DA2_4260)  // 1e-30: an all-zero column gets a finite inverse and scale ~0
-            for i in 0..<inputs {
-                let v: V = load(x + i * t + j)
-                bits = D.max(bits, unsafeBitCast(v, to: D.Lanes.self) & 0x7FFF_FFFF)
-            }
-            let mx = unsafeBitCast(bits, to: V.self)
-            store(limit / mx, inverse + j)
-            store(mx / limit, columnScales + j)
-            j += w
-        }
+        let w = V.scalarCount, pairs = (inputs + 1) / 2
+        scaleColumns(x, planeStride: t, inputs: inputs, columns: columns, limit: l, columnScales: columnScales, inverse: inverse, D.self)
         // Round to nearest (magic-number trick, exact for |x| < 2^22) and pack channel pairs.
         @inline(__always) func rounded(_ v: V) -> D.Lanes {
             unsafeBitCast(v + V(repeating: 12_582_912), to: D.Lanes.self) &- 0x4B40_0000
@@ -45,6 +32,30 @@ public enum PairGemm<V: SIMD> where V.Scalar == Float {
                 UnsafeMutableRawPointer(words + k * t + j).storeBytes(of: (lo & 0xFFFF) | (hi &<< 16), as: D.Lanes.self)
                 j += w
             }
+        }
+    }
+
+    /// Per column `j` of `columns` (whole vectors): `columnScales[j] =
+    /// max_i |x[i][j]| / limit` and `inverse[j] = limit / max_i |x[i][j]|`
+    /// (the max is at least 1e-30, so an all-zero column stays finite).
+    @inlinable
+    public static func scaleColumns<D: PairDot>(_ x: UnsafePointer<Float>, planeStride t: Int, inputs: Int, columns: Range<Int>, limit l: Float,
+                                                columnScales: UnsafeMutablePointer<Float>, inverse: UnsafeMutablePointer<Float>,
+                                                _: D.Type) where D.Floats == V {
+        let limit = V(repeating: l)
+        var j = columns.lowerBound
+        while j < columns.upperBound {
+            // |x| as bits: for non-negative floats integer order is float order
+            // (`pointwiseMax` would go lane by lane).
+            var bits = D.Lanes(repeating: 0x0DA2_4260)  // 1e-30
+            for i in 0..<inputs {
+                let v: V = load(x + i * t + j)
+                bits = D.max(bits, unsafeBitCast(v, to: D.Lanes.self) & 0x7FFF_FFFF)
+            }
+            let mx = unsafeBitCast(bits, to: V.self)
+            store(limit / mx, inverse + j)
+            store(mx / limit, columnScales + j)
+            j += V.scalarCount
         }
     }
 
@@ -139,19 +150,9 @@ public enum QuadGemm<V: SIMD> where V.Scalar == Float {
     public static func quantize<D: PairDot>(_ x: UnsafePointer<Float>, planeStride t: Int, inputs: Int, columns: Range<Int>,
                                             words: UnsafeMutablePointer<Int32>, columnScales: UnsafeMutablePointer<Float>,
                                             inverse: UnsafeMutablePointer<Float>, _: D.Type) where D.Floats == V {
-        let w = V.scalarCount, quads = (inputs + 3) / 4, limit = V(repeating: 127)
-        var j = columns.lowerBound
-        while j < columns.upperBound {
-            var bits = D.Lanes(repeating: 0x0DA2_4260)  // 1e-30
-            for i in 0..<inputs {
-                let v: V = load(x + i * t + j)
-                bits = D.max(bits, unsafeBitCast(v, to: D.Lanes.self) & 0x7FFF_FFFF)
-            }
-            let mx = unsafeBitCast(bits, to: V.self)
-            store(limit / mx, inverse + j)
-            store(mx / limit, columnScales + j)
-            j += w
-        }
+        let w = V.scalarCount, quads = (inputs + 3) / 4
+        PairGemm<V>.scaleColumns(x, planeStride: t, inputs: inputs, columns: columns, limit: 127,
+                                 columnScales: columnScales, inverse: inverse, D.self)
         @inline(__always) func byte(_ v: V) -> D.Lanes {
             // round(v) + 128 through the magic number, already in [1, 255].
             (unsafeBitCast(v + V(repeating: 12_582_912), to: D.Lanes.self) &- 0x4B40_0000 &+ 128) & 0xFF

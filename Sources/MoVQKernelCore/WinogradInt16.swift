@@ -45,8 +45,9 @@ public enum WinogradInt16Weights {
         precondition(q.count == o * i * 9 && scales.count == o)
         let g2: [[Int]] = [[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]]  // 2G
         let points = upsample ? WinogradWeights.upsamplePoints : Array(0..<16)
-        let groups = (o + 5) / 6, pairs = (i + 1) / 2, panel = groups * pairs * 6
-        var words = [Int32](repeating: 0, count: points.count * panel)
+        let groups = (o + 5) / 6
+        // U' per point as an [O][I] integer matrix, then packed like any PairGemm weights.
+        var u = [[Int32]](repeating: [Int32](repeating: 0, count: o * i), count: points.count)
         var uMax = 0
         for oc in 0..<o {
             for ic in 0..<i {
@@ -56,12 +57,11 @@ public enum WinogradInt16Weights {
                     var s = 0
                     for ky in 0..<3 { for kx in 0..<3 { s += g2[a][ky] * k[ky * 3 + kx] * g2[b][kx] } }
                     uMax = max(uMax, abs(s))
-                    let at = slot * panel + ((oc / 6) * pairs + ic / 2) * 6 + oc % 6
-                    let half = UInt32(UInt16(truncatingIfNeeded: s))
-                    words[at] |= Int32(bitPattern: ic % 2 == 0 ? half : half << 16)
+                    u[slot][oc * i + ic] = Int32(s)
                 }
             }
         }
+        let words = u.flatMap { PairGemmWeights.pack($0, outputs: o, inputs: i) }
         var out = [Float](repeating: 0, count: groups * 6)
         for oc in 0..<o { out[oc] = scales[oc] / 4 }
         let limit = PairGemmWeights.limit(inputs: i, maxWeight: uMax)

@@ -49,8 +49,8 @@ final class PriorTests: XCTestCase {
             for tier in Platform.availableTiers {
                 let prior = try MaskGITPrior(contentsOf: out, kernels: Platform.kernels(named: tier)!)
                 let k = Platform.kernels(named: tier)!
-                if k.quadLinear != nil { XCTAssertNotNil(prior.layers[0].qkv.quad, "VNNI tiers run int8 linears as u8 x s8") }
-                else { XCTAssertNotNil(prior.layers[0].qkv.int16, "other tiers run int8 linears in int16 mode") }
+                let integer = try XCTUnwrap(prior.layers[0].qkv.integer, "int8 linears run in an integer mode")
+                XCTAssertEqual(integer.quads, k.quadLinear != nil, "VNNI tiers run int8 linears as u8 x s8, others in int16 mode")
                 let a = try prior.logits(tokens: tokens, classes: classes, threads: 1)
                 XCTAssertEqual(a, try prior.logits(tokens: tokens, classes: classes, threads: 3), "\(name) \(tier)")
                 let scale = want.map { abs($0) }.max()!, err = zip(a, want).map { abs($0 - $1) }.max()!
@@ -77,8 +77,9 @@ final class PriorTests: XCTestCase {
             var y = [Float](repeating: 0, count: o * np)
             try w.withUnsafeBufferPointer { wp in try b.withUnsafeBufferPointer { bp in try s.withUnsafeBufferPointer { sp in
                 let l = PriorLinear(wp, bp, outputs: o, inputs: i, int8Scales: sp, quads: true)
-                let quad = try XCTUnwrap(l.quad)
-                XCTAssertEqual(quad.offsets[0], 128 * (0..<i).reduce(0) { $0 + q[$1] })
+                let quad = try XCTUnwrap(l.integer)
+                XCTAssertTrue(quad.quads)
+                XCTAssertEqual(quad.offsets?[0], 128 * (0..<i).reduce(0) { $0 + q[$1] })
                 let ops = PlanarOps(rt: FastRuntime(kernels: k, parallelism: Parallelism(threads: 2)), planeStride: np, positions: p,
                                     config: PriorConfig(codes: 2, channels: 1, height: 1, width: 1, classes: 0, hidden: 8, heads: 1, layers: 1, mlp: 8))
                 x.withUnsafeMutableBufferPointer { xp in r.withUnsafeMutableBufferPointer { rp in y.withUnsafeMutableBufferPointer { yp in

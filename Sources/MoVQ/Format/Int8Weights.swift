@@ -22,6 +22,16 @@ public enum Int8Weights {
         return (q, scales)
     }
 
+    /// The int8 values back from widened weights `w = q * scales[o]` (exact:
+    /// the product was rounded once, so the division rounds back to `q`).
+    public static func recover(_ w: UnsafeBufferPointer<Float>, scales: UnsafeBufferPointer<Float>) -> [Int8] {
+        let per = w.count / max(1, scales.count)
+        return w.indices.map { i -> Int8 in
+            let scale = scales[i / per]
+            return scale == 0 ? 0 : Int8(max(-127, min(127, (w[i] / scale).rounded())))
+        }
+    }
+
     /// The name of the scale tensor that belongs to int8 tensor `name`.
     public static func scaleName(_ name: String) -> String { name + ".scale" }
 }

@@ -27,12 +27,7 @@ struct Conv2DLayer: @unchecked Sendable {
     /// exactly from `weight = q * scale` (nil for fp32/fp16 weights).
     var int8Weights: (q: [Int8], scales: [Float])? {
         guard let s = int8Scales else { return nil }
-        let per = weight.count / geometry.outChannels
-        let q = weight.indices.map { i -> Int8 in
-            let scale = s[i / per]
-            return scale == 0 ? 0 : Int8(max(-127, min(127, (weight[i] / scale).rounded())))
-        }
-        return (q, Array(s))
+        return (Int8Weights.recover(weight, scales: s), Array(s))
     }
 
     func callAsFunction(_ x: Tensor, residual: Tensor? = nil, _ ctx: ExecutionContext) -> Tensor {

@@ -6,32 +6,38 @@ import MoVQKernelCore
 /// dynamic input quantization, exact int32 sums).
 struct PriorLinear {
     let weights: [Float], bias: [Float], inputs: Int, outputs: Int
-    /// Int16 mode: packed int8 weights, per-output scales, input limit.
-    let int16: (words: [Int32], scales: [Float], limit: Float)?
-    /// Quad mode (u8 x s8, VNNI tiers): weight quads, zero-point corrections, scales.
-    let quad: (words: [Int32], offsets: [Int32], scales: [Float])?
+    /// Integer mode for int8-stored weights (nil: fp32 `weights`).
+    let integer: IntegerWeights?
+
+    /// Packed int8 weights of a linear layer: int16 pairs (`PairGemm`), or
+    /// u8 x s8 quads (`QuadGemm`, VNNI tiers) with zero-point `offsets`.
+    struct IntegerWeights {
+        let words: [Int32], scales: [Float], limit: Float
+        let offsets: [Int32]?
+        var quads: Bool { offsets != nil }
+        /// Input channels per packed word.
+        var channelsPerWord: Int { quads ? 4 : 2 }
+    }
 
     /// `quads`: use the u8 x s8 mode for int8 weights (the tier has `quadLinear`).
     init(_ w: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, outputs o: Int, inputs i: Int,
          int8Scales: UnsafeBufferPointer<Float>? = nil, quads: Bool = false) {
         bias = PlanarConvWeights.packBias(b, outChannels: o); inputs = i; outputs = o
         if let s = int8Scales, FastConv.int16Enabled {
-            // w = q * s[o] exactly: recover q.
-            let q = (0..<(o * i)).map { k -> Int32 in s[k / i] == 0 ? 0 : Int32((w[k] / s[k / i]).rounded()) }
+            let q = Int8Weights.recover(w, scales: s).map { Int32($0) }
             var scales = [Float](repeating: 0, count: (o + 5) / 6 * 6)
             for r in 0..<o { scales[r] = s[r] }
             if quads && Self.quadsEnabled {
                 let (words, offsets) = QuadGemmWeights.pack(q, outputs: o, inputs: i)
-                quad = (words, offsets, scales); int16 = nil
+                integer = IntegerWeights(words: words, scales: scales, limit: 127, offsets: offsets)
             } else {
-                int16 = (PairGemmWeights.pack(q, outputs: o, inputs: i), scales,
-                         PairGemmWeights.limit(inputs: i, maxWeight: Int(q.map { abs($0) }.max() ?? 0)))
-                quad = nil
+                integer = IntegerWeights(words: PairGemmWeights.pack(q, outputs: o, inputs: i), scales: scales,
+                                         limit: PairGemmWeights.limit(inputs: i, maxWeight: Int(q.map { abs($0) }.max() ?? 0)), offsets: nil)
             }
             weights = []
         } else {
             weights = PlanarConvWeights.pack(w, outChannels: o, inChannels: i, kernel: 1)
-            int16 = nil; quad = nil
+            integer = nil
         }
     }
 
@@ -79,40 +85,23 @@ struct PlanarOps {
     /// `dst = W src + b (+ residual)`; `dst` must not alias `src` or `residual`.
     func linear(_ l: PriorLinear, _ src: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>? = nil) {
         let np = planeStride, p = positions
-        if let q = l.quad, let run = rt.kernels.quadLinear {
-            rt.timed("linear-u8s8 \(l.inputs)->\(l.outputs)", flops: 2 * Double(l.inputs * l.outputs * p)) {
-                let chunk = rt.kernels.chunk, chunks = (p + chunk - 1) / chunk, quads = (l.inputs + 3) / 4
-                let scratch = UnsafeMutableBufferPointer<Float>.allocate(capacity: (quads + 2) * np)
+        if let q = l.integer, let run = q.quads ? rt.kernels.quadLinear : rt.kernels.pairLinear {
+            rt.timed("linear-\(q.quads ? "u8s8" : "int16") \(l.inputs)->\(l.outputs)", flops: 2 * Double(l.inputs * l.outputs * p)) {
+                let chunk = rt.kernels.chunk, chunks = (p + chunk - 1) / chunk
+                let wordPlanes = (l.inputs + q.channelsPerWord - 1) / q.channelsPerWord
+                let scratch = UnsafeMutableBufferPointer<Float>.allocate(capacity: (wordPlanes + 2) * np)
                 defer { scratch.deallocate() }
-                let words = UnsafeMutableRawPointer(scratch.baseAddress!).bindMemory(to: Int32.self, capacity: quads * np)
-                let scales = scratch.baseAddress! + quads * np
+                let words = UnsafeMutableRawPointer(scratch.baseAddress!).bindMemory(to: Int32.self, capacity: wordPlanes * np)
+                let scales = scratch.baseAddress! + wordPlanes * np
                 q.words.withUnsafeBufferPointer { wp in q.scales.withUnsafeBufferPointer { sp in l.bias.withUnsafeBufferPointer { bp in
-                    q.offsets.withUnsafeBufferPointer { op in
+                    (q.offsets ?? []).withUnsafeBufferPointer { op in
                         var args = PairLinearArgs(input: src, planeStride: np, inputs: l.inputs, outputs: l.outputs, weights: wp.baseAddress!,
-                                                  rowScales: sp.baseAddress!, limit: 127, bias: bp.baseAddress!,
+                                                  rowScales: sp.baseAddress!, limit: q.limit, bias: bp.baseAddress!,
                                                   residual: residual.map { UnsafePointer($0) }, output: dst, words: words,
                                                   columnScales: scales, inverse: scales + np)
-                        args.rowOffsets = op.baseAddress!
+                        args.rowOffsets = q.quads ? op.baseAddress : nil
                         rt.parallelism.forEachRange(chunks) { r in run(args, (r.lowerBound * chunk)..<(r.upperBound * chunk)) }
                     }
-                } } }
-            }
-            return
-        }
-        if let q = l.int16 {
-            rt.timed("linear-int16 \(l.inputs)->\(l.outputs)", flops: 2 * Double(l.inputs * l.outputs * p)) {
-                let chunk = rt.kernels.chunk, chunks = (p + chunk - 1) / chunk
-                let scratch = UnsafeMutableBufferPointer<Float>.allocate(capacity: ((l.inputs + 1) / 2 + 2) * np)
-                defer { scratch.deallocate() }
-                let words = UnsafeMutableRawPointer(scratch.baseAddress!).bindMemory(to: Int32.self, capacity: (l.inputs + 1) / 2 * np)
-                let scales = scratch.baseAddress! + (l.inputs + 1) / 2 * np
-                q.words.withUnsafeBufferPointer { wp in q.scales.withUnsafeBufferPointer { sp in l.bias.withUnsafeBufferPointer { bp in
-                    let args = PairLinearArgs(input: src, planeStride: np, inputs: l.inputs, outputs: l.outputs, weights: wp.baseAddress!,
-                                              rowScales: sp.baseAddress!, limit: q.limit, bias: bp.baseAddress!,
-                                              residual: residual.map { UnsafePointer($0) }, output: dst, words: words,
-                                              columnScales: scales, inverse: scales + np)
-                    let run = rt.kernels.pairLinear
-                    rt.parallelism.forEachRange(chunks) { r in run(args, (r.lowerBound * chunk)..<(r.upperBound * chunk)) }
                 } } }
             }
             return
