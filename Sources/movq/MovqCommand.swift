@@ -24,6 +24,14 @@ struct ComputeOptions: ParsableArguments {
         guard threads >= 1 && threads <= 1024 else { throw ValidationError("--threads must be between 1 and 1024") }
     }
 
+    /// The SIMD tier for a prior (which has no reference backend).
+    func priorKernels() throws -> KernelSet {
+        guard case .simd(let k) = try backend() else {
+            throw MoVQError.unsupported("the prior runs on SIMD kernels only (--kernels auto|avx512vnni|avx512|avx2|portable)")
+        }
+        return k
+    }
+
     /// The backend `--kernels` names; a tier this CPU lacks is an error.
     func backend() throws -> Backend {
         switch kernels {

@@ -82,6 +82,12 @@ public final class PackedFile: @unchecked Sendable {
 
     deinit { for (_, b) in widened { b.deallocate() } }
 
+    /// The decoder a prior file names (metadata `decoder`, relative to this
+    /// file's folder), if any.
+    public var namedDecoderPath: String? {
+        header.metadata["decoder"].map { URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent($0).path }
+    }
+
     /// The table entry for `name`, if present.
     public func entry(_ name: String) -> PackedTensorEntry? { index[name] }
 

@@ -14,7 +14,7 @@ public func decoderFLOPs(_ c: MoVQConfig, latentHeight h: Int, latentWidth w: In
         let direct = 2 * Double(i * o * k * k * hh * ww)
         if executed && upsampled {
             flops += direct / 4
-        } else if executed && k == 3 && i >= 8 && o >= 8 && FastConv.winogradEnabled {
+        } else if executed && FastConv.winogradShape(inChannels: i, outChannels: o, kernel: k) && FastConv.winogradEnabled {
             let tiles = ((hh + 1) / 2) * ((ww + 1) / 2)
             flops += 2 * Double(i * o * 16 * tiles)
         } else {

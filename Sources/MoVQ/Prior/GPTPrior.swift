@@ -19,7 +19,7 @@ public final class GPTPrior: @unchecked Sendable {
     public var length: Int { config.positions * config.channels }
     /// The decoder named by the file (relative to its folder), if any.
     public var decoderPath: String? {
-        file.header.metadata["decoder"].map { URL(fileURLWithPath: file.path).deletingLastPathComponent().appendingPathComponent($0).path }
+        file.namedDecoderPath
     }
 
     public init(contentsOf path: String, kernels: KernelSet = Platform.kernels) throws {

@@ -17,22 +17,19 @@ public final class MaskGITPrior: @unchecked Sendable {
     public let file: PackedFile
     /// The decoder named by the file (relative to its folder), if any.
     public var decoderPath: String? {
-        file.header.metadata["decoder"].map { URL(fileURLWithPath: file.path).deletingLastPathComponent().appendingPathComponent($0).path }
+        file.namedDecoderPath
     }
     /// When set, forwards record time per operator here.
     public var profiler: Profiler?
     let kernels: KernelSet
 
-    typealias Linear = PriorLinear
-    typealias Norm = PriorNorm
-    typealias Layer = PriorLayer
 
     let tokenEmbeddings: [[Float]], classEmbeddings: [Float], positionEmbeddings: [Float]
-    let embeddingNorm: Norm?, finalNorm: Norm?
-    let layers: [Layer]
-    let headDense: Linear, headNorm: Norm
+    let embeddingNorm: PriorNorm?, finalNorm: PriorNorm?
+    let layers: [PriorLayer]
+    let headDense: PriorLinear, headNorm: PriorNorm
     /// Per channel: logits = tied token embeddings (codes only) x h + head bias.
-    let heads: [Linear]
+    let heads: [PriorLinear]
     private let workspace = Workspace()
     private let lock = NSLock()
 
@@ -47,8 +44,8 @@ public final class MaskGITPrior: @unchecked Sendable {
         let f = file, d = c.hidden
         func w(_ n: String, _ s: [Int]) throws -> UnsafeBufferPointer<Float> { try f.floats(n, shape: s) }
         let quads = kernels.quadLinear != nil
-        func linear(_ p: String, _ o: Int, _ i: Int) throws -> Linear { try PriorLinear(f, p, outputs: o, inputs: i, quads: quads) }
-        func norm(_ p: String) throws -> Norm { try PriorNorm(f, p, c) }
+        func linear(_ p: String, _ o: Int, _ i: Int) throws -> PriorLinear { try PriorLinear(f, p, outputs: o, inputs: i, quads: quads) }
+        func norm(_ p: String) throws -> PriorNorm { try PriorNorm(f, p, c) }
         tokenEmbeddings = try (0..<c.channels).map { Array(try w("tok_emb.\($0).weight", [c.codes + 1, d])) }
         classEmbeddings = Array(try w("cls_emb.weight", [c.classes + 1, d]))
         positionEmbeddings = Array(try w("pos_emb", [c.positions + 1, d]))
@@ -59,7 +56,7 @@ public final class MaskGITPrior: @unchecked Sendable {
         headNorm = try norm("head.ln")
         heads = try (0..<c.channels).map { ch in
             let emb = try w("tok_emb.\(ch).weight", [c.codes + 1, d])
-            return Linear(UnsafeBufferPointer(rebasing: emb[0..<(c.codes * d)]), try w("head_bias.\(ch)", [c.codes]), outputs: c.codes, inputs: d)
+            return PriorLinear(UnsafeBufferPointer(rebasing: emb[0..<(c.codes * d)]), try w("head_bias.\(ch)", [c.codes]), outputs: c.codes, inputs: d)
         }
     }
 
@@ -112,19 +109,14 @@ public final class MaskGITPrior: @unchecked Sendable {
             }
         }
         let ops = PlanarOps(rt: rt, planeStride: np, positions: p, config: c)
-        func norm(_ nm: Norm, _ src: UnsafeMutableBufferPointer<Float>, _ dst: UnsafeMutableBufferPointer<Float>) { ops.norm(nm, src.baseAddress!, dst.baseAddress!) }
-        func linear(_ l: Linear, _ src: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>? = nil) {
-            ops.linear(l, src, dst, residual: residual)
-        }
-        func gelu(_ buf: UnsafeMutablePointer<Float>, rows: Int, gate: UnsafeMutablePointer<Float>? = nil) { ops.gelu(buf, rows: rows, gate: gate) }
 
-        if let e = embeddingNorm { norm(e, x, x) }
+        if let e = embeddingNorm { ops.norm(e, x.baseAddress!, x.baseAddress!) }
         let headCount = c.heads, dh = d / headCount, scale = 1 / Float(dh).squareRoot()
         for layer in layers {
             // Attention.
             var src = x
-            if !c.isPostNorm { norm(layer.ln1, x, y); src = y }
-            linear(layer.qkv, src.baseAddress!, qkv.baseAddress!)
+            if !c.isPostNorm { ops.norm(layer.ln1, x.baseAddress!, y.baseAddress!); src = y }
+            ops.linear(layer.qkv, src.baseAddress!, qkv.baseAddress!)
             rt.timed("attention \(headCount) heads x \(s)", flops: 4 * Double(s * s * d * b)) {
                 // Heads in parallel, each on one thread with its own scratch (small GEMMs
                 // split across threads cost more in dispatch than they gain). Sequences go
@@ -139,26 +131,26 @@ public final class MaskGITPrior: @unchecked Sendable {
                     }
                 }
             }
-            linear(layer.out, a.baseAddress!, y.baseAddress!, residual: x.baseAddress!)
-            if c.isPostNorm { norm(layer.ln1, y, x) } else { swap(&x, &y) }
+            ops.linear(layer.out, a.baseAddress!, y.baseAddress!, residual: x.baseAddress!)
+            if c.isPostNorm { ops.norm(layer.ln1, y.baseAddress!, x.baseAddress!) } else { swap(&x, &y) }
             // MLP.
             src = x
-            if !c.isPostNorm { norm(layer.ln2, x, y); src = y }
-            linear(layer.fc1, src.baseAddress!, h.baseAddress!)
+            if !c.isPostNorm { ops.norm(layer.ln2, x.baseAddress!, y.baseAddress!); src = y }
+            ops.linear(layer.fc1, src.baseAddress!, h.baseAddress!)
             // GEGLU: value rows 0..<mlp times gelu(gate rows mlp..<2 mlp).
-            gelu(h.baseAddress!, rows: c.mlp, gate: c.isGEGLU ? h.baseAddress! + c.mlp * np : nil)
-            linear(layer.fc2, h.baseAddress!, y.baseAddress!, residual: x.baseAddress!)
-            if c.isPostNorm { norm(layer.ln2, y, x) } else { swap(&x, &y) }
+            ops.gelu(h.baseAddress!, rows: c.mlp, gate: c.isGEGLU ? h.baseAddress! + c.mlp * np : nil)
+            ops.linear(layer.fc2, h.baseAddress!, y.baseAddress!, residual: x.baseAddress!)
+            if c.isPostNorm { ops.norm(layer.ln2, y.baseAddress!, x.baseAddress!) } else { swap(&x, &y) }
         }
-        if let f = finalNorm { norm(f, x, x) }
+        if let f = finalNorm { ops.norm(f, x.baseAddress!, x.baseAddress!) }
 
         // Head: logits[ch] = E_ch h' + bias_ch with h' = LN(gelu(dense(h))).
-        linear(headDense, x.baseAddress!, y.baseAddress!)
-        gelu(y.baseAddress!, rows: d)
-        norm(headNorm, y, y)
+        ops.linear(headDense, x.baseAddress!, y.baseAddress!)
+        ops.gelu(y.baseAddress!, rows: d)
+        ops.norm(headNorm, y.baseAddress!, y.baseAddress!)
         var out = [Float](repeating: 0, count: b * c.positions * c.channels * c.codes)
         for (ch, head) in heads.enumerated() {
-            linear(head, y.baseAddress!, h.baseAddress!)
+            ops.linear(head, y.baseAddress!, h.baseAddress!)
             for i in 0..<b {
                 for q in 0..<c.positions {
                     let col = i * s + 1 + q, o = ((i * c.positions + q) * c.channels + ch) * c.codes

@@ -32,13 +32,9 @@ struct Bench: ParsableCommand {
             let backend = try compute.backend()
             let m = try MoVQModel(contentsOf: path, backend: backend)
             let f = m.config.downsampleFactor
-            guard size >= f, size % f == 0, batch >= 1, runs >= 1 else {
-                throw MoVQError.invalidInput("--size must be a multiple of \(f); --batch and --runs at least 1")
-            }
+            guard runs >= 1 else { throw MoVQError.invalidInput("--runs must be at least 1") }
+            let z = try randomLatent(m.config, size: size, batch: batch, seed: 0)
             let h = size / f
-            var rng = SeededGenerator(seed: 0)
-            let z = try Tensor(shape: [batch, m.config.vqEmbedDim, h, h],
-                               data: (0..<(batch * m.config.vqEmbedDim * h * h)).map { _ in Float.random(in: -2...2, using: &rng) })
             let flops = decoderFLOPs(m.config, latentHeight: h, latentWidth: h) * Double(batch)
             // The fast path's Winograd convolutions execute fewer multiply-adds than the model's FLOPs.
             let isFast = { if case .simd = backend { return true }; return false }()
@@ -110,7 +106,7 @@ struct Bench: ParsableCommand {
 
     /// One transformer forward at `--batch`, then a whole sample (steps + decode) when a decoder is at hand.
     func benchPrior(_ path: String) throws {
-        guard case .simd(let kernels) = try compute.backend() else { throw MoVQError.unsupported("the prior runs on SIMD kernels only") }
+        let kernels = try compute.priorKernels()
         guard batch >= 1, runs >= 1 else { throw MoVQError.invalidInput("--batch and --runs must be at least 1") }
         let p = try MaskGITPrior(contentsOf: path, kernels: kernels)
         let c = p.config, s = Double(c.positions + 1), d = Double(c.hidden)

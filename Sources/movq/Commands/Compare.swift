@@ -50,13 +50,7 @@ struct Compare: ParsableCommand {
                     z = try loadLatent(latent)
                     input = latent
                 } else {
-                    let f = ref.config.downsampleFactor
-                    guard size >= f, size % f == 0, batch >= 1 else {
-                        throw MoVQError.invalidInput("--size must be a positive multiple of \(f), --batch at least 1")
-                    }
-                    var rng = SeededGenerator(seed: seed)
-                    let h = size / f, n = batch * ref.config.vqEmbedDim * h * h
-                    z = try Tensor(shape: [batch, ref.config.vqEmbedDim, h, h], data: (0..<n).map { _ in Float.random(in: -2...2, using: &rng) })
+                    z = try randomLatent(ref.config, size: size, batch: batch, seed: seed)
                     input = "random latent \(z.shape), seed \(seed)"
                 }
                 a = try ref.decode(latent: z, threads: t); b = try other.decode(latent: z, threads: t)

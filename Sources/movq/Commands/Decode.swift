@@ -61,6 +61,18 @@ func loadIndexMap(_ path: String, model: MoVQModel) throws -> IndexMap {
     return try IndexMap(shape: shape, values: values)
 }
 
+/// A reproducible random latent (uniform in [-2, 2]) for `size` x `size`
+/// outputs: what `bench` times and `compare` decodes without inputs.
+func randomLatent(_ c: MoVQConfig, size: Int, batch: Int, seed: UInt64) throws -> Tensor {
+    let f = c.downsampleFactor
+    guard size >= f, size % f == 0, batch >= 1 else {
+        throw MoVQError.invalidInput("--size must be a positive multiple of \(f), --batch at least 1")
+    }
+    var rng = SeededGenerator(seed: seed)
+    let h = size / f
+    return try Tensor(shape: [batch, c.vqEmbedDim, h, h], data: (0..<(batch * c.vqEmbedDim * h * h)).map { _ in Float.random(in: -2...2, using: &rng) })
+}
+
 /// Reads a float latent `.npy` (f32, f64 or f16) as a tensor.
 func loadLatent(_ path: String) throws -> Tensor {
     let a = try NPY.read(path: path)

@@ -20,9 +20,9 @@ struct Inspect: ParsableCommand {
                 print(String(decoding: try enc.encode(h), as: UTF8.self))
                 return
             }
+            print("\(model): \(file.fileSize) bytes, \(h.tensors.count) tensors, checksums OK")
+            print("kind: \(h.kind); metadata: " + h.metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))
             guard let c = h.config else {
-                print("\(model): \(file.fileSize) bytes, \(h.tensors.count) tensors, checksums OK")
-                print("kind: \(h.kind); metadata: " + h.metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))
                 if let p = h.prior {
                     print("prior: \(p.layers) layers, hidden \(p.hidden), \(p.heads) heads, mlp \(p.mlp) (\(p.activation)), \(p.norm) \(p.normPosition)-norm")
                     print("       tokens \(p.height)x\(p.width) x \(p.channels) from \(p.codes) codes, \(p.classes) classes")
@@ -30,8 +30,6 @@ struct Inspect: ParsableCommand {
                 for t in h.tensors { print("  \(t.name) \(t.dtype.rawValue) \(t.shape) \(t.bytes) B") }
                 return
             }
-            print("\(model): \(file.fileSize) bytes, \(h.tensors.count) tensors, checksums OK")
-            print("kind: \(h.kind); metadata: " + h.metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))
             print("config: block_out_channels \(c.blockOutChannels), layers_per_block \(c.layersPerBlock), norm \(c.normType.rawValue)")
             print("        latent \(c.latentChannels), z_q \(c.vqEmbedDim) = \(c.channelsPerPosition) x \(c.codebookDim), codebook \(c.numVQEmbeddings)")
             print("        groups \(c.normNumGroups) (spatial \(c.spatialNormGroups)), eps \(c.normEps), encoder \(c.hasEncoder), f \(c.downsampleFactor)")

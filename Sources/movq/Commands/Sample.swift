@@ -52,11 +52,7 @@ struct Sample: ParsableCommand {
             guard let sched = MaskSchedule(name: schedule) else { throw MoVQError.invalidInput("unknown schedule '\(schedule)' (cosine, linear, pow<k>, log, exp)") }
             guard prior == nil || prior == "maskgit" || prior == "ar" else { throw MoVQError.invalidInput("--prior must be maskgit or ar") }
             guard let priorPath = model ?? DemoAssets.prior else { throw MoVQError.io(path: "demo-prior.mvq", reason: "embedded demo prior not found") }
-            let kernels: KernelSet
-            switch try compute.backend() {
-            case .simd(let k): kernels = k
-            case .reference: throw MoVQError.unsupported("the prior runs on SIMD kernels only (--kernels auto|avx512vnni|avx512|avx2|portable)")
-            }
+            let kernels = try compute.priorKernels()
             let isGPT = try PackedFile(path: priorPath, verifyChecksums: false).header.prior?.isAutoregressive == true
             if let want = prior, (want == "ar") != isGPT {
                 throw MoVQError.invalidInput("\(priorPath) holds a \(isGPT ? "ar" : "maskgit") prior, not \(want)")

@@ -43,8 +43,15 @@ struct FastConv: @unchecked Sendable {
     /// `MOVQ_INT16=0` turn the two off for A/B runs.
     static func choose(_ layer: Conv2DLayer, upsample: Bool) -> Algorithm {
         let g = layer.geometry
-        guard g.kernel == 3 && g.inChannels >= 8 && g.outChannels >= 8 && (winogradEnabled || upsample) else { return .direct }  // see decoderFLOPs
+        guard winogradShape(inChannels: g.inChannels, outChannels: g.outChannels, kernel: g.kernel) && (winogradEnabled || upsample) else {
+            return .direct
+        }
         return layer.int8Scales != nil && int16Enabled ? .winogradInt16 : .winograd
+    }
+
+    /// Convolutions Winograd serves (also what `decoderFLOPs` counts as executed).
+    static func winogradShape(inChannels: Int, outChannels: Int, kernel: Int) -> Bool {
+        kernel == 3 && inChannels >= 8 && outChannels >= 8
     }
 
     /// int8 weights -> the int16 Winograd mode's packed weights.
