@@ -1,19 +1,23 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Release builds drop bounds/exclusivity checks in hot loops.
-let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+// Release builds drop bounds/exclusivity checks only in the kernels, where
+// the loops are hot and every index comes from validated shapes. Everything
+// that reads bytes from outside (MoVQIO) or plans work from them (MoVQ, the
+// CLI) keeps Swift's runtime checks: a missed check traps, never corrupts.
+let unchecked: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+let checked: [SwiftSetting] = [.unsafeFlags(["-O", "-wmo"], .when(configuration: .release))]
 
 // Kernel tiers: one generic source (MoVQKernelCore, @inlinable) specialized in
 // modules built for each ISA; the runtime picks one from CPUID at start-up.
 #if arch(x86_64)
 let tierTargets: [Target] = [
     .target(name: "MoVQKernelsAVX512VNNI", dependencies: ["MoVQKernelCore"],
-            swiftSettings: optimize + [.unsafeFlags(["-target-cpu", "cascadelake"])]),
+            swiftSettings: unchecked + [.unsafeFlags(["-target-cpu", "cascadelake"])]),
     .target(name: "MoVQKernelsAVX512", dependencies: ["MoVQKernelCore"],
-            swiftSettings: optimize + [.unsafeFlags(["-target-cpu", "skylake-avx512"])]),
+            swiftSettings: unchecked + [.unsafeFlags(["-target-cpu", "skylake-avx512"])]),
     .target(name: "MoVQKernelsAVX2", dependencies: ["MoVQKernelCore"],
-            swiftSettings: optimize + [.unsafeFlags(["-target-cpu", "haswell"])]),
+            swiftSettings: unchecked + [.unsafeFlags(["-target-cpu", "haswell"])]),
 ]
 let tierDependencies: [Target.Dependency] = ["MoVQKernelsAVX512VNNI", "MoVQKernelsAVX512", "MoVQKernelsAVX2"]
 #else
@@ -33,24 +37,26 @@ let package = Package(
     ],
     targets: tierTargets + [
         .target(name: "CPUFeatures"),
-        .target(name: "MoVQKernelCore", swiftSettings: optimize, linkerSettings: [.linkedLibrary("m")]),
+        .target(name: "MoVQKernelCore", swiftSettings: unchecked, linkerSettings: [.linkedLibrary("m")]),
+        // Parsers, file formats, checkpoint import, image/npy I/O, configs.
+        .target(name: "MoVQIO", swiftSettings: checked),
         .target(
             name: "MoVQ",
-            dependencies: ["CPUFeatures", "MoVQKernelCore"] + tierDependencies,
-            swiftSettings: optimize,
+            dependencies: ["CPUFeatures", "MoVQIO", "MoVQKernelCore"] + tierDependencies,
+            swiftSettings: checked,
             linkerSettings: [.linkedLibrary("m")]
         ),
         .executableTarget(
             name: "movq",
             dependencies: ["MoVQ", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             resources: [.copy("Resources/demo.mvq"), .copy("Resources/demo-prior.mvq"), .copy("Resources/demo_images")],
-            swiftSettings: optimize
+            swiftSettings: checked
         ),
         .testTarget(
             name: "MoVQTests",
-            dependencies: ["MoVQ", "movq", "MoVQKernelCore"],
+            dependencies: ["MoVQ", "MoVQIO", "movq", "MoVQKernelCore"],
             exclude: ["Fixtures"],
-            swiftSettings: optimize
+            swiftSettings: checked
         ),
     ]
 )

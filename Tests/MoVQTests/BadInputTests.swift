@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import MoVQ
+@testable import MoVQIO
 
 /// Every kind of bad input gives a clear MoVQError, never a crash.
 final class BadInputTests: XCTestCase {

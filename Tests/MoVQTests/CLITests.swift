@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import MoVQ
+@testable import MoVQIO
 
 /// The `movq` executable end to end: exit codes, outputs, no partial files.
 final class CLITests: XCTestCase {

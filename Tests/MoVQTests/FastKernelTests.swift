@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import MoVQ
+@testable import MoVQIO
 import MoVQKernelCore
 
 /// Every SIMD tier this CPU has (the lower ones forced) against the reference
@@ -218,7 +219,10 @@ final class FastKernelTests: XCTestCase {
                     var cfg = MoVQConfig.kandinsky
                     cfg.vqEmbedDim = 2; cfg.spatialNormGroups = groups
                     let names = ["n.norm_layer.weight", "n.norm_layer.bias", "n.conv_y.weight", "n.conv_y.bias", "n.conv_b.weight", "n.conv_b.bias"]
-                    let layer = try NormLayer("n", channels: c, spatial: true, config: cfg) { name, _ in p[names.firstIndex(of: name)!] }
+                    let layer = try NormLayer("n", channels: c, spatial: true, config: cfg) { name, _ in
+                        guard let i = names.firstIndex(of: name) else { throw MoVQError.missingTensor(name) }  // e.g. int8 scales
+                        return p[i]
+                    }
                     for silu in [false, true] {
                         let want = layer(x, zq: zq, silu: silu, ExecutionContext(threads: 1))
                         let ws = Workspace()

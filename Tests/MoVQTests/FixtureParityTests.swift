@@ -1,5 +1,6 @@
 import XCTest
 @testable import MoVQ
+@testable import MoVQIO
 
 /// The Swift runtime against PyTorch/diffusers reference outputs
 /// (Tools/make_fixtures.py): decoder on latents and index maps, encoder,

@@ -1,5 +1,6 @@
 import XCTest
 @testable import MoVQ
+@testable import MoVQIO
 
 final class ImageIOTests: XCTestCase {
     func testPNGRoundTrip() throws {

@@ -1,5 +1,6 @@
 import XCTest
 @testable import MoVQ
+@testable import MoVQIO
 
 /// The MaskGIT prior against the PyTorch reference (Tools/make_prior_fixtures.py):
 /// logits for post-LN/LayerNorm/GELU and pre-LN/RMSNorm/GEGLU variants, on

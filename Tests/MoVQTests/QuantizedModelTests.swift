@@ -1,5 +1,6 @@
 import XCTest
 @testable import MoVQ
+@testable import MoVQIO
 
 /// int8 and fp16 packed models: weight quantization, file format, decoding
 /// accuracy against the fp32 model, and the comparison metrics.

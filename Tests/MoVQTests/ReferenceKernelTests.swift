@@ -1,5 +1,6 @@
 import XCTest
 @testable import MoVQ
+@testable import MoVQIO
 
 /// The reference kernels against textbook formulas written independently
 /// here, on odd shapes (non-multiple-of-16 channels, 1x1 maps, batch > 1).

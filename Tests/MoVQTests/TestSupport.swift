@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import MoVQ
+@testable import MoVQIO
 
 /// Paths of committed fixtures and scratch files for tests.
 enum TestPaths {

@@ -1,1 +1,2 @@
 @_exported import MoVQKernelCore
+@_exported import MoVQIO

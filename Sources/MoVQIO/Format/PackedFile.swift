@@ -10,7 +10,7 @@ public final class PackedFile: @unchecked Sendable {
     public let path: String
     public let header: PackedHeader
     public let fileSize: Int
-    let map: MappedFile
+    package let map: MappedFile
     private var index: [String: PackedTensorEntry] = [:]
     private var widened: [String: UnsafeMutableBufferPointer<Float>] = [:]
     private let lock = NSLock()
