@@ -17,11 +17,23 @@ struct ComputeOptions: ParsableArguments {
     @Option(name: .long, help: "Worker threads (default: all cores). Output does not depend on it.")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
-    @Option(name: .long, help: "Decoder kernels: auto (best tier for this CPU), avx512, avx2, portable, or reference.")
+    @Option(name: .long, help: "Decoder kernels: auto (best tier for this CPU), avx512vnni, avx512, avx2, portable, or reference.")
     var kernels: String = "auto"
+
+    @Option(name: .long, help: "Refuse work whose estimated memory exceeds this (e.g. 4G, 512M; default: 80% of physical or container memory).")
+    var maxMemory: String?
 
     func validate() throws {
         guard threads >= 1 && threads <= 1024 else { throw ValidationError("--threads must be between 1 and 1024") }
+        if let m = maxMemory, MemoryLimit.parse(m) == nil { throw ValidationError("--max-memory must be a size like 4G, 512M or a byte count") }
+    }
+
+    /// Bytes a decode, encode or sample may use (`--max-memory`).
+    var memoryLimit: Int { maxMemory.flatMap(MemoryLimit.parse) ?? MemoryLimit.defaultBytes }
+
+    /// Opens a packed autoencoder with `--kernels` and `--max-memory`.
+    func openModel(_ path: String) throws -> MoVQModel {
+        try MoVQModel(contentsOf: path, backend: try backend(), memoryLimit: memoryLimit)
     }
 
     /// The SIMD tier for a prior (which has no reference backend).
@@ -73,18 +85,27 @@ enum DemoAssets {
     }
 }
 
-/// Writes a float tensor as `.npy`, or images as PNG (`OUT-i.png` when B > 1).
-func writeOutput(_ t: Tensor, to path: String) throws {
-    if path.hasSuffix(".npy") {
-        try writeFileAtomically(path, NPY.encode(shape: t.shape, float32: t.data))
-        print("wrote \(path) \(t.shape)")
-    } else if path.hasSuffix(".png") {
-        let images = ImageConversion.images(from: t)
-        let paths = images.count == 1 ? [path] : images.indices.map { String(path.dropLast(4)) + "-\($0).png" }
-        let encoded = images.map { PNG.encode($0) }
-        for (p, data) in zip(paths, encoded) { try writeFileAtomically(p, data) }
-        print("wrote \(paths.joined(separator: ", "))")
-    } else {
-        throw MoVQError.invalidInput("output \(path) must end in .npy or .png")
-    }
+/// The files that hold a float tensor: one `.npy`, or PNG images
+/// (`OUT-i.png` when B > 1).
+func outputFiles(_ t: Tensor, to path: String) throws -> [(path: String, data: Data)] {
+    if path.hasSuffix(".npy") { return [(path, NPY.encode(shape: t.shape, float32: t.data))] }
+    guard path.hasSuffix(".png") else { throw MoVQError.invalidInput("output \(path) must end in .npy or .png") }
+    let images = ImageConversion.images(from: t)
+    let paths = images.count == 1 ? [path] : images.indices.map { String(path.dropLast(4)) + "-\($0).png" }
+    return zip(paths, images).map { ($0, PNG.encode($1)) }
+}
+
+/// Writes an output set all-or-nothing and says what was written.
+func writeOutputs(_ files: [(path: String, data: Data)]) throws {
+    try writeFilesAtomically(files)
+    print("wrote \(files.map(\.path).joined(separator: ", "))")
+}
+
+/// Reads PNG inputs for `m`'s encoder. Sizes come from the headers first, so
+/// an image too large to encode within the memory limit is refused before
+/// its pixels are decoded.
+func readImages(_ paths: [String], for m: MoVQModel) throws -> [Image8] {
+    let headers = try paths.map { try PNG.header(path: $0) }
+    if let h = headers.first { try m.checkEncodeMemory(batch: headers.count, height: h.height, width: h.width) }
+    return try paths.map { try PNG.read(path: $0) }
 }

@@ -22,13 +22,19 @@ public final class MoVQModel: @unchecked Sendable {
     let fastEncoder: FastEncoder?
     let encoder: Encoder?
     let quantizer: Quantizer?
+    /// Bytes a decode or encode may plan to use (see `MemoryLimit`).
+    public let memoryLimit: Int
     private let workspace = Workspace()
     private let workspaceLock = NSLock()
 
     /// Opens a packed `.mvq` model. Throws `MoVQError` on a missing,
     /// truncated or corrupt file, or tensors that do not fit the config.
     /// `backend` defaults to the SIMD kernels of the best tier this CPU has.
-    public init(contentsOf path: String, verifyChecksums: Bool = true, backend: Backend = .fast) throws {
+    /// `memoryLimit` bounds each decode and encode (bytes, estimated from the
+    /// shapes before starting; `MoVQError.memoryLimit` above it).
+    public init(contentsOf path: String, verifyChecksums: Bool = true, backend: Backend = .fast,
+                memoryLimit: Int = MemoryLimit.defaultBytes) throws {
+        self.memoryLimit = memoryLimit
         file = try PackedFile(path: path, verifyChecksums: verifyChecksums)
         guard let c = file.header.config else {
             throw MoVQError.invalidInput("\(path) is a \(file.header.kind), not a VQ autoencoder")
@@ -107,9 +113,7 @@ public final class MoVQModel: @unchecked Sendable {
         guard images.shape.count == 4, images.shape[1] == config.inChannels, images.shape[0] >= 1 else {
             throw MoVQError.invalidInput("images must be [B, \(config.inChannels), H, W], got \(images.shape)")
         }
-        guard images.shape[2] >= f, images.shape[3] >= f, images.shape[2] % f == 0, images.shape[3] % f == 0 else {
-            throw MoVQError.invalidInput("image size \(images.shape[2])x\(images.shape[3]) must be a positive multiple of \(f)")
-        }
+        try checkEncodeMemory(batch: images.shape[0], height: images.shape[2], width: images.shape[3])
         guard case .simd(let kernels) = backend, let fast = fastEncoder else {
             return encoder(images, ExecutionContext(threads: threads))
         }
@@ -154,10 +158,94 @@ public final class MoVQModel: @unchecked Sendable {
     }
 
     func checkSpatial(_ s: [Int]) throws {
-        guard s[0] >= 1, s[2] >= 1, s[3] >= 1 else { throw MoVQError.invalidInput("empty latent shape \(s)") }
-        guard s[0] * s[2] * s[3] * config.downsampleFactor * config.downsampleFactor <= 1 << 28 else {
-            throw MoVQError.invalidInput("latent \(s) would decode to an absurdly large image")
+        try checkDecodeMemory(batch: s[0], latentHeight: s[2], latentWidth: s[3])
+    }
+
+    /// Resident weights: the packed fp32 copies, plus (for fp16 and int8
+    /// files) the widened fp32 weights they are packed from.
+    var weightBytes: Double {
+        let elements = file.header.tensors.reduce(0.0) { $0 + Double($1.elementCount) }
+        return elements * 4 * (weightPrecision == .fp32 ? 1 : 2)
+    }
+
+    /// Bytes of one padded planar map (`PlanarMap`) as a Double.
+    static func mapBytes(channels: Int, height: Double, width: Double) -> Double {
+        Double(channels) * (height + 2) * (width + 2) * 4
+    }
+
+    /// Activations a resnet block (`FastResnet`) keeps alive at once, with
+    /// the SCN modulation maps of its norms: `cin` and `cout` channel maps.
+    static func resnetBytes(cin: Int, cout: Int, height: Double, width: Double) -> Double {
+        let planes = max(2 * cin + cout, cin + 3 * cout) + 2 * max(cin, cout)
+        return mapBytes(channels: planes, height: height, width: width)
+    }
+
+    /// Estimated peak memory, in bytes, of decoding `batch` latents of
+    /// `latentHeight x latentWidth`: resident weights, the activations of one
+    /// image (images decode one after another) and the outputs. An upper
+    /// bound of the planned arena (tested), computed before anything is
+    /// allocated.
+    public func estimatedDecodeBytes(batch: Int, latentHeight h: Int, latentWidth w: Int) -> Double {
+        let c = config, f = Double(c.downsampleFactor), levels = c.blockOutChannels.count
+        let reversed = Array(c.blockOutChannels.reversed())
+        var peak = 0.0
+        var cin = reversed[0]
+        for l in 0..<levels {
+            let scale = Double(1 << l), (rh, rw) = (Double(h) * scale, Double(w) * scale), cout = reversed[l]
+            peak = max(peak, Self.resnetBytes(cin: cin, cout: cout, height: rh, width: rw))
+            if c.decoderAttention[l] || (l == 0 && c.midBlockAttention) {
+                peak = max(peak, Self.mapBytes(channels: 8 * cout, height: rh, width: rw))
+            }
+            if l + 1 < levels {  // upsample: the map and its 2x copy
+                peak = max(peak, 5 * Self.mapBytes(channels: cout, height: rh, width: rw))
+            }
+            cin = cout
         }
+        let pixels = Double(batch) * Double(h) * Double(w) * f * f
+        let outputs = pixels * Double(c.outChannels) * (4 * 3 + 1)  // the tensor, its batch copy, the images
+        let inputs = Double(batch) * Double(h) * Double(w) * Double(c.vqEmbedDim) * 4 * 3
+        return weightBytes + peak + outputs + inputs + 64e6  // + kernel scratch and slack
+    }
+
+    /// Estimated peak memory, in bytes, of encoding `batch` images of
+    /// `height x width` (as `estimatedDecodeBytes`).
+    public func estimatedEncodeBytes(batch: Int, height: Int, width: Int) -> Double {
+        let c = config, levels = c.blockOutChannels.count
+        var peak = 0.0
+        var cin = c.blockOutChannels[0]
+        for l in 0..<levels {
+            let scale = Double(1 << l), (rh, rw) = (Double(height) / scale, Double(width) / scale), cout = c.blockOutChannels[l]
+            peak = max(peak, Self.resnetBytes(cin: cin, cout: cout, height: rh, width: rw))
+            if c.encoderAttention[l] || (l == levels - 1 && c.midBlockAttention) {
+                peak = max(peak, Self.mapBytes(channels: 8 * cout, height: rh, width: rw))
+            }
+            if l + 1 < levels { peak = max(peak, 3 * Self.mapBytes(channels: cout, height: rh, width: rw)) }
+            cin = cout
+        }
+        let pixels = Double(batch) * Double(height) * Double(width)
+        let inputs = pixels * Double(c.inChannels) * (4 * 2 + 4)  // the tensor, its planar copy, the decoded PNGs
+        return weightBytes + peak + inputs + 64e6
+    }
+
+    /// Throws unless `batch` latents of `latentHeight x latentWidth` are
+    /// non-empty and their decode fits `memoryLimit`.
+    public func checkDecodeMemory(batch: Int, latentHeight: Int, latentWidth: Int) throws {
+        guard batch >= 1, latentHeight >= 1, latentWidth >= 1 else {
+            throw MoVQError.invalidInput("empty latent shape [\(batch), *, \(latentHeight), \(latentWidth)]")
+        }
+        try MemoryLimit.check("decoding \(batch) latent(s) of \(latentHeight)x\(latentWidth) (images \(config.downsampleFactor)x larger)",
+                              estimate: estimatedDecodeBytes(batch: batch, latentHeight: latentHeight, latentWidth: latentWidth), limit: memoryLimit)
+    }
+
+    /// Throws unless `batch` images of `height x width` have a valid size
+    /// and their encode fits `memoryLimit`.
+    public func checkEncodeMemory(batch: Int, height: Int, width: Int) throws {
+        let f = config.downsampleFactor
+        guard batch >= 1, height >= f, width >= f, height % f == 0, width % f == 0 else {
+            throw MoVQError.invalidInput("image size \(height)x\(width) must be a positive multiple of \(f)")
+        }
+        try MemoryLimit.check("encoding \(batch) image(s) of \(height)x\(width)",
+                              estimate: estimatedEncodeBytes(batch: batch, height: height, width: width), limit: memoryLimit)
     }
 }
 

@@ -10,6 +10,8 @@ public final class GPTPrior: @unchecked Sendable {
     public let config: PriorConfig
     public let file: PackedFile
     let kernels: KernelSet
+    /// Bytes a forward or sampling run may plan to use.
+    public let memoryLimit: Int
     let tokenEmbeddings: [Float], classEmbeddings: [Float], positionEmbeddings: [Float]
     let layers: [PriorLayer]
     let finalNorm: PriorNorm
@@ -22,7 +24,10 @@ public final class GPTPrior: @unchecked Sendable {
         file.namedDecoderPath
     }
 
-    public init(contentsOf path: String, kernels: KernelSet = Platform.kernels) throws {
+    /// `memoryLimit` bounds each forward or sampling run (bytes, estimated
+    /// from the config and batch before allocating; see `MemoryLimit`).
+    public init(contentsOf path: String, kernels: KernelSet = Platform.kernels, memoryLimit: Int = MemoryLimit.defaultBytes) throws {
+        self.memoryLimit = memoryLimit
         file = try PackedFile(path: path)
         guard let c = file.header.prior, c.isAutoregressive else { throw MoVQError.invalidInput("\(path) is not an autoregressive (gpt) prior") }
         config = c
@@ -85,6 +90,8 @@ public final class GPTPrior: @unchecked Sendable {
     }
 
     func check(_ tokens: [Int32], _ classes: [Int]) throws {
+        try MemoryLimit.check("autoregressive sampling of \(classes.count) token map(s) of \(config.height)x\(config.width)",
+                              estimate: config.estimatedGPTBytes(batch: classes.count), limit: memoryLimit)
         if let bad = tokens.first(where: { $0 < 0 || Int($0) >= config.codes }) { throw MoVQError.invalidInput("token \(bad) is outside 0..<\(config.codes)") }
         if let bad = classes.first(where: { $0 < 0 || $0 > config.classes }) {
             throw MoVQError.invalidInput("class \(bad) is outside 0...\(config.classes) (\(config.classes) = unconditional)")

@@ -22,6 +22,8 @@ public final class MaskGITPrior: @unchecked Sendable {
     /// When set, forwards record time per operator here.
     public var profiler: Profiler?
     let kernels: KernelSet
+    /// Bytes a forward or sampling run may plan to use.
+    public let memoryLimit: Int
 
 
     let tokenEmbeddings: [[Float]], classEmbeddings: [Float], positionEmbeddings: [Float]
@@ -35,7 +37,10 @@ public final class MaskGITPrior: @unchecked Sendable {
 
     /// Opens a packed prior. Throws `MoVQError` on a missing or corrupt file,
     /// a file of another kind, or tensors that do not fit the config.
-    public init(contentsOf path: String, kernels: KernelSet = Platform.kernels) throws {
+    /// `memoryLimit` bounds each forward or sampling run (bytes, estimated
+    /// from the config and batch before allocating; see `MemoryLimit`).
+    public init(contentsOf path: String, kernels: KernelSet = Platform.kernels, memoryLimit: Int = MemoryLimit.defaultBytes) throws {
+        self.memoryLimit = memoryLimit
         file = try PackedFile(path: path)
         guard let c = file.header.prior else { throw MoVQError.invalidInput("\(path) is a \(file.header.kind), not a MaskGIT prior") }
         guard !c.isAutoregressive else { throw MoVQError.invalidInput("\(path) is an autoregressive (gpt) prior: open it as a GPTPrior") }
@@ -74,6 +79,8 @@ public final class MaskGITPrior: @unchecked Sendable {
         if let bad = classes.first(where: { $0 < 0 || $0 > c.classes }) {
             throw MoVQError.invalidInput("class \(bad) is outside 0...\(c.classes) (\(c.classes) = unconditional)")
         }
+        try MemoryLimit.check("a MaskGIT forward over \(b) token map(s) of \(c.height)x\(c.width)",
+                              estimate: c.estimatedMaskGITBytes(sequences: b), limit: memoryLimit)
         lock.lock(); defer { lock.unlock() }
         let rt = FastRuntime(kernels: kernels, parallelism: Parallelism(threads: threads), profiler: profiler, workspace: workspace)
         workspace.begin(shape: [-2, b, threads])

@@ -19,28 +19,40 @@ public enum TorchCheckpoint {
         var unpickler = RestrictedUnpickler(pkl, path: path)
         var root = try unpickler.run()
         // Lightning / taming checkpoints nest the weights under "state_dict".
-        if case .dict(let d) = root, let sd = d.items.first(where: { if case .string("state_dict") = $0.0 { return true }; return false }) {
-            root = sd.1
+        if let items = unpickler.dictItems(root), let sd = items.first(where: { unpickler.stringValue($0.key) == "state_dict" }) {
+            root = sd.value
         }
-        guard case .dict(let dict) = root else {
+        guard let items = unpickler.dictItems(root) else {
             throw MoVQError.invalidCheckpoint("\(path): top-level object is not a state dict")
         }
+        // Views may share storages, so the tensors could claim more elements
+        // than the file holds; refuse to widen more than one element per byte.
+        var budget = map.bytes.count
         var out: [CheckpointTensor] = []
-        for (k, v) in dict.items {
-            guard case .string(let name) = k, case .tensor(let t) = v else { continue }
+        var seen = Set<String>()
+        for (k, v) in items {
+            guard let name = unpickler.stringValue(k), case .tensor(let t) = unpickler[v] else { continue }
+            guard seen.insert(name).inserted else { throw MoVQError.corruptFile(path: path, reason: "tensor '\(name)' appears twice") }
             guard let storage = zip.data("\(prefix)data/\(t.storageKey)") else {
                 throw MoVQError.corruptFile(path: path, reason: "storage \(t.storageKey) of tensor '\(name)' is missing")
             }
-            out.append(CheckpointTensor(name: name, shape: t.shape, values: try gather(t, storage, name: name, path: path)))
+            let values = try gather(t, storage, name: name, path: path, budget: budget)
+            budget -= values.count
+            out.append(CheckpointTensor(name: name, shape: t.shape, values: values))
         }
         if out.isEmpty { throw MoVQError.invalidCheckpoint("\(path): no tensors found") }
         return out
     }
 
-    /// Copies a (possibly strided) view out of its storage, as fp32.
-    static func gather(_ t: RestrictedUnpickler.TensorRef, _ storage: UnsafeRawBufferPointer, name: String, path: String) throws -> [Float] {
+    /// Copies a (possibly strided) view out of its storage, as fp32. Every
+    /// offset is computed with overflow checks; the view must lie inside the
+    /// storage and have no more elements than it (broadcast views, stride 0,
+    /// are not weights), and at most `budget` elements.
+    static func gather(_ t: RestrictedUnpickler.TensorRef, _ storage: UnsafeRawBufferPointer, name: String, path: String,
+                       budget: Int) throws -> [Float] {
+        func bad(_ why: String) -> MoVQError { .corruptFile(path: path, reason: "tensor '\(name)' \(why)") }
         guard t.shape.count == t.stride.count, let count = checkedElementCount(t.shape) else {
-            throw MoVQError.corruptFile(path: path, reason: "tensor '\(name)' has an invalid shape \(t.shape)")
+            throw bad("has an invalid shape \(t.shape)")
         }
         switch t.dtype {
         case .f32, .f16, .bf16, .f64: break
@@ -48,14 +60,17 @@ public enum TorchCheckpoint {
         }
         let elems = storage.count / t.dtype.size
         if count == 0 { return [] }
+        guard count <= elems else { throw bad("has \(count) elements, more than its storage's \(elems) (a broadcast view is not a weight)") }
+        guard count <= budget else { throw bad("brings the checkpoint's tensors past one element per file byte (overlapping views?)") }
         // Largest element offset the view touches must lie inside the storage.
+        guard t.storageOffset >= 0, t.storageOffset < elems else { throw bad("starts outside its storage (\(elems) elements)") }
         var maxOff = t.storageOffset
         for (d, s) in zip(t.shape, t.stride) {
-            guard s >= 0 else { throw MoVQError.corruptFile(path: path, reason: "tensor '\(name)' has a negative stride") }
-            maxOff += (d - 1) * s
-        }
-        guard t.storageOffset >= 0, maxOff < elems else {
-            throw MoVQError.corruptFile(path: path, reason: "tensor '\(name)' reads past its storage (\(elems) elements)")
+            guard s >= 0 else { throw bad("has a negative stride") }
+            guard let span = CheckedSize.product(d - 1, s), let m = CheckedSize.sum(maxOff, span), m < elems else {
+                throw bad("reads past its storage (\(elems) elements)")
+            }
+            maxOff = m
         }
         // Decode only the span the view touches (storages may be shared).
         let lo = t.storageOffset * t.dtype.size, hi = (maxOff + 1) * t.dtype.size

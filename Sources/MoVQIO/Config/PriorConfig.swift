@@ -53,7 +53,11 @@ public struct PriorConfig: Codable, Equatable, Sendable {
         func fail(_ s: String) throws -> Never { throw MoVQError.invalidCheckpoint("prior config: \(s)") }
         if codes < 1 || codes > 1 << 20 { try fail("absurd codes \(codes)") }
         if channels < 1 || channels > 64 { try fail("absurd channels \(channels)") }
-        if height < 1 || width < 1 || height * width > 1 << 16 { try fail("absurd token map \(height)x\(width)") }
+        // Products are checked: a wrapped height * width would pass as a small map.
+        guard height >= 1, width >= 1, let tokens = CheckedSize.product([height, width, channels], limit: 1 << 16) else {
+            try fail("absurd token map \(height)x\(width)x\(channels) (at most 65536 tokens)")
+        }
+        _ = tokens
         if classes < 0 || classes > 1 << 20 { try fail("absurd classes \(classes)") }
         if hidden < 1 || hidden > 1 << 14 || layers < 1 || layers > 256 || mlp < 1 || mlp > 1 << 16 { try fail("absurd sizes") }
         if heads < 1 || hidden % heads != 0 { try fail("hidden \(hidden) is not a multiple of heads \(heads)") }

@@ -1,6 +1,6 @@
 /// Element types of tensors in files.
 public enum DType: String, Codable, Sendable {
-    case f32, f16, bf16, f64, i8, u8, i16, i32, i64
+    case f32, f16, bf16, f64, i8, u8, i16, i32, i64, bool
 
     /// Bytes per element.
     public var size: Int {
@@ -8,13 +8,15 @@ public enum DType: String, Codable, Sendable {
         case .f32, .i32: return 4
         case .f16, .bf16, .i16: return 2
         case .f64, .i64: return 8
-        case .i8, .u8: return 1
+        case .i8, .u8, .bool: return 1
         }
     }
 }
 
 /// Decodes `count` little-endian elements of `dtype` at `raw` into Float.
 func decodeFloats(_ raw: UnsafeRawBufferPointer, dtype: DType, count: Int) -> [Float] {
+    // Callers validate sizes first; this keeps an unsafe read impossible even then.
+    precondition(count >= 0 && count <= raw.count / dtype.size, "decodeFloats: \(count) elements do not fit \(raw.count) bytes")
     var out = [Float](repeating: 0, count: count)
     out.withUnsafeMutableBufferPointer { o in
         switch dtype {
@@ -24,6 +26,7 @@ func decodeFloats(_ raw: UnsafeRawBufferPointer, dtype: DType, count: Int) -> [F
         case .bf16: for i in 0..<count { o[i] = Float(bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self).littleEndian) << 16) }
         case .i8: for i in 0..<count { o[i] = Float(Int8(bitPattern: raw[i])) }
         case .u8: for i in 0..<count { o[i] = Float(raw[i]) }
+        case .bool: for i in 0..<count { o[i] = raw[i] != 0 ? 1 : 0 }
         case .i16: for i in 0..<count { o[i] = Float(Int16(bitPattern: raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self).littleEndian)) }
         case .i32: for i in 0..<count { o[i] = Float(Int32(bitPattern: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self).littleEndian)) }
         case .i64: for i in 0..<count { o[i] = Float(Int64(bitPattern: raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self).littleEndian)) }

@@ -39,10 +39,15 @@ public final class PackedFile: @unchecked Sendable {
         guard CRC32.update(0, hb) == headerCRC else {
             throw MoVQError.corruptFile(path: path, reason: "header checksum mismatch")
         }
+        // The strict reader refuses duplicate keys and deep nesting, which JSONDecoder would accept.
+        _ = try StrictJSON.parse(hb, path: path, what: "header")
         do {
             header = try JSONDecoder().decode(PackedHeader.self, from: Data(hb))
         } catch {
             throw MoVQError.corruptFile(path: path, reason: "header is not valid JSON for this version (\(error))")
+        }
+        guard header.format == PackedFormat.formatName else {
+            throw MoVQError.corruptFile(path: path, reason: "header format '\(header.format)' is not '\(PackedFormat.formatName)'")
         }
         switch (header.kind, header.config, header.prior) {
         case ("vq-autoencoder", let c?, nil): try c.validate()
@@ -50,15 +55,20 @@ public final class PackedFile: @unchecked Sendable {
         default: throw MoVQError.corruptFile(path: path, reason: "header kind '\(header.kind)' does not match its config")
         }
         for e in header.tensors {
-            guard e.shape.allSatisfy({ $0 >= 0 && $0 < 1 << 31 }), e.shape.count <= 8 else {
-                throw MoVQError.corruptFile(path: path, reason: "tensor '\(e.name)' has absurd shape \(e.shape)")
+            func bad(_ why: String) -> MoVQError { .corruptFile(path: path, reason: "tensor '\(e.name)' \(why)") }
+            guard PackedFormat.dtypes.contains(e.dtype) else {
+                throw bad("has dtype \(e.dtype.rawValue); the format stores \(PackedFormat.dtypes.map(\.rawValue).joined(separator: ", "))")
             }
-            let (n, overflow) = e.shape.reduce((1, false)) { acc, d in
-                let m = acc.0.multipliedReportingOverflow(by: d); return (m.partialValue, acc.1 || m.overflow)
+            guard PackedFormat.layouts.contains(e.layout) else {
+                throw MoVQError.unsupported("\(path): tensor '\(e.name)' has layout '\(e.layout)', which this build does not know (it reads \(PackedFormat.layouts.joined(separator: ", ")))")
             }
-            guard !overflow, e.bytes == n * e.dtype.size, e.offset >= 0, e.offset % PackedFormat.alignment == 0,
+            guard e.shape.count <= 8, e.shape.allSatisfy({ $0 >= 0 && $0 < 1 << 31 }),
+                  let bytes = CheckedSize.bytes(e.shape, elementSize: e.dtype.size, limit: fileSize) else {
+                throw bad("has shape \(e.shape), more than the \(fileSize)-byte file can hold")
+            }
+            guard e.bytes == bytes, e.offset >= 0, e.offset % PackedFormat.alignment == 0,
                   e.offset <= fileSize, e.bytes <= fileSize - e.offset else {
-                throw MoVQError.corruptFile(path: path, reason: "tensor '\(e.name)' lies outside the file or has a bad size")
+                throw bad("lies outside the file or has a bad size")
             }
             guard index[e.name] == nil else { throw MoVQError.corruptFile(path: path, reason: "duplicate tensor '\(e.name)'") }
             index[e.name] = e

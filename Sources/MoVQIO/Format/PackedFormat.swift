@@ -17,6 +17,12 @@ public enum PackedFormat {
     public static let fixedHeaderSize = 32
     /// Largest header we accept; a bigger claim means a corrupt file.
     public static let maxHeaderBytes = 64 << 20
+    /// The header's `format` field.
+    public static let formatName = "movq-packed"
+    /// Element types a packed file may store.
+    public static let dtypes: Set<DType> = [.f32, .f16, .i8]
+    /// Tensor layouts this build reads; any other is refused.
+    public static let layouts: Set<String> = ["plain"]
 }
 
 /// One entry of the tensor table.
@@ -44,7 +50,7 @@ public struct PackedTensorEntry: Codable, Equatable, Sendable {
 /// The JSON header of a packed file.
 public struct PackedHeader: Codable, Equatable, Sendable {
     /// Always "movq-packed".
-    public var format: String = "movq-packed"
+    public var format: String = PackedFormat.formatName
     /// What the file holds: "vq-autoencoder" (`config`) or "maskgit-prior" (`prior`).
     public var kind: String = "vq-autoencoder"
     /// The autoencoder's architecture (kind "vq-autoencoder").

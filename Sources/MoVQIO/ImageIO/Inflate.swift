@@ -21,7 +21,24 @@ struct Inflate {
         var s = Inflate(data, limit: limit)
         s.pos = 2
         try s.run()
+        // The Adler-32 of the output follows the last block, big-endian.
+        guard s.pos + 4 <= data.count else { throw Failure.bad("missing Adler-32 checksum") }
+        let stored = UInt32(data[s.pos]) << 24 | UInt32(data[s.pos + 1]) << 16 | UInt32(data[s.pos + 2]) << 8 | UInt32(data[s.pos + 3])
+        guard adler32(s.out) == stored else { throw Failure.bad("Adler-32 checksum mismatch") }
         return s.out
+    }
+
+    /// Adler-32 (RFC 1950) of `bytes`.
+    static func adler32(_ bytes: [UInt8]) -> UInt32 {
+        var a: UInt32 = 1, b: UInt32 = 0
+        var i = 0
+        while i < bytes.count {
+            // 5552 bytes is the most that cannot overflow b before the modulo.
+            let end = min(bytes.count, i + 5552)
+            while i < end { a += UInt32(bytes[i]); b += a; i += 1 }
+            a %= 65521; b %= 65521
+        }
+        return b << 16 | a
     }
 
     private mutating func bits(_ n: Int) throws -> Int {

@@ -15,38 +15,29 @@ public enum NPY {
         return try data.withUnsafeBytes { try parse($0, path: path) }
     }
 
+    /// Element types by `descr` (little-endian or byte-order-free only).
+    static let dtypes: [String: DType] = ["<f4": .f32, "<f8": .f64, "<f2": .f16, "<i8": .i64, "<i4": .i32, "<i2": .i16,
+                                          "|i1": .i8, "<i1": .i8, "|u1": .u8, "<u1": .u8, "|b1": .bool]
+
     static func parse(_ bytes: UnsafeRawBufferPointer, path: String) throws -> Array {
+        func bad(_ why: String) -> MoVQError { .corruptFile(path: path, reason: why) }
         var r = ByteReader(bytes, path: path)
         let magic = try r.bytes(6, "npy magic")
-        guard Swift.Array(magic) == [0x93] + Swift.Array("NUMPY".utf8) else {
-            throw MoVQError.corruptFile(path: path, reason: "not a .npy file")
-        }
-        let major = try r.u8()
-        _ = try r.u8()
+        guard Swift.Array(magic) == [0x93] + Swift.Array("NUMPY".utf8) else { throw bad("not a .npy file") }
+        let major = try r.u8(), minor = try r.u8()
+        guard (1...3).contains(major), minor == 0 else { throw MoVQError.unsupported("\(path): .npy format version \(major).\(minor) (this build reads 1.0, 2.0 and 3.0)") }
         let headerLen = major == 1 ? Int(try r.u16()) : Int(try r.u32())
-        guard headerLen < 1 << 20 else { throw MoVQError.corruptFile(path: path, reason: "npy header too large") }
-        let header = String(decoding: try r.bytes(headerLen, "npy header"), as: UTF8.self)
-        guard let descr = field(header, "descr"), let shapeText = field(header, "shape") else {
-            throw MoVQError.corruptFile(path: path, reason: "npy header lacks descr/shape")
+        guard headerLen < 1 << 20 else { throw bad("npy header too large") }
+        let header = try Header(String(decoding: try r.bytes(headerLen, "npy header"), as: UTF8.self), path: path)
+        if header.fortranOrder { throw MoVQError.unsupported("\(path): Fortran-ordered .npy arrays (save with np.ascontiguousarray)") }
+        guard let dtype = dtypes[header.descr] else {
+            throw MoVQError.unsupported("\(path): .npy dtype '\(header.descr)' (use little-endian float32 or an integer type)")
         }
-        if let f = field(header, "fortran_order"), f.hasPrefix("True") {
-            throw MoVQError.unsupported("\(path): Fortran-ordered .npy arrays")
+        let dims = header.shape
+        guard let count = checkedElementCount(dims), let nbytes = CheckedSize.product(count, dtype.size), nbytes == r.remaining else {
+            throw bad("npy data is \(r.remaining) bytes, shape \(dims) of \(header.descr) needs \(checkedElementCount(dims).map { String($0 * dtype.size) } ?? "too many")")
         }
-        let d = descr.trimmingCharacters(in: CharacterSet(charactersIn: "'\" "))
-        let dtypes: [String: DType] = ["<f4": .f32, "<f8": .f64, "<f2": .f16, "<i8": .i64, "<i4": .i32, "<i2": .i16,
-                                       "|i1": .i8, "|u1": .u8, "<u1": .u8, "|b1": .u8]
-        guard let dtype = dtypes[d] else { throw MoVQError.unsupported("\(path): .npy dtype \(d) (use float32 or an integer type)") }
-        let inner = shapeText.trimmingCharacters(in: CharacterSet(charactersIn: "() "))
-        let dims = try inner.split(separator: ",").map { s -> Int in
-            guard let v = Int(s.trimmingCharacters(in: .whitespaces)), v >= 0 else {
-                throw MoVQError.corruptFile(path: path, reason: "bad npy shape \(shapeText)")
-            }
-            return v
-        }
-        guard let count = checkedElementCount(dims), count * dtype.size <= r.remaining else {
-            throw MoVQError.corruptFile(path: path, reason: "npy data shorter than shape \(dims) needs")
-        }
-        let raw = try r.bytes(count * dtype.size, "npy data")
+        let raw = try r.bytes(nbytes, "npy data")
         var values = [Double](repeating: 0, count: count)
         switch dtype {
         case .f64: for i in 0..<count { values[i] = Double(bitPattern: raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self).littleEndian) }
@@ -58,18 +49,56 @@ public enum NPY {
         return Array(shape: dims, dtype: dtype, values: values)
     }
 
-    /// Extracts the text after `'key':` up to the next top-level comma.
-    static func field(_ header: String, _ key: String) -> String? {
-        guard let r = header.range(of: "'\(key)':") ?? header.range(of: "\"\(key)\":") else { return nil }
-        var depth = 0
-        var out = ""
-        for ch in header[r.upperBound...] {
-            if ch == "(" { depth += 1 }
-            if ch == ")" { depth -= 1; if depth < 0 { break } }
-            if (ch == "," || ch == "}") && depth == 0 { break }
-            out.append(ch)
+    /// The header: a Python dict literal with exactly the keys `descr`
+    /// (a string), `fortran_order` (True/False) and `shape` (a tuple of ints).
+    struct Header {
+        var descr = "", fortranOrder = false, shape: [Int] = []
+
+        init(_ text: String, path: String) throws {
+            func bad(_ why: String) -> MoVQError { .corruptFile(path: path, reason: "npy header \(why)") }
+            var s = Substring(text)
+            func skip() { s = s.drop { $0 == " " || $0 == "\n" || $0 == "\t" } }
+            func take(_ t: String) -> Bool { skip(); if s.hasPrefix(t) { s = s.dropFirst(t.count); return true }; return false }
+            func quoted() throws -> String {
+                skip()
+                guard let q = s.first, q == "'" || q == "\"" else { throw bad("expects a quoted string") }
+                s = s.dropFirst()
+                guard let end = s.firstIndex(of: q) else { throw bad("has an unterminated string") }
+                defer { s = s[s.index(after: end)...] }
+                return String(s[..<end])
+            }
+            func integer() throws -> Int {
+                skip()
+                let digits = s.prefix { $0.isASCII && $0.isNumber }
+                guard !digits.isEmpty, digits.count <= 18, let v = Int(digits) else { throw bad("has a bad dimension") }
+                s = s.dropFirst(digits.count)
+                _ = take("L")  // Python 2 longs
+                return v
+            }
+            guard take("{") else { throw bad("is not a dict") }
+            var seen = Set<String>()
+            while !take("}") {
+                let key = try quoted()
+                guard seen.insert(key).inserted else { throw bad("repeats key '\(key)'") }
+                guard take(":") else { throw bad("lacks ':' after '\(key)'") }
+                switch key {
+                case "descr": descr = try quoted()
+                case "fortran_order":
+                    if take("True") { fortranOrder = true } else if take("False") { fortranOrder = false } else { throw bad("fortran_order is not True or False") }
+                case "shape":
+                    guard take("(") else { throw bad("shape is not a tuple") }
+                    while !take(")") {
+                        shape.append(try integer())
+                        guard take(",") || s.first == ")" else { throw bad("shape is not a tuple of integers") }
+                    }
+                default: throw bad("has unknown key '\(key)'")
+                }
+                guard take(",") || s.first == "}" else { throw bad("lacks ',' after '\(key)'") }
+            }
+            guard seen == ["descr", "fortran_order", "shape"] else { throw bad("lacks \(Set(["descr", "fortran_order", "shape"]).subtracting(seen).sorted())") }
+            skip()
+            guard s.isEmpty else { throw bad("has text after the dict") }
         }
-        return out.trimmingCharacters(in: .whitespaces)
     }
 
     /// Serializes float32 data (`<f4`).

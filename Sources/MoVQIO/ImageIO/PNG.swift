@@ -14,79 +14,127 @@ public struct Image8: Sendable, Equatable {
     }
 }
 
+/// The size and kind of a PNG image, read from its header alone.
+public struct PNGHeader: Sendable, Equatable {
+    public var width: Int, height: Int
+    /// Bits per sample: 8 or 16.
+    public var depth: Int
+    /// PNG color type: 0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA.
+    public var colorType: Int
+    /// Samples per stored pixel.
+    var samples: Int { [0: 1, 2: 3, 3: 1, 4: 2, 6: 4][colorType] ?? 0 }
+    /// Channels of the decoded `Image8` (grey, RGB or RGBA).
+    public var channels: Int { colorType == 0 ? 1 : (colorType == 4 || colorType == 6) ? 4 : 3 }
+}
+
 /// PNG reading (8/16-bit grey, grey+alpha, RGB, RGBA, palette; non-interlaced)
 /// and writing (8-bit grey/RGB/RGBA, stored deflate blocks).
+///
+/// Reading checks every chunk CRC, the chunk order, the zlib Adler-32 and
+/// the header's methods, and refuses images above `maxPixels` before
+/// allocating anything their size implies.
 public enum PNG {
     static let signature: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
-    static let maxPixels = 1 << 28
+    /// Largest image read by default: 8192 x 8192.
+    public static let maxPixels = 1 << 26
 
-    public static func read(path: String) throws -> Image8 {
+    public static func read(path: String, maxPixels: Int = PNG.maxPixels) throws -> Image8 {
         let data = try readFile(path)
-        return try decode([UInt8](data), path: path)
+        return try decode([UInt8](data), path: path, maxPixels: maxPixels)
     }
 
-    public static func decode(_ bytes: [UInt8], path: String = "<png>") throws -> Image8 {
+    /// The header of the PNG at `path` (reads only its first 33 bytes' worth of checks).
+    public static func header(path: String) throws -> PNGHeader {
+        let data = try readFile(path)
+        return try [UInt8](data.prefix(8 + 25)).withUnsafeBytes { try header(of: $0, path: path) }
+    }
+
+    /// Parses and checks the signature and the IHDR chunk, which must come first.
+    static func header(of bytes: UnsafeRawBufferPointer, path: String) throws -> PNGHeader {
         func bad(_ s: String) -> MoVQError { .corruptFile(path: path, reason: s) }
         guard bytes.count >= 8, Array(bytes[0..<8]) == signature else {
             throw MoVQError.invalidInput("\(path) is not a PNG file")
         }
-        var width = 0, height = 0, depth = 0, colorType = 0
+        var r = ByteReader(bytes, path: path, offset: 8)
+        let len = try r.u32("PNG chunk length").byteSwapped
+        let typeAndData = try r.bytes(4 + 13, "IHDR chunk")
+        let crc = try r.u32("PNG chunk CRC").byteSwapped
+        guard len == 13, Array(typeAndData[0..<4]) == Array("IHDR".utf8) else { throw bad("first chunk is not a 13-byte IHDR") }
+        guard CRC32.update(0, typeAndData) == crc else { throw bad("PNG chunk CRC mismatch (IHDR)") }
+        let b = Array(typeAndData[4...])
+        func be32(_ i: Int) -> Int { Int(b[i]) << 24 | Int(b[i + 1]) << 16 | Int(b[i + 2]) << 8 | Int(b[i + 3]) }
+        let h = PNGHeader(width: be32(0), height: be32(4), depth: Int(b[8]), colorType: Int(b[9]))
+        guard h.width > 0, h.height > 0, h.width < 1 << 31, h.height < 1 << 31 else { throw bad("image size \(h.width)x\(h.height) is invalid") }
+        guard h.samples > 0 else { throw bad("invalid color type \(h.colorType)") }
+        guard b[10] == 0 else { throw bad("compression method \(b[10]) (PNG defines only 0)") }
+        guard b[11] == 0 else { throw bad("filter method \(b[11]) (PNG defines only 0)") }
+        guard b[12] == 0 else {
+            if b[12] == 1 { throw MoVQError.unsupported("\(path): interlaced PNG") }
+            throw bad("interlace method \(b[12]) (PNG defines 0 and 1)")
+        }
+        guard h.depth == 8 || h.depth == 16 else { throw MoVQError.unsupported("\(path): \(h.depth)-bit PNG (8 and 16 bit are supported)") }
+        if h.colorType == 3 && h.depth != 8 { throw MoVQError.unsupported("\(path): palette PNG with \(h.depth)-bit indices") }
+        return h
+    }
+
+    public static func decode(_ bytes: [UInt8], path: String = "<png>", maxPixels: Int = PNG.maxPixels) throws -> Image8 {
+        func bad(_ s: String) -> MoVQError { .corruptFile(path: path, reason: s) }
+        let h = try bytes.withUnsafeBytes { try header(of: $0, path: path) }
+        guard let pixels = CheckedSize.product(h.width, h.height, limit: maxPixels) else {
+            throw MoVQError.invalidInput("\(path): image \(h.width)x\(h.height) has more than the \(maxPixels) pixels this reader accepts")
+        }
+        let (width, height, depth, colorType) = (h.width, h.height, h.depth, h.colorType)
         var idat: [UInt8] = []
         var palette: [UInt8] = []
-        var sawHeader = false, sawEnd = false
+        var sawIDAT = false, lastWasIDAT = false, sawEnd = false
         try bytes.withUnsafeBytes { raw in
-            var r = ByteReader(raw, path: path, offset: 8)
+            var r = ByteReader(raw, path: path, offset: 8 + 25)
             while r.remaining > 0 && !sawEnd {
                 let len = Int(try r.u32("PNG chunk length").byteSwapped)
-                guard len >= 0 && len < 1 << 31 else { throw bad("bad chunk length") }
+                guard len < 1 << 31 else { throw bad("bad chunk length") }
                 let typeAndData = try r.bytes(4 + len, "PNG chunk")
                 let crc = try r.u32("PNG chunk CRC").byteSwapped
                 guard CRC32.update(0, typeAndData) == crc else { throw bad("PNG chunk CRC mismatch") }
                 let type = String(decoding: typeAndData[0..<4], as: UTF8.self)
-                let body = Array(typeAndData[4...])
+                let body = UnsafeRawBufferPointer(rebasing: typeAndData[4...])
                 switch type {
-                case "IHDR":
-                    guard body.count == 13 else { throw bad("bad IHDR") }
-                    func be32(_ i: Int) -> Int { Int(body[i]) << 24 | Int(body[i + 1]) << 16 | Int(body[i + 2]) << 8 | Int(body[i + 3]) }
-                    width = be32(0); height = be32(4); depth = Int(body[8]); colorType = Int(body[9])
-                    guard body[12] == 0 else { throw MoVQError.unsupported("\(path): interlaced PNG") }
-                    sawHeader = true
-                case "PLTE": palette = body
-                case "IDAT": idat += body
+                case "IHDR": throw bad("second IHDR chunk")
+                case "PLTE":
+                    guard !sawIDAT, palette.isEmpty, len % 3 == 0, len <= 768 else { throw bad("misplaced or bad PLTE chunk") }
+                    palette = Array(body)
+                case "IDAT":
+                    if sawIDAT && !lastWasIDAT { throw bad("IDAT chunks are not consecutive") }
+                    sawIDAT = true; idat += body
                 case "IEND": sawEnd = true
-                default: break
+                default:
+                    // Unknown critical chunks (uppercase first letter) cannot be skipped.
+                    guard typeAndData[0] & 0x20 != 0 else { throw MoVQError.unsupported("\(path): critical PNG chunk '\(type)'") }
                 }
+                lastWasIDAT = type == "IDAT"
             }
         }
-        guard sawHeader else { throw bad("missing IHDR") }
+        guard sawIDAT else { throw bad("no image data (IDAT)") }
         guard sawEnd else { throw bad("missing IEND (truncated?)") }
-        guard width > 0, height > 0, width * height <= maxPixels else { throw MoVQError.invalidInput("\(path): absurd image size \(width)x\(height)") }
-        let samples: Int
-        switch colorType {
-        case 0: samples = 1
-        case 2: samples = 3
-        case 3: samples = 1
-        case 4: samples = 2
-        case 6: samples = 4
-        default: throw bad("invalid color type \(colorType)")
+        if colorType == 3 && palette.isEmpty { throw bad("palette image without PLTE") }
+        let bpp = h.samples * depth / 8
+        guard let stride = CheckedSize.product(width, bpp), let rawCount = CheckedSize.product(stride + 1, height) else {
+            throw MoVQError.invalidInput("\(path): absurd image size \(width)x\(height)")
         }
-        guard depth == 8 || depth == 16 else { throw MoVQError.unsupported("\(path): \(depth)-bit PNG (8 and 16 bit are supported)") }
-        if colorType == 3 && depth != 8 { throw MoVQError.unsupported("\(path): palette PNG with \(depth)-bit indices") }
-        let bpp = samples * depth / 8, stride = width * bpp
-        let raw: [UInt8]
-        do { raw = try Inflate.zlib(idat, limit: (stride + 1) * height) } catch {
+        var raw: [UInt8]
+        do { raw = try Inflate.zlib(idat, limit: rawCount) } catch {
             throw bad("image data does not decompress (\(error))")
         }
-        guard raw.count == (stride + 1) * height else { throw bad("image data has \(raw.count) bytes, expected \((stride + 1) * height)") }
-        var cur = [UInt8](repeating: 0, count: stride * height)
+        idat = []
+        guard raw.count == rawCount else { throw bad("image data has \(raw.count) bytes, expected \(rawCount)") }
+        // Unfilter in place: row y's bytes move to y * stride, after the filter byte of each row.
         for y in 0..<height {
             let filter = raw[y * (stride + 1)]
             let src = y * (stride + 1) + 1, dst = y * stride
             for i in 0..<stride {
                 let x = raw[src + i]
-                let a = i >= bpp ? cur[dst + i - bpp] : 0
-                let b = y > 0 ? cur[dst - stride + i] : 0
-                let c = (i >= bpp && y > 0) ? cur[dst - stride + i - bpp] : 0
+                let a = i >= bpp ? raw[dst + i - bpp] : 0
+                let b = y > 0 ? raw[dst - stride + i] : 0
+                let c = (i >= bpp && y > 0) ? raw[dst - stride + i - bpp] : 0
                 let v: UInt8
                 switch filter {
                 case 0: v = x
@@ -99,15 +147,19 @@ public enum PNG {
                     v = x &+ (pa <= pb && pa <= pc ? a : (pb <= pc ? b : c))
                 default: throw bad("invalid filter type \(filter)")
                 }
-                cur[dst + i] = v
+                raw[dst + i] = v
             }
         }
         // To 8-bit grey / RGB / RGBA.
-        let outChannels = colorType == 0 ? 1 : colorType == 4 ? 4 : colorType == 6 ? 4 : 3
-        var px = [UInt8](repeating: 0, count: width * height * outChannels)
+        let outChannels = h.channels
+        if colorType != 3 && depth == 8 && outChannels == h.samples {  // already in the output layout
+            raw.removeLast(raw.count - pixels * outChannels)
+            return Image8(width: width, height: height, channels: outChannels, pixels: raw)
+        }
+        var px = [UInt8](repeating: 0, count: pixels * outChannels)
         let step = depth / 8
-        for i in 0..<(width * height) {
-            func s(_ k: Int) -> UInt8 { cur[i * bpp + k * step] }  // high byte for 16-bit
+        for i in 0..<pixels {
+            func s(_ k: Int) -> UInt8 { raw[i * bpp + k * step] }  // high byte for 16-bit
             switch colorType {
             case 0: px[i] = s(0)
             case 2: for k in 0..<3 { px[i * 3 + k] = s(k) }
@@ -155,9 +207,7 @@ public enum PNG {
             z += raw[i..<(i + n)]
             i += n
         } while i < raw.count
-        var a: UInt32 = 1, b: UInt32 = 0
-        for v in raw { a = (a + UInt32(v)) % 65521; b = (b + a) % 65521 }
-        let adler = b << 16 | a
+        let adler = Inflate.adler32(raw)
         z += [UInt8(adler >> 24), UInt8((adler >> 16) & 0xFF), UInt8((adler >> 8) & 0xFF), UInt8(adler & 0xFF)]
         return z
     }

@@ -1,37 +1,95 @@
 import Foundation
 
-/// Reads a whole file, with errors that name the path.
-func readFile(_ path: String) throws -> Data {
-    guard FileManager.default.fileExists(atPath: path) else {
-        throw MoVQError.io(path: path, reason: "no such file")
+/// Opens `path` for reading without ever blocking: the file is opened
+/// non-blocking and must be a regular file (a FIFO, socket or device would
+/// otherwise hang `open` or `read`). Returns the descriptor and the size.
+private func openRegularFile(_ path: String) throws -> (fd: Int32, size: Int) {
+    let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+    guard fd >= 0 else {
+        let reason = errno == ENOENT ? "no such file" : "cannot open (\(String(cString: strerror(errno))))"
+        throw MoVQError.io(path: path, reason: reason)
     }
-    do { return try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe) } catch {
-        throw MoVQError.io(path: path, reason: "cannot read (\(error.localizedDescription))")
+    var st = stat()
+    guard fstat(fd, &st) == 0 else { close(fd); throw MoVQError.io(path: path, reason: "cannot stat") }
+    guard (st.st_mode & S_IFMT) == S_IFREG else {
+        close(fd)
+        let kind = (st.st_mode & S_IFMT) == S_IFDIR ? "a folder" : "not a regular file (a pipe, socket or device)"
+        throw MoVQError.io(path: path, reason: "is \(kind)")
     }
+    return (fd, Int(st.st_size))
+}
+
+/// Reads a whole regular file of at most `limit` bytes, with errors that
+/// name the path. Never blocks on a FIFO.
+package func readFile(_ path: String, limit: Int = 1 << 30) throws -> Data {
+    let (fd, size) = try openRegularFile(path)
+    defer { close(fd) }
+    guard size <= limit else { throw MoVQError.io(path: path, reason: "is \(size) bytes, more than the \(limit) this reader accepts") }
+    var data = Data(count: size)
+    var done = 0
+    try data.withUnsafeMutableBytes { (buf: UnsafeMutableRawBufferPointer) in
+        while done < size {
+            let n = read(fd, buf.baseAddress! + done, size - done)
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw MoVQError.io(path: path, reason: "cannot read (\(n < 0 ? String(cString: strerror(errno)) : "file shrank"))") }
+            done += n
+        }
+    }
+    return data
 }
 
 /// Writes `data` to `path` atomically: a temporary file in the same folder,
 /// then a rename, so a failure never leaves a half-written output.
 public func writeFileAtomically(_ path: String, _ data: Data) throws {
-    let url = URL(fileURLWithPath: path)
-    let tmp = url.deletingLastPathComponent()
-        .appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-    do {
-        try data.write(to: tmp)
-        // rename(2) replaces the destination atomically.
-        guard rename(tmp.path, path) == 0 else {
-            throw MoVQError.io(path: path, reason: "cannot rename into place (\(String(cString: strerror(errno))))")
+    try writeFilesAtomically([(path, data)])
+}
+
+/// Writes a set of outputs all-or-nothing: every file goes to a temporary
+/// name in its destination folder first, and only when all are written are
+/// they renamed into place. On any failure the temporaries are removed, and
+/// so is every destination this call had already created; nothing new is
+/// left behind. (A destination that existed before and was already replaced
+/// stays replaced: rename(2) cannot be undone.)
+public func writeFilesAtomically(_ outputs: [(path: String, data: Data)]) throws {
+    var seen = Set<String>()
+    for (path, _) in outputs {
+        guard seen.insert(URL(fileURLWithPath: path).standardizedFileURL.path).inserted else {
+            throw MoVQError.io(path: path, reason: "named twice in one output set")
         }
-    } catch let e as MoVQError {
-        try? FileManager.default.removeItem(at: tmp)
-        throw e
-    } catch {
-        try? FileManager.default.removeItem(at: tmp)
-        throw MoVQError.io(path: path, reason: "cannot write (\(error.localizedDescription))")
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
+            throw MoVQError.io(path: path, reason: "is a folder, cannot write a file there")
+        }
+    }
+    var temporaries: [String] = []
+    func removeTemporaries() { for t in temporaries { unlink(t) } }
+    for (path, data) in outputs {
+        let url = URL(fileURLWithPath: path)
+        let tmp = url.deletingLastPathComponent()
+            .appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+        do { try data.write(to: URL(fileURLWithPath: tmp)) } catch {
+            unlink(tmp)
+            removeTemporaries()
+            throw MoVQError.io(path: path, reason: "cannot write (\(error.localizedDescription))")
+        }
+        temporaries.append(tmp)
+    }
+    var created: [String] = []
+    for (i, (path, _)) in outputs.enumerated() {
+        let existed = FileManager.default.fileExists(atPath: path)
+        // rename(2) replaces the destination atomically.
+        guard rename(temporaries[i], path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            for t in temporaries[i...] { unlink(t) }
+            for c in created { unlink(c) }
+            throw MoVQError.io(path: path, reason: "cannot rename into place (\(reason))")
+        }
+        if !existed { created.append(path) }
     }
 }
 
-/// A read-only memory map of a whole file; weights point into it directly.
+/// A read-only memory map of a whole regular file; weights point into it
+/// directly. Opening never blocks (FIFOs and devices are refused).
 public final class MappedFile: @unchecked Sendable {
     public let path: String
     public let bytes: UnsafeRawBufferPointer
@@ -39,13 +97,8 @@ public final class MappedFile: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw MoVQError.io(path: path, reason: "no such file or not readable") }
+        let (fd, size) = try openRegularFile(path)
         defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw MoVQError.io(path: path, reason: "cannot stat") }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw MoVQError.io(path: path, reason: "not a regular file") }
-        let size = Int(st.st_size)
         if size == 0 {
             bytes = UnsafeRawBufferPointer(start: nil, count: 0); mapped = false; return
         }
@@ -70,46 +123,51 @@ public final class MappedFile: @unchecked Sendable {
 
 /// Bounds-checked little-endian reader over raw bytes. Every read that would
 /// pass the end throws `corruptFile` instead of crashing.
-struct ByteReader {
-    let bytes: UnsafeRawBufferPointer
-    let path: String
-    var offset: Int = 0
+package struct ByteReader {
+    package let bytes: UnsafeRawBufferPointer
+    package let path: String
+    package var offset: Int = 0
 
-    init(_ bytes: UnsafeRawBufferPointer, path: String, offset: Int = 0) {
+    package init(_ bytes: UnsafeRawBufferPointer, path: String, offset: Int = 0) {
         self.bytes = bytes; self.path = path; self.offset = offset
     }
 
-    var remaining: Int { bytes.count - offset }
+    package var remaining: Int { bytes.count - offset }
 
-    func need(_ n: Int, _ what: String) throws {
-        if n < 0 || n > remaining {
+    package func need(_ n: Int, _ what: String) throws {
+        if n < 0 || offset < 0 || offset > bytes.count || n > remaining {
             throw MoVQError.corruptFile(path: path, reason: "\(what) needs \(n) bytes at offset \(offset), \(max(0, remaining)) left")
         }
     }
 
-    mutating func u8(_ what: String = "byte") throws -> UInt8 {
+    /// Moves the read position by `n` bytes, which must stay inside the data.
+    package mutating func skip(_ n: Int, _ what: String) throws {
+        try need(n, what); offset += n
+    }
+
+    package mutating func u8(_ what: String = "byte") throws -> UInt8 {
         try need(1, what); defer { offset += 1 }; return bytes[offset]
     }
-    mutating func u16(_ what: String = "u16") throws -> UInt16 {
+    package mutating func u16(_ what: String = "u16") throws -> UInt16 {
         try need(2, what); defer { offset += 2 }
         return UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8
     }
-    mutating func u32(_ what: String = "u32") throws -> UInt32 {
+    package mutating func u32(_ what: String = "u32") throws -> UInt32 {
         try need(4, what); defer { offset += 4 }
         return UInt32(bytes[offset]) | UInt32(bytes[offset + 1]) << 8 | UInt32(bytes[offset + 2]) << 16 | UInt32(bytes[offset + 3]) << 24
     }
-    mutating func u64(_ what: String = "u64") throws -> UInt64 {
+    package mutating func u64(_ what: String = "u64") throws -> UInt64 {
         let lo = try u32(what), hi = try u32(what)
         return UInt64(lo) | UInt64(hi) << 32
     }
-    mutating func bytes(_ n: Int, _ what: String) throws -> UnsafeRawBufferPointer {
+    package mutating func bytes(_ n: Int, _ what: String) throws -> UnsafeRawBufferPointer {
         try need(n, what); defer { offset += n }
         return UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + n)])
     }
 }
 
 extension Data {
-    mutating func appendLE<T: FixedWidthInteger>(_ v: T) {
+    package mutating func appendLE<T: FixedWidthInteger>(_ v: T) {
         var le = v.littleEndian
         Swift.withUnsafeBytes(of: &le) { append(contentsOf: $0) }
     }

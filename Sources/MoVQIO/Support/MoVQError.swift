@@ -1,3 +1,5 @@
+import Foundation
+
 /// Every failure the library reports. Each case renders as one line that
 /// names what is wrong, so the CLI can print it and exit non-zero.
 public enum MoVQError: Error, CustomStringConvertible, Equatable, Sendable {
@@ -22,6 +24,9 @@ public enum MoVQError: Error, CustomStringConvertible, Equatable, Sendable {
     case pickleRejected(String)
     /// A caller-supplied input (latent, index map, image) is unusable.
     case invalidInput(String)
+    /// A computation would need more memory than allowed: `estimate` bytes
+    /// (from the shapes, before anything was allocated) against `limit`.
+    case memoryLimit(what: String, estimate: Double, limit: Int)
 
     public var description: String {
         switch self {
@@ -38,6 +43,12 @@ public enum MoVQError: Error, CustomStringConvertible, Equatable, Sendable {
             return "unknown checkpoint keys (\(keys.count)): \(shown)\(keys.count > 5 ? ", ..." : "")"
         case .pickleRejected(let why): return "refused to unpickle: \(why)"
         case .invalidInput(let what): return "invalid input: \(what)"
+        case .memoryLimit(let what, let estimate, let limit):
+            return "\(what) needs an estimated \(Self.gigabytes(estimate)) of memory, above the limit of \(Self.gigabytes(Double(limit))) (raise it with --max-memory)"
         }
+    }
+
+    static func gigabytes(_ bytes: Double) -> String {
+        bytes >= 1e15 ? String(format: "%.3g PB", bytes / 1e15) : String(format: "%.2f GB", bytes / 1e9)
     }
 }

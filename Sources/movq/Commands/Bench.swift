@@ -30,10 +30,10 @@ struct Bench: ParsableCommand {
             let (path, _) = try DemoAssets.modelAndInputs(model.map { [$0] } ?? [])
             if try PackedFile(path: path, verifyChecksums: false).header.kind == "maskgit-prior" { return try benchPrior(path) }
             let backend = try compute.backend()
-            let m = try MoVQModel(contentsOf: path, backend: backend)
+            let m = try compute.openModel(path)
             let f = m.config.downsampleFactor
             guard runs >= 1 else { throw MoVQError.invalidInput("--runs must be at least 1") }
-            let z = try randomLatent(m.config, size: size, batch: batch, seed: 0)
+            let z = try randomLatent(m, size: size, batch: batch, seed: 0)
             let h = size / f
             let flops = decoderFLOPs(m.config, latentHeight: h, latentWidth: h) * Double(batch)
             // The fast path's Winograd convolutions execute fewer multiply-adds than the model's FLOPs.
@@ -108,7 +108,7 @@ struct Bench: ParsableCommand {
     func benchPrior(_ path: String) throws {
         let kernels = try compute.priorKernels()
         guard batch >= 1, runs >= 1 else { throw MoVQError.invalidInput("--batch and --runs must be at least 1") }
-        let p = try MaskGITPrior(contentsOf: path, kernels: kernels)
+        let p = try MaskGITPrior(contentsOf: path, kernels: kernels, memoryLimit: compute.memoryLimit)
         let c = p.config, s = Double(c.positions + 1), d = Double(c.hidden)
         let mlpIn = Double(c.isGEGLU ? 2 * c.mlp : c.mlp)
         let perLayer = 2 * s * (4 * d * d + mlpIn * d + d * Double(c.mlp)) + 4 * s * s * d
@@ -122,7 +122,7 @@ struct Bench: ParsableCommand {
         var whole: (median: Double, p90: Double)? = nil
         var split = (sampling: 0.0, decoding: 0.0)
         if let dp = decoder ?? p.decoderPath, FileManager.default.fileExists(atPath: dp) {
-            let m = try MoVQModel(contentsOf: dp)
+            let m = try compute.openModel(dp)
             let settings = MaskGITSettings(steps: steps)
             whole = try timeRuns("sample") {
                 let t0 = Date()

@@ -32,15 +32,15 @@ struct Compare: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let backend = try compute.backend()
-            let ref = try MoVQModel(contentsOf: reference, backend: backend)
-            let other = try MoVQModel(contentsOf: test, backend: backend)
+            let ref = try compute.openModel(reference)
+            let other = try compute.openModel(test)
             guard ref.config == other.config else {
                 throw MoVQError.invalidInput("\(test) has a different architecture than \(reference)")
             }
             let t = compute.threads
             let a: Tensor, b: Tensor, input: String
             if !images.isEmpty {
-                let x = try ImageConversion.tensor(from: try images.map { try PNG.read(path: $0) }, channels: ref.config.inChannels)
+                let x = try ImageConversion.tensor(from: try readImages(images, for: ref), channels: ref.config.inChannels)
                 let idx = try ref.quantize(latent: try ref.encode(images: x, threads: t), threads: t)
                 a = try ref.decode(indices: idx, threads: t); b = try other.decode(indices: idx, threads: t)
                 input = "\(images.count) image(s), encoded and quantized by the reference"
@@ -50,7 +50,7 @@ struct Compare: ParsableCommand {
                     z = try loadLatent(latent)
                     input = latent
                 } else {
-                    z = try randomLatent(ref.config, size: size, batch: batch, seed: seed)
+                    z = try randomLatent(ref, size: size, batch: batch, seed: seed)
                     input = "random latent \(z.shape), seed \(seed)"
                 }
                 a = try ref.decode(latent: z, threads: t); b = try other.decode(latent: z, threads: t)

@@ -29,7 +29,7 @@ struct Decode: ParsableCommand {
             guard output.hasSuffix(".npy") || output.hasSuffix(".png") else {
                 throw MoVQError.invalidInput("output \(output) must end in .npy or .png")
             }
-            let m = try MoVQModel(contentsOf: path, backend: try compute.backend())
+            let m = try compute.openModel(path)
             let start = Date()
             let out: Tensor
             if let latent {
@@ -38,7 +38,7 @@ struct Decode: ParsableCommand {
                 out = try m.decode(indices: try loadIndexMap(indices!, model: m), threads: compute.threads)
             }
             FileHandle.standardError.write(Data(String(format: "decoded %@ in %.3f s\n", "\(out.shape)", Date().timeIntervalSince(start)).utf8))
-            try writeOutput(out, to: output)
+            try writeOutputs(try outputFiles(out, to: output))
         }
     }
 }
@@ -52,6 +52,7 @@ func loadIndexMap(_ path: String, model: MoVQModel) throws -> IndexMap {
     var shape = a.shape
     if shape.count == 3 { shape.insert(1, at: 1) }
     guard shape.count == 4 else { throw MoVQError.invalidInput("\(path): indices must be [B, h, w] or [B, c, h, w], got \(a.shape)") }
+    try model.checkDecodeMemory(batch: shape[0], latentHeight: shape[2], latentWidth: shape[3])
     let values = try a.values.map { v -> Int32 in
         guard v >= 0 && v < Double(Int32.max) else {
             throw MoVQError.invalidInput("\(path): index \(Int64(v)) is outside the codebook (0..<\(model.config.numVQEmbeddings))")
@@ -63,13 +64,15 @@ func loadIndexMap(_ path: String, model: MoVQModel) throws -> IndexMap {
 
 /// A reproducible random latent (uniform in [-2, 2]) for `size` x `size`
 /// outputs: what `bench` times and `compare` decodes without inputs.
-func randomLatent(_ c: MoVQConfig, size: Int, batch: Int, seed: UInt64) throws -> Tensor {
-    let f = c.downsampleFactor
-    guard size >= f, size % f == 0, batch >= 1 else {
-        throw MoVQError.invalidInput("--size must be a positive multiple of \(f), --batch at least 1")
+/// The size is checked against the model's memory limit before anything is allocated.
+func randomLatent(_ m: MoVQModel, size: Int, batch: Int, seed: UInt64) throws -> Tensor {
+    let c = m.config, f = c.downsampleFactor
+    guard size >= f, size % f == 0, batch >= 1, batch <= 4096 else {
+        throw MoVQError.invalidInput("--size must be a positive multiple of \(f), --batch 1...4096")
     }
-    var rng = SeededGenerator(seed: seed)
     let h = size / f
+    try m.checkDecodeMemory(batch: batch, latentHeight: h, latentWidth: h)
+    var rng = SeededGenerator(seed: seed)
     return try Tensor(shape: [batch, c.vqEmbedDim, h, h], data: (0..<(batch * c.vqEmbedDim * h * h)).map { _ in Float.random(in: -2...2, using: &rng) })
 }
 

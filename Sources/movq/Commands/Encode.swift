@@ -18,13 +18,13 @@ struct Encode: ParsableCommand {
             let (path, inputs) = try DemoAssets.modelAndInputs(paths)
             guard !inputs.isEmpty else { throw MoVQError.invalidInput("no input images") }
             guard output.hasSuffix(".npy") else { throw MoVQError.invalidInput("output \(output) must end in .npy") }
-            let m = try MoVQModel(contentsOf: path, backend: try compute.backend())
-            let x = try ImageConversion.tensor(from: try inputs.map { try PNG.read(path: $0) }, channels: m.config.inChannels)
+            let m = try compute.openModel(path)
+            let x = try ImageConversion.tensor(from: try readImages(inputs, for: m), channels: m.config.inChannels)
             let z = try m.encode(images: x, threads: compute.threads)
             let idx = try m.quantize(latent: z, threads: compute.threads)
-            if let latentOutput { try writeFileAtomically(latentOutput, NPY.encode(shape: z.shape, float32: z.data)) }
-            try writeFileAtomically(output, NPY.encode(shape: idx.shape, int64: idx.values.map { Int64($0) }))
-            print("wrote \(output) \(idx.shape)")
+            var files = [(path: output, data: NPY.encode(shape: idx.shape, int64: idx.values.map { Int64($0) }))]
+            if let latentOutput { files.append((latentOutput, NPY.encode(shape: z.shape, float32: z.data))) }
+            try writeOutputs(files)
         }
     }
 }

@@ -18,8 +18,8 @@ struct Reconstruct: ParsableCommand {
             if inputs.isEmpty { inputs = DemoAssets.images }
             guard !inputs.isEmpty else { throw MoVQError.invalidInput("no input images") }
             guard output.hasSuffix(".png") else { throw MoVQError.invalidInput("output \(output) must end in .png") }
-            let m = try MoVQModel(contentsOf: path, backend: try compute.backend())
-            let originals = try inputs.map { try PNG.read(path: $0) }
+            let m = try compute.openModel(path)
+            let originals = try readImages(inputs, for: m)
             let x = try ImageConversion.tensor(from: originals, channels: m.config.inChannels)
             let start = Date()
             let idx = try m.quantize(latent: try m.encode(images: x, threads: compute.threads), threads: compute.threads)

@@ -57,13 +57,13 @@ struct Sample: ParsableCommand {
             if let want = prior, (want == "ar") != isGPT {
                 throw MoVQError.invalidInput("\(priorPath) holds a \(isGPT ? "ar" : "maskgit") prior, not \(want)")
             }
-            let maskgit = isGPT ? nil : try MaskGITPrior(contentsOf: priorPath, kernels: kernels)
-            let gpt = isGPT ? try GPTPrior(contentsOf: priorPath, kernels: kernels) : nil
+            let maskgit = isGPT ? nil : try MaskGITPrior(contentsOf: priorPath, kernels: kernels, memoryLimit: compute.memoryLimit)
+            let gpt = isGPT ? try GPTPrior(contentsOf: priorPath, kernels: kernels, memoryLimit: compute.memoryLimit) : nil
             let c = maskgit?.config ?? gpt!.config
             guard let decoderPath = decoder ?? maskgit?.decoderPath ?? gpt?.decoderPath ?? DemoAssets.model else {
                 throw MoVQError.invalidInput("no decoder: give --decoder")
             }
-            let m = try MoVQModel(contentsOf: decoderPath)
+            let m = try compute.openModel(decoderPath)
             guard m.config.numVQEmbeddings == c.codes, m.config.channelsPerPosition == c.channels else {
                 throw MoVQError.invalidInput("decoder \(decoderPath) has \(m.config.channelsPerPosition) x \(m.config.numVQEmbeddings) codes, the prior \(c.channels) x \(c.codes)")
             }
@@ -75,6 +75,7 @@ struct Sample: ParsableCommand {
                 rows = c.classes > 0 ? Array(0..<c.classes) : [0]
             }
             let labels = rows.flatMap { [Int](repeating: $0, count: batch) }
+            try m.checkDecodeMemory(batch: labels.count, latentHeight: c.height, latentWidth: c.width)  // before sampling, not after
             let seeds = labels.indices.map { seed &+ UInt64($0) }
             let t0 = Date()
             let total = gpt?.length ?? steps
@@ -96,13 +97,11 @@ struct Sample: ParsableCommand {
             let t2 = Date()
             FileHandle.standardError.write(Data(String(format: "%d images: sampling %.2f s (%d steps), decoding %.2f s, %d threads\n",
                                                        labels.count, t1.timeIntervalSince(t0), total, t2.timeIntervalSince(t1), compute.threads).utf8))
-            if let tokens {
-                try writeFileAtomically(tokens, NPY.encode(shape: idx.shape, int64: idx.values.map { Int64($0) }))
-                print("wrote \(tokens) \(idx.shape)")
-            }
             let grid = ImageConversion.grid(rows.indices.map { r in Array(images[(r * batch)..<((r + 1) * batch)]) })
-            try writeFileAtomically(output, PNG.encode(grid))
-            print("wrote \(output) (\(rows.count) row(s) x \(batch))")
+            var files = [(path: output, data: PNG.encode(grid))]
+            if let tokens { files.append((tokens, NPY.encode(shape: idx.shape, int64: idx.values.map { Int64($0) }))) }
+            try writeOutputs(files)
+            print("\(rows.count) row(s) x \(batch) images")
         }
     }
 }
