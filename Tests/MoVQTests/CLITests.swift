@@ -76,6 +76,42 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(left, ["bad.npy", "m.mvq"])
     }
 
+    /// Issue 10, defects 9-11: shapes whose work cannot fit are refused from
+    /// their sizes; a multi-file output is written all-or-nothing.
+    func testHugeSizesAndPartialOutputSets() throws {
+        let d = TestPaths.scratch()
+        let model = d + "/m.mvq"
+        XCTAssertEqual(try movq(["convert", TestPaths.fixture("tiny_multichannel/original.ckpt"), "-o", model]).status, 0)
+        // 10. --size / --batch for random latents.
+        for args in [["bench", model, "--size", "4611686018427387904"], ["bench", model, "--batch", "4611686018427387904"],
+                     ["compare", model, model, "--size", "4611686018427387904"], ["bench", model, "--size", "65536", "--max-memory", "1G"]] {
+            let r = try movq(args)
+            XCTAssertEqual(r.status, 1, "\(args): \(r.err)")
+            XCTAssertTrue(r.err.contains("needs an estimated") || r.err.contains("--batch 1...4096"), "\(args): \(r.err)")
+        }
+        // 9. A 32 MB index map [1, 2, 4096, 4096] and an 8192 x 8192 PNG are refused before the work starts.
+        try writeFileAtomically(d + "/big.npy", NPY.encode(shape: [1, 2, 4096, 4096], descr: "|u1", body: Data(count: 2 * 4096 * 4096)))
+        var r = try movq(["decode", model, "--indices", d + "/big.npy", "-o", d + "/big.png", "--max-memory", "2G"])
+        XCTAssertEqual(r.status, 1); XCTAssertTrue(r.err.contains("needs an estimated"), r.err)
+        let bomb = Crafted.png([Crafted.ihdr(width: 8192, height: 8192), Crafted.chunk("IDAT", [0x78, 0x01]), Crafted.chunk("IEND", [])])
+        try Data(bomb).write(to: URL(fileURLWithPath: d + "/bomb.png"))
+        r = try movq(["encode", model, d + "/bomb.png", "-o", d + "/bomb.npy", "--max-memory", "2G"])
+        XCTAssertEqual(r.status, 1); XCTAssertTrue(r.err.contains("needs an estimated"), r.err)
+        // 11. decode B = 2 where out-1.png cannot be written: out-0.png must not appear.
+        try FileManager.default.createDirectory(atPath: d + "/out-1.png", withIntermediateDirectories: false)
+        r = try movq(["decode", model, "--indices", TestPaths.fixture("tiny_multichannel/indices.npy"), "-o", d + "/out.png"])
+        XCTAssertEqual(r.status, 1); XCTAssertTrue(r.err.contains("out-1.png"), r.err)
+        // encode --latent-output and sample --tokens into a missing folder: the first file must not appear.
+        r = try movq(["decode", model, "--indices", TestPaths.fixture("tiny_multichannel/indices.npy"), "-o", d + "/img.png"])
+        XCTAssertEqual(r.status, 0, r.err)
+        r = try movq(["encode", model, d + "/img-0.png", "-o", d + "/idx.npy", "--latent-output", d + "/missing/z.npy"])
+        XCTAssertEqual(r.status, 1); XCTAssertTrue(r.err.contains("missing/z.npy"), r.err)
+        r = try movq(["sample", "--batch", "1", "--steps", "1", "-o", d + "/s.png", "--tokens", d + "/missing/t.npy"])
+        XCTAssertEqual(r.status, 1); XCTAssertTrue(r.err.contains("missing/t.npy"), r.err)
+        let left = try FileManager.default.contentsOfDirectory(atPath: d).sorted()
+        XCTAssertEqual(left, ["big.npy", "bomb.png", "img-0.png", "img-1.png", "m.mvq", "out-1.png"])
+    }
+
     /// The README's first command, smaller: the embedded demo prior and decoder.
     func testSampleDemoGridAndPerImageSeeds() throws {
         let d = TestPaths.scratch()
