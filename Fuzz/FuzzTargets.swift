@@ -1,0 +1,62 @@
+// libFuzzer entry point for the MoVQIO parsers. Fuzz/run.sh compiles this
+// file together with Sources/MoVQIO (one module, so internal parsers are
+// reachable) with -sanitize=fuzzer,address; MOVQ_FUZZ_TARGET picks the
+// parser. Every input must end in a value or a thrown MoVQError: a crash,
+// a sanitizer report, a leak or a timeout is a finding.
+import Foundation
+
+/// The parsers under test, by name.
+let fuzzTargets: [String: (UnsafeRawBufferPointer) throws -> Void] = [
+    // The .mvq reader: header, tensor table, checksums, int8 scales.
+    "packed": { bytes in
+        let file = try PackedFile(path: try scratchFile(bytes))
+        for e in file.header.tensors.prefix(4) { _ = try? file.floats(e.name, shape: e.shape) }
+    },
+    // safetensors header (strict JSON) and tensor ranges.
+    "safetensors": { bytes in _ = try Safetensors.parse(bytes, path: "<fuzz>") },
+    // torch zip archive + restricted unpickler + strided tensor gather.
+    "torch": { bytes in _ = try TorchCheckpoint.read(path: try scratchFile(bytes)) },
+    // The unpickler alone (no zip framing), so mutations reach opcodes directly.
+    "pickle": { bytes in
+        var u = RestrictedUnpickler(bytes, path: "<fuzz>")
+        _ = try u.run()
+    },
+    "npy": { bytes in _ = try NPY.parse(bytes, path: "<fuzz>") },
+    "png": { bytes in _ = try PNG.decode(Array(bytes), path: "<fuzz>", maxPixels: 1 << 22) },
+    "inflate": { bytes in
+        do { _ = try Inflate.zlib(Array(bytes), limit: 1 << 22) } catch let e as Inflate.Failure {
+            throw MoVQError.corruptFile(path: "<fuzz>", reason: "\(e)")  // PNG wraps it the same way
+        }
+    },
+]
+
+nonisolated(unsafe) var selectedTarget: ((UnsafeRawBufferPointer) throws -> Void)? = nil
+nonisolated(unsafe) var scratchPath = ""
+
+/// Writes the input to this process's scratch file (for path-based readers).
+func scratchFile(_ bytes: UnsafeRawBufferPointer) throws -> String {
+    try Data(bytes).write(to: URL(fileURLWithPath: scratchPath))
+    return scratchPath
+}
+
+@_cdecl("LLVMFuzzerInitialize")
+public func fuzzInitialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>) -> Int32 {
+    let name = ProcessInfo.processInfo.environment["MOVQ_FUZZ_TARGET"] ?? ""
+    guard let t = fuzzTargets[name] else {
+        FileHandle.standardError.write(Data("set MOVQ_FUZZ_TARGET to one of: \(fuzzTargets.keys.sorted().joined(separator: ", "))\n".utf8))
+        exit(2)
+    }
+    selectedTarget = t
+    let dir = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
+    scratchPath = "\(dir)/movq-fuzz-\(name)-\(getpid())"
+    return 0
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+    let bytes = UnsafeRawBufferPointer(start: data, count: size)
+    do { try selectedTarget!(bytes) } catch is MoVQError {} catch {
+        fatalError("a parser threw a non-MoVQError: \(error)")
+    }
+    return 0
+}
