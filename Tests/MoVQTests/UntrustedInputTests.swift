@@ -219,4 +219,26 @@ final class UntrustedInputTests: XCTestCase {
         }
         XCTAssertEqual(try Safetensors.read(path: write(st(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"__metadata__":{"x":"y"}}"#, 8), "g.safetensors")).count, 1)
     }
+
+    /// The shape-based estimates bound what a decode and an encode really
+    /// plan (the arena alone, without the weights and slack they add).
+    func testMemoryEstimatesBoundThePlannedArena() throws {
+        let tiny = TestPaths.scratch() + "/t.mvq"
+        try Converter.convert(source: TestPaths.fixture("tiny_movq/diffusers"), output: tiny)
+        for path in [TestPaths.demoModel, tiny] {
+            let m = try MoVQModel(contentsOf: path)
+            let c = m.config, f = c.downsampleFactor
+            for (h, w) in [(8, 8), (5, 12), (16, 3)] {
+                var rng = SeededGenerator(seed: 1)
+                let z = try Tensor(shape: [1, c.vqEmbedDim, h, w], data: (0..<(c.vqEmbedDim * h * w)).map { _ in Float.random(in: -1...1, using: &rng) })
+                let images = try m.decode(latent: z, threads: 2)
+                let decodeActivations = m.estimatedDecodeBytes(batch: 1, latentHeight: h, latentWidth: w) - m.weightBytes - 64e6
+                XCTAssertGreaterThanOrEqual(decodeActivations, Double(m.workspaceBytes), "\(path) decode \(h)x\(w)")
+                _ = try m.encode(images: images, threads: 2)
+                let encodeActivations = m.estimatedEncodeBytes(batch: 1, height: h * f, width: w * f) - m.weightBytes - 64e6
+                XCTAssertGreaterThanOrEqual(encodeActivations, Double(m.workspaceBytes), "\(path) encode \(h * f)x\(w * f)")
+                XCTAssertLessThan(decodeActivations, 8 * Double(m.workspaceBytes) + 1e6, "estimate within a small factor")
+            }
+        }
+    }
 }

@@ -93,7 +93,7 @@ public final class MoVQModel: @unchecked Sendable {
     /// With `quantize`, each latent is first snapped to its nearest codes;
     /// without it the latent is used as z_q directly (as Kandinsky pipelines do).
     public func decode(latent: Tensor, quantize: Bool = false, threads: Int = 1) throws -> Tensor {
-        try checkLatent(latent)
+        try checkLatent(latent, threads: threads)
         if quantize {
             return try decode(indices: try self.quantize(latent: latent, threads: threads), threads: threads)
         }
@@ -102,7 +102,7 @@ public final class MoVQModel: @unchecked Sendable {
 
     /// Decodes an index map `[B, c, h, w]` through batched codebook lookup.
     public func decode(indices: IndexMap, threads: Int = 1) throws -> Tensor {
-        try checkSpatial(indices.shape)
+        try checkSpatial(indices.shape, threads: threads)
         return runDecoder(try requireQuantizer().lookup(indices), threads: threads)
     }
 
@@ -113,7 +113,7 @@ public final class MoVQModel: @unchecked Sendable {
         guard images.shape.count == 4, images.shape[1] == config.inChannels, images.shape[0] >= 1 else {
             throw MoVQError.invalidInput("images must be [B, \(config.inChannels), H, W], got \(images.shape)")
         }
-        try checkEncodeMemory(batch: images.shape[0], height: images.shape[2], width: images.shape[3])
+        try checkEncodeMemory(batch: images.shape[0], height: images.shape[2], width: images.shape[3], threads: threads)
         guard case .simd(let kernels) = backend, let fast = fastEncoder else {
             return encoder(images, ExecutionContext(threads: threads))
         }
@@ -147,18 +147,61 @@ public final class MoVQModel: @unchecked Sendable {
         return quantizer
     }
 
-    func checkLatent(_ z: Tensor) throws {
+    func checkLatent(_ z: Tensor, threads: Int = 1) throws {
         guard z.shape.count == 4, z.shape[1] == config.vqEmbedDim else {
             throw MoVQError.invalidInput("latent must be [B, \(config.vqEmbedDim), h, w], got \(z.shape)")
         }
-        try checkSpatial(z.shape)
+        try checkSpatial(z.shape, threads: threads)
         if let bad = z.data.firstIndex(where: { !$0.isFinite }) {
             throw MoVQError.invalidInput("latent holds NaN or infinity at flat index \(bad)")
         }
     }
 
-    func checkSpatial(_ s: [Int]) throws {
-        try checkDecodeMemory(batch: s[0], latentHeight: s[2], latentWidth: s[3])
+    func checkSpatial(_ s: [Int], threads: Int = 1) throws {
+        try checkDecodeMemory(batch: s[0], latentHeight: s[2], latentWidth: s[3], threads: threads)
+    }
+
+    /// One resolution level of a walk through the decoder or encoder, for
+    /// the memory estimates: channels in and out, size, attention, and the
+    /// channels of the 2x resampled map that follows it (nil: none).
+    struct LevelShape { var cin: Int, cout: Int, height: Double, width: Double, attention: Bool, resampled: Int? }
+
+    /// Bytes of one padded planar map (`PlanarMap`: plane stride rounded up
+    /// to 16 floats after 128 floats of slack).
+    static func mapBytes(channels: Int, height: Double, width: Double) -> Double {
+        Double(channels) * ((height + 2) * (width + 2) + 144) * 4
+    }
+
+    /// The largest set of buffers alive at once along `levels`, plus the
+    /// per-worker Winograd scratch of the widest convolution (live while
+    /// those maps are). `up` says whether resampling doubles (decoder) or
+    /// halves (encoder) the size.
+    static func activationPeak(_ levels: [LevelShape], up: Bool, threads: Int) -> Double {
+        var peak = 0.0, widest = 0, maxWidth = 0.0
+        for l in levels {
+            let (h, w, cin, cout) = (l.height, l.width, l.cin, l.cout)
+            widest = max(widest, cin, cout); maxWidth = max(maxWidth, w)
+            // A resnet: x, norm1(x), conv1 -> h1, shortcut, conv2 -> out (`FastResnet`),
+            // plus the two SCN modulation maps its norms compute.
+            let resnet = max(2 * cin + cout, cin + 3 * cout) + 2 * max(cin, cout)
+            peak = max(peak, mapBytes(channels: resnet, height: h, width: w))
+            if l.attention {  // x, y, normed maps; 5 plain planes and 2 packed copies; a query block of scores
+                let n = h * w
+                peak = max(peak, mapBytes(channels: 3 * cout, height: h, width: w) + (7 * Double(cout) * (n + 192) + n * 448) * 4)
+            }
+            if let r = l.resampled {
+                let map = mapBytes(channels: cout, height: h, width: w)
+                if up {  // the map and its 2x upsampled conv output
+                    peak = max(peak, map + mapBytes(channels: r, height: 2 * h, width: 2 * w))
+                } else {  // the map, its four stride-2 phase planes, the output
+                    peak = max(peak, map + mapBytes(channels: 4 * cout + r, height: h / 2, width: w / 2))
+                }
+            }
+        }
+        // `WinogradScratch.floats` for blocks of at most 4 GEMM chunks of 64 tiles.
+        let t = 256.0, c = Double(widest)
+        let scratch = Double(threads) * (32 * c * t + 4 * (2 * t + 18) + maxWidth + 2 + 4 * t + (c / 2 + 2) * t) * 4
+        return peak + scratch
     }
 
     /// Resident weights: the packed fp32 copies, plus (for fp16 and int8
@@ -168,84 +211,57 @@ public final class MoVQModel: @unchecked Sendable {
         return elements * 4 * (weightPrecision == .fp32 ? 1 : 2)
     }
 
-    /// Bytes of one padded planar map (`PlanarMap`) as a Double.
-    static func mapBytes(channels: Int, height: Double, width: Double) -> Double {
-        Double(channels) * (height + 2) * (width + 2) * 4
-    }
-
-    /// Activations a resnet block (`FastResnet`) keeps alive at once, with
-    /// the SCN modulation maps of its norms: `cin` and `cout` channel maps.
-    static func resnetBytes(cin: Int, cout: Int, height: Double, width: Double) -> Double {
-        let planes = max(2 * cin + cout, cin + 3 * cout) + 2 * max(cin, cout)
-        return mapBytes(channels: planes, height: height, width: width)
-    }
-
     /// Estimated peak memory, in bytes, of decoding `batch` latents of
-    /// `latentHeight x latentWidth`: resident weights, the activations of one
-    /// image (images decode one after another) and the outputs. An upper
-    /// bound of the planned arena (tested), computed before anything is
-    /// allocated.
-    public func estimatedDecodeBytes(batch: Int, latentHeight h: Int, latentWidth w: Int) -> Double {
-        let c = config, f = Double(c.downsampleFactor), levels = c.blockOutChannels.count
+    /// `latentHeight x latentWidth` on `threads` threads: resident weights,
+    /// the activations of one image (images decode one after another) and
+    /// the outputs. An upper bound of the planned arena (tested), computed
+    /// before anything is allocated.
+    public func estimatedDecodeBytes(batch: Int, latentHeight h: Int, latentWidth w: Int, threads: Int = 1) -> Double {
+        let c = config, f = Double(c.downsampleFactor), n = c.blockOutChannels.count
         let reversed = Array(c.blockOutChannels.reversed())
-        var peak = 0.0
-        var cin = reversed[0]
-        for l in 0..<levels {
-            let scale = Double(1 << l), (rh, rw) = (Double(h) * scale, Double(w) * scale), cout = reversed[l]
-            peak = max(peak, Self.resnetBytes(cin: cin, cout: cout, height: rh, width: rw))
-            if c.decoderAttention[l] || (l == 0 && c.midBlockAttention) {
-                peak = max(peak, Self.mapBytes(channels: 8 * cout, height: rh, width: rw))
-            }
-            if l + 1 < levels {  // upsample: the map and its 2x copy
-                peak = max(peak, 5 * Self.mapBytes(channels: cout, height: rh, width: rw))
-            }
-            cin = cout
+        let levels = (0..<n).map { l in
+            LevelShape(cin: l == 0 ? reversed[0] : reversed[l - 1], cout: reversed[l], height: Double(h) * Double(1 << l), width: Double(w) * Double(1 << l),
+                       attention: c.decoderAttention[l] || (l == 0 && c.midBlockAttention), resampled: l + 1 < n ? reversed[l] : nil)
         }
         let pixels = Double(batch) * Double(h) * Double(w) * f * f
         let outputs = pixels * Double(c.outChannels) * (4 * 3 + 1)  // the tensor, its batch copy, the images
         let inputs = Double(batch) * Double(h) * Double(w) * Double(c.vqEmbedDim) * 4 * 3
-        return weightBytes + peak + outputs + inputs + 64e6  // + kernel scratch and slack
+        return weightBytes + Self.activationPeak(levels, up: true, threads: threads) + outputs + inputs + 64e6  // + slack
     }
 
     /// Estimated peak memory, in bytes, of encoding `batch` images of
     /// `height x width` (as `estimatedDecodeBytes`).
-    public func estimatedEncodeBytes(batch: Int, height: Int, width: Int) -> Double {
-        let c = config, levels = c.blockOutChannels.count
-        var peak = 0.0
-        var cin = c.blockOutChannels[0]
-        for l in 0..<levels {
-            let scale = Double(1 << l), (rh, rw) = (Double(height) / scale, Double(width) / scale), cout = c.blockOutChannels[l]
-            peak = max(peak, Self.resnetBytes(cin: cin, cout: cout, height: rh, width: rw))
-            if c.encoderAttention[l] || (l == levels - 1 && c.midBlockAttention) {
-                peak = max(peak, Self.mapBytes(channels: 8 * cout, height: rh, width: rw))
-            }
-            if l + 1 < levels { peak = max(peak, 3 * Self.mapBytes(channels: cout, height: rh, width: rw)) }
-            cin = cout
+    public func estimatedEncodeBytes(batch: Int, height: Int, width: Int, threads: Int = 1) -> Double {
+        let c = config, n = c.blockOutChannels.count
+        let levels = (0..<n).map { l in
+            LevelShape(cin: l == 0 ? c.blockOutChannels[0] : c.blockOutChannels[l - 1], cout: c.blockOutChannels[l],
+                       height: Double(height) / Double(1 << l), width: Double(width) / Double(1 << l),
+                       attention: c.encoderAttention[l] || (l == n - 1 && c.midBlockAttention), resampled: l + 1 < n ? c.blockOutChannels[l] : nil)
         }
         let pixels = Double(batch) * Double(height) * Double(width)
         let inputs = pixels * Double(c.inChannels) * (4 * 2 + 4)  // the tensor, its planar copy, the decoded PNGs
-        return weightBytes + peak + inputs + 64e6
+        return weightBytes + Self.activationPeak(levels, up: false, threads: threads) + inputs + 64e6
     }
 
     /// Throws unless `batch` latents of `latentHeight x latentWidth` are
     /// non-empty and their decode fits `memoryLimit`.
-    public func checkDecodeMemory(batch: Int, latentHeight: Int, latentWidth: Int) throws {
+    public func checkDecodeMemory(batch: Int, latentHeight: Int, latentWidth: Int, threads: Int = 1) throws {
         guard batch >= 1, latentHeight >= 1, latentWidth >= 1 else {
             throw MoVQError.invalidInput("empty latent shape [\(batch), *, \(latentHeight), \(latentWidth)]")
         }
         try MemoryLimit.check("decoding \(batch) latent(s) of \(latentHeight)x\(latentWidth) (images \(config.downsampleFactor)x larger)",
-                              estimate: estimatedDecodeBytes(batch: batch, latentHeight: latentHeight, latentWidth: latentWidth), limit: memoryLimit)
+                              estimate: estimatedDecodeBytes(batch: batch, latentHeight: latentHeight, latentWidth: latentWidth, threads: threads), limit: memoryLimit)
     }
 
     /// Throws unless `batch` images of `height x width` have a valid size
     /// and their encode fits `memoryLimit`.
-    public func checkEncodeMemory(batch: Int, height: Int, width: Int) throws {
+    public func checkEncodeMemory(batch: Int, height: Int, width: Int, threads: Int = 1) throws {
         let f = config.downsampleFactor
         guard batch >= 1, height >= f, width >= f, height % f == 0, width % f == 0 else {
             throw MoVQError.invalidInput("image size \(height)x\(width) must be a positive multiple of \(f)")
         }
         try MemoryLimit.check("encoding \(batch) image(s) of \(height)x\(width)",
-                              estimate: estimatedEncodeBytes(batch: batch, height: height, width: width), limit: memoryLimit)
+                              estimate: estimatedEncodeBytes(batch: batch, height: height, width: width, threads: threads), limit: memoryLimit)
     }
 }
 

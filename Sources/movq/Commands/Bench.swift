@@ -58,6 +58,7 @@ struct Bench: ParsableCommand {
             let p90 = sorted[min(sorted.count - 1, Int((Double(sorted.count) * 0.9).rounded(.up)) - 1)]
             let gflops = flops / median / 1e9
             let rss = peakRSSBytes()
+            let estimate = m.estimatedDecodeBytes(batch: batch, latentHeight: h, latentWidth: h, threads: compute.threads)
             if json {
                 let obj: [String: Any] = [
                     "model": path, "size": size, "batch": batch, "threads": compute.threads, "kernels": backend.name,
@@ -65,7 +66,7 @@ struct Bench: ParsableCommand {
                     "median_s": median, "p90_s": p90, "runs": runs, "gflop": flops / 1e9, "gflops": gflops,
                     "executed_gflop": executed / 1e9, "executed_gflops": executed / median / 1e9,
                     "peak_gflops": peak / 1e9, "fraction_of_peak": executed / median / peak, "peak_rss_bytes": rss,
-                    "workspace_bytes": m.workspaceBytes,
+                    "workspace_bytes": m.workspaceBytes, "estimated_bytes": estimate,
                 ]
                 print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
             } else {
@@ -74,8 +75,8 @@ struct Bench: ParsableCommand {
                 print(String(format: "%.1f model GFLOP per decode: %.1f GFLOP/s effective", flops / 1e9, gflops))
                 print(String(format: "%.1f GFLOP executed (Winograd): %.1f GFLOP/s = %.0f%% of the measured FMA peak (%.1f GFLOP/s on %d threads)",
                              executed / 1e9, executed / median / 1e9, 100 * executed / median / peak, peak / 1e9, compute.threads))
-                print(String(format: "peak RSS %.0f MB (workspace %.0f MB, weights mmapped %.0f MB)",
-                             Double(rss) / 1e6, Double(m.workspaceBytes) / 1e6, Double(m.file.fileSize) / 1e6))
+                print(String(format: "peak RSS %.0f MB (workspace %.0f MB, weights mmapped %.0f MB; estimated before the run: %.0f MB)",
+                             Double(rss) / 1e6, Double(m.workspaceBytes) / 1e6, Double(m.file.fileSize) / 1e6, estimate / 1e6))
                 if layers {
                     let rows = profiler.report
                     let total = rows.reduce(0) { $0 + $1.seconds }
