@@ -106,6 +106,10 @@ func writeOutputs(_ files: [(path: String, data: Data)]) throws {
 /// its pixels are decoded.
 func readImages(_ paths: [String], for m: MoVQModel) throws -> [Image8] {
     let headers = try paths.map { try PNG.header(path: $0) }
-    if let h = headers.first { try m.checkEncodeMemory(batch: headers.count, height: h.height, width: h.width) }
+    guard let h = headers.first else { throw MoVQError.invalidInput("no input images") }
+    if let i = headers.firstIndex(where: { $0.width != h.width || $0.height != h.height }) {
+        throw MoVQError.invalidInput("all images must have the same size: \(paths[0]) is \(h.width)x\(h.height), \(paths[i]) is \(headers[i].width)x\(headers[i].height)")
+    }
+    try m.checkEncodeMemory(batch: headers.count, height: h.height, width: h.width)
     return try paths.map { try PNG.read(path: $0) }
 }

@@ -204,11 +204,12 @@ public final class MoVQModel: @unchecked Sendable {
         return peak + scratch
     }
 
-    /// Resident weights: the packed fp32 copies, plus (for fp16 and int8
-    /// files) the widened fp32 weights they are packed from.
+    /// Weight memory: the mapped file (resident while weights are packed),
+    /// the packed fp32 copies, and for fp16 and int8 files the widened fp32
+    /// weights they are packed from.
     var weightBytes: Double {
         let elements = file.header.tensors.reduce(0.0) { $0 + Double($1.elementCount) }
-        return elements * 4 * (weightPrecision == .fp32 ? 1 : 2)
+        return Double(file.fileSize) + elements * 4 * (weightPrecision == .fp32 ? 1 : 2)
     }
 
     /// Estimated peak memory, in bytes, of decoding `batch` latents of
