@@ -49,7 +49,7 @@ public struct KernelSet: Sendable {
     /// generic kernels specialize there.
     @inlinable
     public static func make<V: SIMD, M: MulAdd, D: PairDot>(name: String, _: V.Type, _: M.Type, _: D.Type) -> KernelSet
-    where V.Scalar == Float, D.Floats == V {
+    where V.Scalar == Float, D.Floats == V, V: SendableMetatype, M: SendableMetatype, D: SendableMetatype {
         KernelSet(
             name: name, lanes: V.scalarCount,
             conv: { a, g, c, i in PlanarConv<V, M>.run(a, groups: g, chunks: c, inputs: i) },
@@ -78,7 +78,8 @@ extension KernelSet {
     /// This tier plus `quadLinear` with quad dot product `Q` (call it from
     /// the tier's module so the kernel specializes there).
     @inlinable
-    public func adding<V: SIMD, Q: PairDot>(quads: Q.Type, _: V.Type) -> KernelSet where V.Scalar == Float, Q.Floats == V {
+    public func adding<V: SIMD, Q: PairDot>(quads: Q.Type, _: V.Type) -> KernelSet
+    where V.Scalar == Float, Q.Floats == V, V: SendableMetatype, Q: SendableMetatype {
         var k = self
         k.quadLinear = { a, cols in
             QuadGemm<V>.quantize(a.input, planeStride: a.planeStride, inputs: a.inputs, columns: cols,

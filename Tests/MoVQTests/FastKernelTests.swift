@@ -88,7 +88,7 @@ final class FastKernelTests: XCTestCase {
                 let x = try Tensor(shape: [1, s.cin, s.h, s.w], data: random(s.cin * s.h * s.w, seed: UInt64(300 + i)))
                 let r = try Tensor(shape: [1, s.cout, s.h, s.w], data: random(s.cout * s.h * s.w, seed: UInt64(350 + i)))
                 let w = random(s.cout * s.cin * 9, seed: UInt64(400 + i)), b = random(s.cout, seed: UInt64(450 + i))
-                try w.withUnsafeBufferPointer { wp in try b.withUnsafeBufferPointer { bp in
+                w.withUnsafeBufferPointer { wp in b.withUnsafeBufferPointer { bp in
                     let want = Conv2DReference.forward(x, weight: wp, bias: bp, geometry: g, residual: s.residual ? r : nil, parallelism: Parallelism(threads: 1))
                     let conv = FastConv(Conv2DLayer(weight: wp, bias: bp, geometry: g), algorithm: .winograd)
                     XCTAssertEqual(conv.algorithm, .winograd)
@@ -127,7 +127,7 @@ final class FastKernelTests: XCTestCase {
             let scales = random(s.cout, seed: UInt64(800 + i)).enumerated().map { $0.offset == 0 ? Float(0) : abs($0.element) / 100 + 1e-3 }
             let q = random(s.cout * s.cin * 9, seed: UInt64(850 + i)).map { ($0 * 127).rounded() }
             let w = q.indices.map { q[$0] * scales[$0 / (s.cin * 9)] }, b = random(s.cout, seed: UInt64(900 + i))
-            try w.withUnsafeBufferPointer { wp in try b.withUnsafeBufferPointer { bp in try scales.withUnsafeBufferPointer { sp in
+            w.withUnsafeBufferPointer { wp in b.withUnsafeBufferPointer { bp in scales.withUnsafeBufferPointer { sp in
                 let layer = Conv2DLayer(weight: wp, bias: bp, geometry: g, int8Scales: sp)
                 let input = s.upsample ? UpsampleReference.nearest2x(x) : x
                 let want = Conv2DReference.forward(input, weight: wp, bias: bp, geometry: g, residual: s.residual ? r : nil, parallelism: Parallelism(threads: 1))
@@ -188,7 +188,7 @@ final class FastKernelTests: XCTestCase {
                 let g = Conv2DGeometry(inChannels: s.cin, outChannels: s.cout, kernel: 3)
                 let x = try Tensor(shape: [1, s.cin, s.h, s.w], data: random(s.cin * s.h * s.w, seed: UInt64(500 + i)))
                 let w = random(s.cout * s.cin * 9, seed: UInt64(550 + i)), b = random(s.cout, seed: UInt64(600 + i))
-                try w.withUnsafeBufferPointer { wp in try b.withUnsafeBufferPointer { bp in
+                w.withUnsafeBufferPointer { wp in b.withUnsafeBufferPointer { bp in
                     let want = Conv2DReference.forward(UpsampleReference.nearest2x(x), weight: wp, bias: bp, geometry: g, residual: nil, parallelism: Parallelism(threads: 1))
                     let up = FastUpsampleConv(Conv2DLayer(weight: wp, bias: bp, geometry: g))
                     let ws = Workspace()

@@ -109,7 +109,6 @@ public final class MoVQModel: @unchecked Sendable {
     /// Encodes images `[B, inChannels, H, W]` in [-1, 1] to latents (before quantization).
     public func encode(images: Tensor, threads: Int = 1) throws -> Tensor {
         guard let encoder else { throw MoVQError.unsupported("this model file has no encoder") }
-        let f = config.downsampleFactor
         guard images.shape.count == 4, images.shape[1] == config.inChannels, images.shape[0] >= 1 else {
             throw MoVQError.invalidInput("images must be [B, \(config.inChannels), H, W], got \(images.shape)")
         }

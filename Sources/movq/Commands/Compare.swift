@@ -31,7 +31,6 @@ struct Compare: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let backend = try compute.backend()
             let ref = try compute.openModel(reference)
             let other = try compute.openModel(test)
             guard ref.config == other.config else {
