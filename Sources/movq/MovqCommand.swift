@@ -14,8 +14,17 @@ struct Movq: ParsableCommand {
 
 /// Options shared by compute commands.
 struct ComputeOptions: ParsableArguments {
-    @Option(name: .long, help: "Worker threads (default: all cores). Output does not depend on it.")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(name: .customLong("threads"), help: "Worker threads (default: all cores). Output does not depend on it.")
+    var threadsOption: Int?
+
+    @Flag(name: .shortAndLong, help: "Print no progress.")
+    var quiet = false
+
+    /// `--threads`, or one per core.
+    var threads: Int { threadsOption ?? ProcessInfo.processInfo.activeProcessorCount }
+
+    /// Progress lines on stderr (none with `--quiet`).
+    var progress: ProgressLine { ProgressLine(quiet: quiet) }
 
     @Option(name: .long, help: "Decoder kernels: auto (best tier for this CPU), avx512vnni, avx512, avx2, portable, or reference.")
     var kernels: String = "auto"
@@ -24,7 +33,7 @@ struct ComputeOptions: ParsableArguments {
     var maxMemory: String?
 
     func validate() throws {
-        guard threads >= 1 && threads <= 1024 else { throw ValidationError("--threads must be between 1 and 1024") }
+        if let t = threadsOption, !(1...1024).contains(t) { throw ValidationError("--threads must be between 1 and 1024") }
         if let m = maxMemory, MemoryLimit.parse(m) == nil { throw ValidationError("--max-memory must be a size like 4G, 512M or a byte count") }
     }
 
@@ -66,23 +75,88 @@ func reportingErrors(_ body: () throws -> Void) throws {
     }
 }
 
-/// The embedded demo model and images that ship inside the CLI.
+/// The demo model, prior and images that ship with the CLI: SwiftPM copies
+/// them into `MoVQ_movq.resources` next to the binary. They are looked up
+/// there (following symlinks to the binary), in `MOVQ_DEMO_DIR`, and in
+/// `../share/movq` beside the binary (an installed layout); never through
+/// `Bundle.module`, which aborts the process when the folder is missing.
 enum DemoAssets {
-    static var model: String? { Bundle.module.path(forResource: "demo", ofType: "mvq") }
-    static var prior: String? { Bundle.module.path(forResource: "demo-prior", ofType: "mvq") }
-    static var images: [String] {
-        let dir = Bundle.module.resourceURL?.appendingPathComponent("demo_images")
-        guard let d = dir, let names = try? FileManager.default.contentsOfDirectory(atPath: d.path) else { return [] }
+    static let folderName = "MoVQ_movq.resources"
+
+    /// Folders searched, in order.
+    static var searchPath: [String] {
+        var dirs: [String] = []
+        if let d = ProcessInfo.processInfo.environment["MOVQ_DEMO_DIR"], !d.isEmpty { dirs.append(d) }
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        let candidates = [exe] + (Bundle.main.executableURL.map { [$0.resolvingSymlinksInPath()] } ?? [])
+        for e in candidates {
+            let bin = e.deletingLastPathComponent()
+            dirs.append(bin.appendingPathComponent(folderName).path)
+            dirs.append(bin.deletingLastPathComponent().appendingPathComponent("share/movq").path)
+        }
+        var seen = Set<String>()
+        return dirs.filter { seen.insert($0).inserted }
+    }
+
+    /// The first `name` found on the search path, or an error that says where it looked.
+    static func find(_ name: String, what: String) throws -> String {
+        for d in searchPath {
+            let p = URL(fileURLWithPath: d).appendingPathComponent(name).path
+            if FileManager.default.fileExists(atPath: p) { return p }
+        }
+        throw MoVQError.io(path: name, reason: "the \(what) that ships with movq was not found (looked in \(searchPath.joined(separator: ", "))); "
+            + "give a model path, or keep \(folderName) next to the binary (see README, Installing)")
+    }
+
+    static func model() throws -> String { try find("demo.mvq", what: "demo model") }
+    static func prior() throws -> String { try find("demo-prior.mvq", what: "demo prior") }
+    static func images() throws -> [String] {
+        let d = URL(fileURLWithPath: try find("demo_images", what: "demo images"))
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: d.path)) ?? []
         return names.filter { $0.hasSuffix(".png") }.sorted().map { d.appendingPathComponent($0).path }
     }
 
     /// Splits positional paths into an optional model (`*.mvq`) and the rest;
-    /// without a model, the embedded demo model is used.
+    /// without a model, the demo model is used.
     static func modelAndInputs(_ paths: [String]) throws -> (model: String, inputs: [String]) {
         if let first = paths.first, first.hasSuffix(".mvq") { return (first, Array(paths.dropFirst())) }
-        guard let m = model else { throw MoVQError.io(path: "demo.mvq", reason: "embedded demo model not found in the bundle") }
-        return (m, paths)
+        return (try model(), paths)
     }
+}
+
+/// Progress on stderr: one line rewritten in place on a terminal, plain
+/// lines otherwise (logs stay readable), nothing when quiet.
+final class ProgressLine: @unchecked Sendable {
+    let quiet: Bool, terminal: Bool
+    private var open = false
+    private let lock = NSLock()
+
+    init(quiet: Bool) { self.quiet = quiet; terminal = isatty(STDERR_FILENO) != 0 }
+
+    /// Shows `text` as the current state.
+    func update(_ text: String) {
+        guard !quiet else { return }
+        lock.lock(); defer { lock.unlock() }
+        if terminal { write("\r\(text)\u{1B}[K"); open = true } else { write(text + "\n") }
+    }
+
+    /// Ends the current line (on a terminal) and prints `text` if given.
+    func finish(_ text: String? = nil) {
+        guard !quiet else { return }
+        lock.lock(); defer { lock.unlock() }
+        if open { write("\n"); open = false }
+        if let text { write(text + "\n") }
+    }
+
+    /// A decoder/encoder progress handler that shows image and level.
+    func handler(_ start: Date = Date()) -> ProgressHandler {
+        { [self] e in
+            let images = e.images > 1 ? String(format: " image %d/%d,", e.image + 1, e.images) : ""
+            update(String(format: "%@:%@ stage %d/%d (%3.0f%%)  %.1f s", e.task, images, e.stage, e.stages, 100 * e.fraction, Date().timeIntervalSince(start)))
+        }
+    }
+
+    private func write(_ s: String) { FileHandle.standardError.write(Data(s.utf8)) }
 }
 
 /// The files that hold a float tensor: one `.npy`, or PNG images
@@ -101,15 +175,57 @@ func writeOutputs(_ files: [(path: String, data: Data)]) throws {
     print("wrote \(files.map(\.path).joined(separator: ", "))")
 }
 
-/// Reads PNG inputs for `m`'s encoder. Sizes come from the headers first, so
-/// an image too large to encode within the memory limit is refused before
-/// its pixels are decoded.
-func readImages(_ paths: [String], for m: MoVQModel) throws -> [Image8] {
-    let headers = try paths.map { try PNG.header(path: $0) }
-    guard let h = headers.first else { throw MoVQError.invalidInput("no input images") }
-    if let i = headers.firstIndex(where: { $0.width != h.width || $0.height != h.height }) {
-        throw MoVQError.invalidInput("all images must have the same size: \(paths[0]) is \(h.width)x\(h.height), \(paths[i]) is \(headers[i].width)x\(headers[i].height)")
+/// How an input image is brought to a size the encoder takes.
+struct ImageFitOptions: ParsableArguments {
+    @Flag(help: "Center-crop each image down to a multiple of the model's downsampling factor.")
+    var crop = false
+    @Option(help: "Resize each image to WxH pixels first (bilinear, antialiased), e.g. 256x256.")
+    var resize: String?
+
+    func validate() throws {
+        if let r = resize, Self.size(r) == nil { throw ValidationError("--resize must be WxH, e.g. 256x256") }
     }
-    try m.checkEncodeMemory(batch: headers.count, height: h.height, width: h.width)
-    return try paths.map { try PNG.read(path: $0) }
+
+    static func size(_ text: String) -> (width: Int, height: Int)? {
+        let p = text.lowercased().split(separator: "x")
+        guard p.count == 2, let w = Int(p[0]), let h = Int(p[1]), (1...65536).contains(w), (1...65536).contains(h) else { return nil }
+        return (w, h)
+    }
+
+    /// The size an image of `width x height` is encoded at.
+    func target(width: Int, height: Int, factor f: Int) -> (width: Int, height: Int) {
+        var (w, h) = resize.flatMap(Self.size) ?? (width, height)
+        if crop { w = max(f, w / f * f); h = max(f, h / f * f) }
+        return (w, h)
+    }
+
+    func apply(_ img: Image8, factor f: Int) -> Image8 {
+        var img = img
+        if let (w, h) = resize.flatMap(Self.size), w != img.width || h != img.height { img = ImageConversion.resized(img, width: w, height: h) }
+        let (w, h) = target(width: img.width, height: img.height, factor: f)
+        if crop && (w != img.width || h != img.height) { img = ImageConversion.centerCropped(img, width: w, height: h) }
+        return img
+    }
+}
+
+/// Reads PNG inputs for `m`'s encoder, resized or cropped per `fit`. Sizes
+/// come from the headers first, so an image too large to encode within the
+/// memory limit is refused before its pixels are decoded.
+func readImages(_ paths: [String], for m: MoVQModel, fit: ImageFitOptions? = nil, threads: Int = 1) throws -> [Image8] {
+    let f = m.config.downsampleFactor
+    let headers = try paths.map { try PNG.header(path: $0) }
+    guard let first = headers.first else { throw MoVQError.invalidInput("no input images") }
+    let sizes = headers.map { fit?.target(width: $0.width, height: $0.height, factor: f) ?? ($0.width, $0.height) }
+    if let i = sizes.firstIndex(where: { $0 != sizes[0] }) {
+        throw MoVQError.invalidInput("all images must have the same size: \(paths[0]) is \(first.width)x\(first.height), \(paths[i]) is \(headers[i].width)x\(headers[i].height) (use --resize WxH)")
+    }
+    let (w, h) = sizes[0]
+    if w % f != 0 || h % f != 0 {
+        throw MoVQError.invalidInput("\(paths[0]) is \(w)x\(h); the model needs width and height that are multiples of \(f): use --crop or --resize WxH")
+    }
+    try m.checkEncodeMemory(batch: paths.count, height: h, width: w, threads: threads)
+    return try paths.map { p in
+        let img = try PNG.read(path: p)
+        return fit?.apply(img, factor: f) ?? img
+    }
 }

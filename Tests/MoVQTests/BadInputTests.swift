@@ -55,7 +55,7 @@ final class BadInputTests: XCTestCase {
     func testHostilePickleIsRefused() {
         assertThrows("global 'posix.system' is not allowed") { try CheckpointImporter.load(path: TestPaths.fixture("bad/hostile.ckpt")) }
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/tmp/movq_pwned"))
-        assertThrows("legacy") { try CheckpointImporter.load(path: TestPaths.fixture("bad/legacy.pt")) }
+        assertThrows("pre-1.6, non-zip") { try CheckpointImporter.load(path: TestPaths.fixture("bad/legacy.pt")) }
     }
 
     func testTruncatedCheckpoints() throws {

@@ -5,24 +5,11 @@ import XCTest
 
 /// The `movq` executable end to end: exit codes, outputs, no partial files.
 final class CLITests: XCTestCase {
-    var binary: String {
-        // The test bundle sits next to the built products.
-        let bundle = Bundle(for: CLITests.self).bundleURL
-        let candidates = [bundle.appendingPathComponent("movq"), bundle.deletingLastPathComponent().appendingPathComponent("movq")]
-        return (candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]).path
-    }
+    var binary: String { CLI.binary }
 
     @discardableResult
-    func movq(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = args
-        let o = Pipe(), e = Pipe()
-        p.standardOutput = o; p.standardError = e
-        try p.run()
-        let out = o.fileHandleForReading.readDataToEndOfFile(), err = e.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+    func movq(_ args: [String], binary: String? = nil, environment: [String: String]? = nil) throws -> (status: Int32, out: String, err: String) {
+        try CLI.run(args, binary: binary, environment: environment)
     }
 
     func testConvertInspectDecodeEncode() throws {
@@ -31,7 +18,7 @@ final class CLITests: XCTestCase {
         let model = d + "/m.mvq"
         var r = try movq(["convert", TestPaths.fixture("tiny_multichannel/original.ckpt"), "-o", model])
         XCTAssertEqual(r.status, 0, r.err)
-        r = try movq(["inspect", model])
+        r = try movq(["inspect", model, "--tensors"])
         XCTAssertEqual(r.status, 0, r.err)
         XCTAssertTrue(r.out.contains("checksums OK"))
         XCTAssertTrue(r.out.contains("quantize.embedding.weight"))
@@ -119,7 +106,7 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.err)
         XCTAssertTrue(r.err.contains("step 4/4"), r.err)
         let grid = try PNG.read(path: d + "/grid.png")
-        XCTAssertEqual(grid.width, 2 * 32); XCTAssertEqual(grid.height, 10 * 32)
+        XCTAssertEqual(grid.width, 2 * (32 + 2) + 2); XCTAssertEqual(grid.height, 10 * (32 + 2) + 2)  // 2 px padding
         let all = try NPY.read(path: d + "/t.npy")
         XCTAssertEqual(all.shape, [20, 2, 8, 8])
         XCTAssertTrue(all.values.allSatisfy { $0 >= 0 && $0 < 256 })

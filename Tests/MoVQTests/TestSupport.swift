@@ -59,3 +59,34 @@ func assertThrows<T>(_ text: String, file: StaticString = #filePath, line: UInt 
         XCTFail("unexpected error type \(error)", file: file, line: line)
     }
 }
+
+/// Runs the built `movq` executable (tests of the CLI run the real binary).
+enum CLI {
+    /// The binary next to the test bundle.
+    static var binary: String {
+        let bundle = Bundle(for: CLITests.self).bundleURL
+        let candidates = [bundle.appendingPathComponent("movq"), bundle.deletingLastPathComponent().appendingPathComponent("movq")]
+        return (candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]).path
+    }
+
+    /// Exit status, stdout and stderr of `movq args` (stdin closed, extra `environment` merged).
+    @discardableResult
+    static func run(_ args: [String], binary: String? = nil, environment: [String: String]? = nil) throws -> (status: Int32, out: String, err: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary ?? self.binary)
+        p.arguments = args
+        if let environment { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+        let o = Pipe(), e = Pipe()
+        p.standardOutput = o; p.standardError = e
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        // Read both pipes at once so a chatty child cannot block on a full pipe.
+        final class Collected: @unchecked Sendable { var data = Data() }
+        let err = Collected(), done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async { err.data = e.fileHandleForReading.readDataToEndOfFile(); done.signal() }
+        let out = o.fileHandleForReading.readDataToEndOfFile()
+        done.wait()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err.data, as: UTF8.self))
+    }
+}

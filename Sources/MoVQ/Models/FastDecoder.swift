@@ -37,7 +37,8 @@ struct FastDecoder: @unchecked Sendable {
         x = mid0(x, zq: cond, rt, ws)
         if let a = midAttention { x = a.consuming(x, zq: cond, rt, ws) }
         x = mid1(x, zq: cond, rt, ws)
-        for level in levels {
+        let stages = levels.count + 1
+        for (l, level) in levels.enumerated() {
             for (j, resnet) in level.resnets.enumerated() {
                 x = resnet(x, zq: cond, rt, ws)
                 if !level.attentions.isEmpty { x = level.attentions[j].consuming(x, zq: cond, rt, ws) }
@@ -48,6 +49,7 @@ struct FastDecoder: @unchecked Sendable {
                 ws.give(x.buffer)
                 x = big
             }
+            rt.stageDone?(l + 1, stages)
         }
         let n = PlanarMap(ws, channels: x.channels, height: x.height, width: x.width)
         normOut(x, into: n, zq: cond, silu: true, rt)
@@ -56,6 +58,7 @@ struct FastDecoder: @unchecked Sendable {
         convOut(n, into: out, rt)
         ws.give(n.buffer)
         defer { ws.give(out.buffer) }
+        rt.stageDone?(stages, stages)
         return tensor(from: out)
     }
 }

@@ -26,7 +26,8 @@ struct FastEncoder: @unchecked Sendable {
         var x = PlanarMap(ws, channels: convIn.outChannels, height: input.height, width: input.width)
         convIn(input, into: x, rt)
         ws.give(input.buffer)
-        for level in levels {
+        let stages = levels.count + 1
+        for (l, level) in levels.enumerated() {
             for (j, resnet) in level.resnets.enumerated() {
                 x = resnet(x, zq: nil, rt, ws)
                 if !level.attentions.isEmpty { x = level.attentions[j].consuming(x, zq: nil, rt, ws) }
@@ -37,6 +38,7 @@ struct FastEncoder: @unchecked Sendable {
                 ws.give(x.buffer)
                 x = small
             }
+            rt.stageDone?(l + 1, stages)
         }
         x = mid0(x, zq: nil, rt, ws)
         if let a = midAttention { x = a.consuming(x, zq: nil, rt, ws) }
@@ -51,6 +53,7 @@ struct FastEncoder: @unchecked Sendable {
         quantConv(z, into: q, rt)
         ws.give(z.buffer)
         defer { ws.give(q.buffer) }
+        rt.stageDone?(stages, stages)
         return tensor(from: q)
     }
 }

@@ -52,16 +52,19 @@ public final class MoVQModel: @unchecked Sendable {
     }
 
     /// Runs the decoder on z_q with the chosen backend.
-    func runDecoder(_ zq: Tensor, threads: Int) -> Tensor {
-        guard case .simd(let kernels) = backend, let fast = fastDecoder else {
-            return decoder(zq, ExecutionContext(threads: threads))
-        }
-        let rt = FastRuntime(kernels: kernels, parallelism: Parallelism(threads: threads), profiler: profiler, workspace: workspace)
-        workspaceLock.lock(); defer { workspaceLock.unlock() }
+    func runDecoder(_ zq: Tensor, threads: Int, progress: ProgressHandler?) -> Tensor {
         let b = zq.shape[0], per = zq.count / max(1, b)
+        guard case .simd(let kernels) = backend, let fast = fastDecoder else {
+            let y = decoder(zq, ExecutionContext(threads: threads))
+            progress?(ProgressEvent(task: "decode", image: b - 1, images: b, stage: 1, stages: 1))
+            return y
+        }
+        var rt = FastRuntime(kernels: kernels, parallelism: Parallelism(threads: threads), profiler: profiler, workspace: workspace)
+        workspaceLock.lock(); defer { workspaceLock.unlock() }
         var out: [Float] = []
         var shape: [Int] = []
         for i in 0..<b {
+            if let progress { rt.stageDone = { progress(ProgressEvent(task: "decode", image: i, images: b, stage: $0, stages: $1)) } }
             let one = try! Tensor(shape: [1] + zq.shape.dropFirst(), data: Array(zq.data[(i * per)..<((i + 1) * per)]))
             workspace.begin(shape: one.shape + [threads])  // scratch sizes depend on the thread count
             let y = fast(one, rt, workspace)
@@ -92,22 +95,24 @@ public final class MoVQModel: @unchecked Sendable {
     /// Decodes latents `[B, vqEmbedDim, h, w]` to images `[B, outChannels, h*f, w*f]`.
     /// With `quantize`, each latent is first snapped to its nearest codes;
     /// without it the latent is used as z_q directly (as Kandinsky pipelines do).
-    public func decode(latent: Tensor, quantize: Bool = false, threads: Int = 1) throws -> Tensor {
+    /// `progress` is called after each resolution level of each image.
+    public func decode(latent: Tensor, quantize: Bool = false, threads: Int = 1, progress: ProgressHandler? = nil) throws -> Tensor {
         try checkLatent(latent, threads: threads)
         if quantize {
-            return try decode(indices: try self.quantize(latent: latent, threads: threads), threads: threads)
+            return try decode(indices: try self.quantize(latent: latent, threads: threads), threads: threads, progress: progress)
         }
-        return runDecoder(latent, threads: threads)
+        return runDecoder(latent, threads: threads, progress: progress)
     }
 
     /// Decodes an index map `[B, c, h, w]` through batched codebook lookup.
-    public func decode(indices: IndexMap, threads: Int = 1) throws -> Tensor {
+    public func decode(indices: IndexMap, threads: Int = 1, progress: ProgressHandler? = nil) throws -> Tensor {
         try checkSpatial(indices.shape, threads: threads)
-        return runDecoder(try requireQuantizer().lookup(indices), threads: threads)
+        return runDecoder(try requireQuantizer().lookup(indices), threads: threads, progress: progress)
     }
 
     /// Encodes images `[B, inChannels, H, W]` in [-1, 1] to latents (before quantization).
-    public func encode(images: Tensor, threads: Int = 1) throws -> Tensor {
+    /// `progress` is called after each resolution level of each image.
+    public func encode(images: Tensor, threads: Int = 1, progress: ProgressHandler? = nil) throws -> Tensor {
         guard let encoder else { throw MoVQError.unsupported("this model file has no encoder") }
         guard images.shape.count == 4, images.shape[1] == config.inChannels, images.shape[0] >= 1 else {
             throw MoVQError.invalidInput("images must be [B, \(config.inChannels), H, W], got \(images.shape)")
@@ -116,11 +121,13 @@ public final class MoVQModel: @unchecked Sendable {
         guard case .simd(let kernels) = backend, let fast = fastEncoder else {
             return encoder(images, ExecutionContext(threads: threads))
         }
-        let rt = FastRuntime(kernels: kernels, parallelism: Parallelism(threads: threads), profiler: profiler, workspace: workspace)
+        var rt = FastRuntime(kernels: kernels, parallelism: Parallelism(threads: threads), profiler: profiler, workspace: workspace)
         workspaceLock.lock(); defer { workspaceLock.unlock() }
         var out: [Float] = []
         var shape: [Int] = []
-        for i in 0..<images.shape[0] {
+        let b = images.shape[0]
+        for i in 0..<b {
+            if let progress { rt.stageDone = { progress(ProgressEvent(task: "encode", image: i, images: b, stage: $0, stages: $1)) } }
             workspace.begin(shape: [-1] + images.shape.dropFirst() + [threads])  // encoder plans are keyed apart from decoder plans
             let z = fast(images, image: i, rt, workspace)
             workspace.end()
@@ -258,9 +265,9 @@ public final class MoVQModel: @unchecked Sendable {
     public func checkEncodeMemory(batch: Int, height: Int, width: Int, threads: Int = 1) throws {
         let f = config.downsampleFactor
         guard batch >= 1, height >= f, width >= f, height % f == 0, width % f == 0 else {
-            throw MoVQError.invalidInput("image size \(height)x\(width) must be a positive multiple of \(f)")
+            throw MoVQError.invalidInput("image size \(width)x\(height) (width x height) must be a positive multiple of \(f) in both directions")
         }
-        try MemoryLimit.check("encoding \(batch) image(s) of \(height)x\(width)",
+        try MemoryLimit.check("encoding \(batch) image(s) of \(width)x\(height)",
                               estimate: estimatedEncodeBytes(batch: batch, height: height, width: width, threads: threads), limit: memoryLimit)
     }
 }

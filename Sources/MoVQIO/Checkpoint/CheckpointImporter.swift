@@ -30,8 +30,18 @@ public enum CheckpointImporter {
         case prior(ImportedPrior)
     }
 
+    /// The weight files a diffusers model folder may hold, in order of preference:
+    /// safetensors before torch pickles, full precision before the fp16 variant.
+    static let diffusersWeightFiles = ["diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
+                                       "diffusion_pytorch_model.bin", "diffusion_pytorch_model.fp16.bin"]
+
     /// Loads an autoencoder or a MaskGIT prior (told apart by its keys; a
     /// prior takes its architecture from `configPath` or `prior.json` beside it).
+    /// `path` is a diffusers model folder (or a pipeline folder with a
+    /// `movq/`, `vqvae/` or `vqmodel/` subfolder), a weights file
+    /// (safetensors, torch zip `.ckpt`/`.pt`/`.bin`; a diffusers
+    /// `config.json` beside it is read) or a packed `.mvq`. The format is
+    /// told by the file's first bytes, not its name.
     public static func loadAny(path: String, configPath: String? = nil) throws -> Imported {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
@@ -39,29 +49,40 @@ public enum CheckpointImporter {
         }
         var overrides: [ArchitectureInference.Overrides] = []
         var file = path
+        var dir = URL(fileURLWithPath: path).deletingLastPathComponent()
         if isDir.boolValue {
             // A diffusers model folder, or a pipeline folder with a movq/vqvae subfolder.
-            var dir = URL(fileURLWithPath: path)
+            dir = URL(fileURLWithPath: path)
             for sub in ["movq", "vqvae", "vqmodel"] where FileManager.default.fileExists(atPath: dir.appendingPathComponent(sub).path) {
                 dir = dir.appendingPathComponent(sub); break
             }
-            let st = dir.appendingPathComponent("diffusion_pytorch_model.safetensors").path
-            guard FileManager.default.fileExists(atPath: st) else {
-                throw MoVQError.io(path: path, reason: "folder has no diffusion_pytorch_model.safetensors")
+            guard let weights = diffusersWeightFiles.first(where: { FileManager.default.fileExists(atPath: dir.appendingPathComponent($0).path) }) else {
+                throw MoVQError.io(path: path, reason: "folder has none of \(diffusersWeightFiles.joined(separator: ", ")) (nor a movq/ or vqvae/ subfolder with one)")
             }
-            file = st
-            let cfg = dir.appendingPathComponent("config.json").path
-            if FileManager.default.fileExists(atPath: cfg) {
-                overrides.append(try .parse(try readFile(cfg), source: cfg))
-            }
+            file = dir.appendingPathComponent(weights).path
+        }
+        // The diffusers config beside the weights says what shapes cannot (group counts, eps).
+        let besideConfig = dir.appendingPathComponent("config.json").path
+        if besideConfig != file, FileManager.default.fileExists(atPath: besideConfig) {
+            overrides.append(try .parse(try readFile(besideConfig), source: besideConfig))
         }
         if let configPath { overrides.append(try .parse(try readFile(configPath), source: configPath)) }
         let head = try MappedFile(path: file)
-        if head.bytes.count >= 8, Array(head.bytes[0..<8]) == PackedFormat.magic {
-            return .autoencoder(try fromPacked(file, overrides: overrides))
+        let bytes = head.bytes
+        func starts(_ prefix: [UInt8]) -> Bool { bytes.count >= prefix.count && Array(bytes[0..<prefix.count]) == prefix }
+        if starts(PackedFormat.magic) { return .autoencoder(try fromPacked(file, overrides: overrides)) }
+        let raw: [CheckpointTensor]
+        if starts([0x50, 0x4B]) {
+            raw = try TorchCheckpoint.read(path: file)
+        } else if starts([0x80]) && bytes.count >= 2 && bytes[1] <= 5 {
+            throw MoVQError.unsupported("\(file): a legacy (pre-1.6, non-zip) torch pickle; load it in Python and save it again with torch.save(state_dict, path), which writes the zip format")
+        } else if let first = (0..<min(bytes.count, 64)).first(where: { ![0x20, 0x09, 0x0A, 0x0D].contains(bytes[$0]) }), bytes[first] == UInt8(ascii: "{") {
+            throw MoVQError.invalidInput("\(file) is a JSON file, not weights: give the folder that holds it and its weights (or pass it with --config)")
+        } else if bytes.count >= 9, bytes[8] == UInt8(ascii: "{") {
+            raw = try Safetensors.read(path: file)
+        } else {
+            throw MoVQError.invalidInput("\(file): not a checkpoint this tool reads (safetensors, a torch zip .ckpt/.pt/.bin, a diffusers folder, or a .mvq)")
         }
-        let isZip = head.bytes.count >= 2 && head.bytes[0] == 0x50 && head.bytes[1] == 0x4B
-        let raw = isZip ? try TorchCheckpoint.read(path: file) : try Safetensors.read(path: file)
         if PriorImporter.isPrior(raw) { return .prior(try PriorImporter.assemble(raw, checkpoint: file, configPath: configPath)) }
         return .autoencoder(try assemble(raw, overrides: overrides))
     }

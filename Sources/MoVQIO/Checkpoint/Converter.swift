@@ -13,9 +13,13 @@ public enum Converter {
     }
 
     /// Converts an autoencoder or a MaskGIT prior checkpoint (see `CheckpointImporter.loadAny`).
+    /// `progress` hears each stage as it starts ("reading", "packing", "writing").
     @discardableResult
-    public static func convertAny(source: String, output: String, precision: Precision = .fp32, configPath: String? = nil) throws -> CheckpointImporter.Imported {
+    public static func convertAny(source: String, output: String, precision: Precision = .fp32, configPath: String? = nil,
+                                  progress: ((String) -> Void)? = nil) throws -> CheckpointImporter.Imported {
+        progress?("reading \(source)")
         let imported = try CheckpointImporter.loadAny(path: source, configPath: configPath)
+        progress?("packing \(precision.rawValue) weights")
         guard case .autoencoder(let model) = imported else {
             guard case .prior(let p) = imported else { preconditionFailure() }
             let inputs = p.tensors.map { t in
@@ -24,7 +28,9 @@ public enum Converter {
             var meta = ["precision": precision.rawValue, "converter": "movq \(MoVQVersion.string)"]
             if let d = p.decoder { meta["decoder"] = d }
             if let g = p.guidance { meta["guidance"] = String(g) }
-            try writeFileAtomically(output, try PackedWriter.serialize(prior: p.config, tensors: inputs, metadata: meta))
+            let data = try PackedWriter.serialize(prior: p.config, tensors: inputs, metadata: meta)
+            progress?(String(format: "writing %@ (%.1f MB)", output, Double(data.count) / 1e6))
+            try writeFileAtomically(output, data)
             return imported
         }
         let inputs = model.tensors.map { t in
@@ -33,6 +39,7 @@ public enum Converter {
         let meta = ["source_layout": model.layout, "precision": precision.rawValue, "converter": "movq \(MoVQVersion.string)",
                     "dropped_keys": String(model.dropped.count)]
         let data = try PackedWriter.serialize(config: model.config, tensors: inputs, metadata: meta)
+        progress?(String(format: "writing %@ (%.1f MB)", output, Double(data.count) / 1e6))
         try writeFileAtomically(output, data)
         return imported
     }

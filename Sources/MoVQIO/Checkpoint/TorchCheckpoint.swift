@@ -5,9 +5,6 @@ public enum TorchCheckpoint {
     public static func read(path: String) throws -> [CheckpointTensor] {
         let map = try MappedFile(path: path)
         guard map.bytes.count >= 4, map.bytes[0] == 0x50, map.bytes[1] == 0x4B else {
-            if map.bytes.count >= 2 && map.bytes[0] == 0x80 {
-                throw MoVQError.unsupported("\(path): legacy (pre-1.6, non-zip) torch checkpoint; re-save it with a current torch.save")
-            }
             throw MoVQError.corruptFile(path: path, reason: "not a PyTorch zip checkpoint")
         }
         let zip = try ZipArchive(bytes: map.bytes, path: path)

@@ -22,7 +22,7 @@ public final class PackedFile: @unchecked Sendable {
         var r = ByteReader(map.bytes, path: path)
         let magic = try r.bytes(8, "magic")
         guard Array(magic) == PackedFormat.magic else {
-            throw MoVQError.corruptFile(path: path, reason: "not a packed MoVQ model (bad magic)")
+            throw MoVQError.corruptFile(path: path, reason: "not a packed .mvq model (bad magic); checkpoints must be converted first: movq convert CHECKPOINT -o MODEL.mvq")
         }
         let version = try r.u32("version")
         guard version == PackedFormat.version else {

@@ -43,23 +43,78 @@ public enum ImageConversion {
     }
 
     /// Tiles equally sized images into a grid, one row per inner array
-    /// (shorter rows leave black cells).
-    public static func grid(_ rows: [[Image8]]) -> Image8 {
+    /// (shorter rows leave background cells), with `padding` pixels of
+    /// `background` around and between the cells.
+    public static func grid(_ rows: [[Image8]], padding: Int = 0, background: UInt8 = 255) -> Image8 {
         let w = rows[0][0].width, h = rows[0][0].height, c = rows[0][0].channels
         let cols = rows.map(\.count).max() ?? 0
-        var px = [UInt8](repeating: 0, count: cols * w * rows.count * h * c)
+        let gw = cols * (w + padding) + padding, gh = rows.count * (h + padding) + padding
+        var px = [UInt8](repeating: background, count: gw * gh * c)
         for (r, row) in rows.enumerated() {
             for (col, img) in row.enumerated() {
+                let x0 = padding + col * (w + padding), y0 = padding + r * (h + padding)
                 for y in 0..<h {
                     for x in 0..<w {
                         for ch in 0..<c {
-                            px[(((r * h + y) * cols * w) + col * w + x) * c + ch] = img.pixels[(y * w + x) * img.channels + min(ch, img.channels - 1)]
+                            px[((y0 + y) * gw + x0 + x) * c + ch] = img.pixels[(y * w + x) * img.channels + min(ch, img.channels - 1)]
                         }
                     }
                 }
             }
         }
-        return Image8(width: cols * w, height: rows.count * h, channels: c, pixels: px)
+        return Image8(width: gw, height: gh, channels: c, pixels: px)
+    }
+
+    /// The centered `width x height` part of `img` (each at most the image's).
+    public static func centerCropped(_ img: Image8, width: Int, height: Int) -> Image8 {
+        let w = min(width, img.width), h = min(height, img.height)
+        let x0 = (img.width - w) / 2, y0 = (img.height - h) / 2, c = img.channels
+        var px = [UInt8](repeating: 0, count: w * h * c)
+        for y in 0..<h {
+            let src = ((y0 + y) * img.width + x0) * c
+            px.replaceSubrange((y * w * c)..<((y + 1) * w * c), with: img.pixels[src..<(src + w * c)])
+        }
+        return Image8(width: w, height: h, channels: c, pixels: px)
+    }
+
+    /// `img` resampled to `width x height` with a triangle (bilinear)
+    /// filter widened by the scale factor when shrinking, so downscaling
+    /// averages instead of aliasing (as PIL's BILINEAR does).
+    public static func resized(_ img: Image8, width: Int, height: Int) -> Image8 {
+        /// Per output index: first input index and normalized weights.
+        func taps(_ inSize: Int, _ outSize: Int) -> [(Int, [Float])] {
+            let scale = Float(inSize) / Float(outSize), support = max(1, scale)
+            return (0..<outSize).map { o in
+                let center = (Float(o) + 0.5) * scale
+                let lo = max(0, Int((center - support).rounded(.down))), hi = min(inSize, Int((center + support).rounded(.up)))
+                var w = (lo..<hi).map { i in max(0, 1 - abs((Float(i) + 0.5 - center) / support)) }
+                let sum = w.reduce(0, +)
+                w = sum > 0 ? w.map { $0 / sum } : w
+                return (lo, w)
+            }
+        }
+        let c = img.channels, xs = taps(img.width, width), ys = taps(img.height, height)
+        var rows = [Float](repeating: 0, count: img.height * width * c)  // horizontal pass
+        for y in 0..<img.height {
+            for (x, (lo, w)) in xs.enumerated() {
+                for ch in 0..<c {
+                    var acc: Float = 0
+                    for (k, wk) in w.enumerated() { acc += wk * Float(img.pixels[(y * img.width + lo + k) * c + ch]) }
+                    rows[(y * width + x) * c + ch] = acc
+                }
+            }
+        }
+        var px = [UInt8](repeating: 0, count: width * height * c)
+        for (y, (lo, w)) in ys.enumerated() {
+            for x in 0..<width {
+                for ch in 0..<c {
+                    var acc: Float = 0
+                    for (k, wk) in w.enumerated() { acc += wk * rows[((lo + k) * width + x) * c + ch] }
+                    px[(y * width + x) * c + ch] = UInt8(min(255, max(0, acc.rounded())))
+                }
+            }
+        }
+        return Image8(width: width, height: height, channels: c, pixels: px)
     }
 
     /// Peak signal-to-noise ratio in dB between two 8-bit images of equal size

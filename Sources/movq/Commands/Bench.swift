@@ -5,7 +5,7 @@ import MoVQ
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Time the decoder (or, for a MaskGIT prior, one transformer forward and a whole sample): median/p90 latency, GFLOP/s, fraction of the measured FMA peak, peak RSS.")
+        abstract: "Time the decoder (a MaskGIT prior: one transformer forward and a whole sample; an autoregressive prior: whole samples, tokens/s): median/p90 latency, GFLOP/s, fraction of the measured FMA peak, peak RSS.")
 
     @Argument(help: "Packed .mvq model (default: the embedded demo model).")
     var model: String?
@@ -42,6 +42,7 @@ struct Bench: ParsableCommand {
             let tierForPeak = { () -> KernelSet in if case .simd(let k) = backend { return k }; return Platform.kernels }()
             let peak = MachinePeak.measure(tierForPeak, threads: compute.threads)
             var times: [Double] = []
+            let line = ProgressLine(quiet: compute.quiet || json)
             let profiler = Profiler()
             for i in 0...runs {
                 if layers && i == runs { m.profiler = profiler }
@@ -50,9 +51,9 @@ struct Bench: ParsableCommand {
                 let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
                 m.profiler = nil
                 if i > 0 { times.append(dt) }
-                if !json { FileHandle.standardError.write(Data(String(format: "\r%@ %d/%d: %.3f s   ", i == 0 ? "warm-up" : "run", i, runs, dt).utf8)) }
+                if !json { line.update(String(format: "%@ %d/%d: %.3f s", i == 0 ? "warm-up" : "run", i, runs, dt)) }
             }
-            if !json { FileHandle.standardError.write(Data("\n".utf8)) }
+            line.finish()
             let sorted = times.sorted()
             let median = sorted[sorted.count / 2]
             let p90 = sorted[min(sorted.count - 1, Int((Double(sorted.count) * 0.9).rounded(.up)) - 1)]
@@ -93,20 +94,22 @@ struct Bench: ParsableCommand {
     /// Median and p90 of `runs` timed calls after one warm-up, with a progress line.
     func timeRuns(_ what: String, _ body: () throws -> Void) rethrows -> (median: Double, p90: Double) {
         var times: [Double] = []
+        let line = ProgressLine(quiet: compute.quiet || json)
         for i in 0...runs {
             let t0 = DispatchTime.now().uptimeNanoseconds
             try body()
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             if i > 0 { times.append(dt) }
-            if !json { FileHandle.standardError.write(Data(String(format: "\r%@ %@ %d/%d: %.3f s   ", what, i == 0 ? "warm-up" : "run", i, runs, dt).utf8)) }
+            if !json { line.update(String(format: "%@ %@ %d/%d: %.3f s", what, i == 0 ? "warm-up" : "run", i, runs, dt)) }
         }
-        if !json { FileHandle.standardError.write(Data("\n".utf8)) }
+        line.finish()
         let sorted = times.sorted()
         return (sorted[sorted.count / 2], sorted[min(sorted.count - 1, Int((Double(sorted.count) * 0.9).rounded(.up)) - 1)])
     }
 
     /// One transformer forward at `--batch`, then a whole sample (steps + decode) when a decoder is at hand.
     func benchPrior(_ path: String) throws {
+        if try PackedFile(path: path, verifyChecksums: false).header.prior?.isAutoregressive == true { return try benchAutoregressive(path) }
         let kernels = try compute.priorKernels()
         guard batch >= 1, runs >= 1 else { throw MoVQError.invalidInput("--batch and --runs must be at least 1") }
         let p = try MaskGITPrior(contentsOf: path, kernels: kernels, memoryLimit: compute.memoryLimit)
@@ -160,5 +163,26 @@ struct Bench: ParsableCommand {
                 print(String(format: "  %6.1f ms %5.1f%% %@  x%-3d %@", r.seconds * 1e3, 100 * r.seconds / total, rate, r.calls, r.name))
             }
         }
+    }
+
+    /// An autoregressive (gpt) prior: whole samples of every token at `--batch`, as tokens per second.
+    func benchAutoregressive(_ path: String) throws {
+        let kernels = try compute.priorKernels()
+        guard batch >= 1, runs >= 1 else { throw MoVQError.invalidInput("--batch and --runs must be at least 1") }
+        let p = try GPTPrior(contentsOf: path, kernels: kernels, memoryLimit: compute.memoryLimit)
+        let classes = [Int](repeating: 0, count: batch)
+        let t = try timeRuns("sample") {
+            _ = try p.sample(classes: classes, seeds: classes.indices.map { UInt64($0) }, threads: compute.threads)
+        }
+        let tokens = Double(batch * p.length), rss = peakRSSBytes()
+        if json {
+            let obj: [String: Any] = ["model": path, "kind": "gpt-prior", "batch": batch, "threads": compute.threads, "kernels": kernels.name,
+                                      "tokens": p.length, "median_s": t.median, "p90_s": t.p90, "tokens_per_s": tokens / t.median, "peak_rss_bytes": rss]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
+            return
+        }
+        print(String(format: "autoregressive sample of %d tokens, batch %d, %d threads, kernels %@: median %.3f s, p90 %.3f s (%d runs): %.0f tokens/s",
+                     p.length, batch, compute.threads, kernels.name, t.median, t.p90, runs, tokens / t.median))
+        print(String(format: "peak RSS %.0f MB", Double(rss) / 1e6))
     }
 }

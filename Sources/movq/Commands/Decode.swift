@@ -31,13 +31,14 @@ struct Decode: ParsableCommand {
             }
             let m = try compute.openModel(path)
             let start = Date()
+            let line = compute.progress
             let out: Tensor
             if let latent {
-                out = try m.decode(latent: try loadLatent(latent), quantize: quantize, threads: compute.threads)
+                out = try m.decode(latent: try loadLatent(latent), quantize: quantize, threads: compute.threads, progress: line.handler(start))
             } else {
-                out = try m.decode(indices: try loadIndexMap(indices!, model: m), threads: compute.threads)
+                out = try m.decode(indices: try loadIndexMap(indices!, model: m), threads: compute.threads, progress: line.handler(start))
             }
-            FileHandle.standardError.write(Data(String(format: "decoded %@ in %.3f s\n", "\(out.shape)", Date().timeIntervalSince(start)).utf8))
+            line.finish(String(format: "decoded %@ in %.3f s", "\(out.shape)", Date().timeIntervalSince(start)))
             try writeOutputs(try outputFiles(out, to: output))
         }
     }

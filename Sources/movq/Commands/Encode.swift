@@ -11,6 +11,7 @@ struct Encode: ParsableCommand {
     var output: String
     @Option(help: "Also write the float latent (before quantization) to this .npy.")
     var latentOutput: String?
+    @OptionGroup var fit: ImageFitOptions
     @OptionGroup var compute: ComputeOptions
 
     func run() throws {
@@ -19,8 +20,10 @@ struct Encode: ParsableCommand {
             guard !inputs.isEmpty else { throw MoVQError.invalidInput("no input images") }
             guard output.hasSuffix(".npy") else { throw MoVQError.invalidInput("output \(output) must end in .npy") }
             let m = try compute.openModel(path)
-            let x = try ImageConversion.tensor(from: try readImages(inputs, for: m), channels: m.config.inChannels)
-            let z = try m.encode(images: x, threads: compute.threads)
+            let x = try ImageConversion.tensor(from: try readImages(inputs, for: m, fit: fit, threads: compute.threads), channels: m.config.inChannels)
+            let line = compute.progress
+            let z = try m.encode(images: x, threads: compute.threads, progress: line.handler())
+            line.finish()
             let idx = try m.quantize(latent: z, threads: compute.threads)
             var files = [(path: output, data: NPY.encode(shape: idx.shape, int64: idx.values.map { Int64($0) }))]
             if let latentOutput { files.append((latentOutput, NPY.encode(shape: z.shape, float32: z.data))) }

@@ -9,6 +9,8 @@ struct Inspect: ParsableCommand {
     var model: String
     @Flag(help: "Print the header as JSON.")
     var json = false
+    @Flag(help: "List every tensor (name, type, shape, bytes, checksum).")
+    var tensors = false
 
     func run() throws {
         try reportingErrors {
@@ -21,18 +23,17 @@ struct Inspect: ParsableCommand {
                 return
             }
             print("\(model): \(file.fileSize) bytes, \(h.tensors.count) tensors, checksums OK")
-            print("kind: \(h.kind); metadata: " + h.metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))
-            guard let c = h.config else {
-                if let p = h.prior {
-                    print("prior: \(p.layers) layers, hidden \(p.hidden), \(p.heads) heads, mlp \(p.mlp) (\(p.activation)), \(p.norm) \(p.normPosition)-norm")
-                    print("       tokens \(p.height)x\(p.width) x \(p.channels) from \(p.codes) codes, \(p.classes) classes")
-                }
-                for t in h.tensors { print("  \(t.name) \(t.dtype.rawValue) \(t.shape) \(t.bytes) B") }
-                return
+            let kind = h.prior.map { $0.isAutoregressive ? "autoregressive (gpt) prior" : "MaskGIT prior" } ?? "VQ autoencoder"
+            print("kind: \(kind); metadata: " + h.metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))
+            if let p = h.prior {
+                print("prior: \(p.layers) layers, hidden \(p.hidden), \(p.heads) heads, mlp \(p.mlp) (\(p.activation)), \(p.norm) \(p.normPosition)-norm")
+                print("       tokens \(p.height)x\(p.width) x \(p.channels) from \(p.codes) codes, \(p.classes) classes")
             }
-            print("config: block_out_channels \(c.blockOutChannels), layers_per_block \(c.layersPerBlock), norm \(c.normType.rawValue)")
-            print("        latent \(c.latentChannels), z_q \(c.vqEmbedDim) = \(c.channelsPerPosition) x \(c.codebookDim), codebook \(c.numVQEmbeddings)")
-            print("        groups \(c.normNumGroups) (spatial \(c.spatialNormGroups)), eps \(c.normEps), encoder \(c.hasEncoder), f \(c.downsampleFactor)")
+            if let c = h.config {
+                print("config: block_out_channels \(c.blockOutChannels), layers_per_block \(c.layersPerBlock), norm \(c.normType.rawValue)")
+                print("        latent \(c.latentChannels), z_q \(c.vqEmbedDim) = \(c.channelsPerPosition) x \(c.codebookDim), codebook \(c.numVQEmbeddings)")
+                print("        groups \(c.normNumGroups) (spatial \(c.spatialNormGroups)), eps \(c.normEps), encoder \(c.hasEncoder), f \(c.downsampleFactor)")
+            }
             let scaleTensors = Set(h.tensors.compactMap(\.scales))  // int8 companions, not parameters
             let params = h.tensors.filter { !scaleTensors.contains($0.name) }.reduce(0) { $0 + $1.elementCount }
             print("parameters: \(params)")
@@ -41,6 +42,7 @@ struct Inspect: ParsableCommand {
             print("precision: " + byType.map { t, es in
                 String(format: "%@ %d tensors %.1f MB", t.rawValue, es.count, Double(es.reduce(0) { $0 + $1.bytes }) / 1e6)
             }.joined(separator: "; ") + String(format: " (file %.1f MB)", Double(file.fileSize) / 1e6))
+            guard tensors else { print("(--tensors lists all \(h.tensors.count) tensors)"); return }
             for t in h.tensors {
                 let shape = "[" + t.shape.map(String.init).joined(separator: ", ") + "]"
                 let crc = String(t.crc32, radix: 16)

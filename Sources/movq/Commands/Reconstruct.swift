@@ -10,16 +10,17 @@ struct Reconstruct: ParsableCommand {
     var paths: [String] = []
     @Option(name: .shortAndLong, help: "Output PNG; with several inputs, a grid (top: inputs, bottom: reconstructions).")
     var output: String = "reconstruction.png"
+    @OptionGroup var fit: ImageFitOptions
     @OptionGroup var compute: ComputeOptions
 
     func run() throws {
         try reportingErrors {
             var (path, inputs) = try DemoAssets.modelAndInputs(paths)
-            if inputs.isEmpty { inputs = DemoAssets.images }
+            if inputs.isEmpty { inputs = try DemoAssets.images() }
             guard !inputs.isEmpty else { throw MoVQError.invalidInput("no input images") }
             guard output.hasSuffix(".png") else { throw MoVQError.invalidInput("output \(output) must end in .png") }
             let m = try compute.openModel(path)
-            let originals = try readImages(inputs, for: m)
+            let originals = try readImages(inputs, for: m, fit: fit, threads: compute.threads)
             let x = try ImageConversion.tensor(from: originals, channels: m.config.inChannels)
             let start = Date()
             let idx = try m.quantize(latent: try m.encode(images: x, threads: compute.threads), threads: compute.threads)
@@ -35,7 +36,7 @@ struct Reconstruct: ParsableCommand {
                 print(String(format: "%@: PSNR %.2f dB", (inputs[i] as NSString).lastPathComponent, p))
             }
             if recon.count > 1 { print(String(format: "mean PSNR %.2f dB over %d images", total / Double(recon.count), recon.count)) }
-            FileHandle.standardError.write(Data(String(format: "encode+quantize+decode of %d image(s) in %.3f s (%d threads)\n", recon.count, seconds, compute.threads).utf8))
+            compute.progress.finish(String(format: "encode+quantize+decode of %@ in %.3f s (%@)", plural(recon.count, "image"), seconds, plural(compute.threads, "thread")))
             let image = recon.count == 1 ? recon[0] : ImageConversion.grid([seen, recon])
             try writeFileAtomically(output, PNG.encode(image))
             print("wrote \(output)")

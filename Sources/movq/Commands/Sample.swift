@@ -7,17 +7,18 @@ struct Sample: ParsableCommand {
         abstract: "Generate images: MaskGIT token sampling with a prior, then the MoVQ decoder. With no model, the embedded demo prior (Fashion-MNIST classes).",
         discussion: """
         Without --class, writes a grid with one row per class (--batch images each); with --class K, one row of \
-        --batch images. Image i uses seed S + i (row r, column j of the grid: S + r * batch + j), so \
+        --batch images; with --no-grid, one file per image instead (OUT-i.png). Image i uses seed S + i (row r, \
+        column j of the grid: S + r * batch + j), so \
         `--seed S+i --batch 1` reproduces it alone, on any thread count. The prior file's kind picks the \
         sampler: MaskGIT (--steps, --choice-temperature, --schedule, --cfg) or autoregressive (--top-k, --top-p); \
         --temperature applies to both.
         """)
 
-    @Argument(help: "Packed prior (.mvq, MaskGIT or autoregressive); default: the embedded demo prior.")
+    @Argument(help: "Packed prior (.mvq, MaskGIT or autoregressive); default: the demo prior.")
     var model: String?
     @Option(help: "Expected prior kind, maskgit or ar (default: whatever the file holds).")
     var prior: String?
-    @Option(help: "Packed MoVQ decoder for the tokens (default: the one the prior names, or the embedded demo model).")
+    @Option(help: "Packed MoVQ decoder for the tokens (default: the one the prior names; the demo decoder for the demo prior).")
     var decoder: String?
     @Option(name: .customLong("class"), help: "Class label (default: every class, one grid row each).")
     var classLabel: Int?
@@ -25,22 +26,26 @@ struct Sample: ParsableCommand {
     var seed: UInt64 = 0
     @Option(help: "Images per class.")
     var batch: Int = 8
-    @Option(help: "MaskGIT steps.")
-    var steps: Int = 8
+    @Option(help: "MaskGIT: steps (default 8).")
+    var steps: Int?
     @Option(help: "Sampling temperature (logits are divided by it).")
     var temperature: Float = 1
-    @Option(help: "Choice temperature (Gumbel noise on confidences, annealed to 0).")
-    var choiceTemperature: Float = 4.5
-    @Option(help: "Mask schedule: cosine, linear, pow<k>, log, exp.")
-    var schedule: String = "cosine"
-    @Option(help: "Classifier-free guidance scale (0 = off; default: the prior's recommended scale, else 0).")
+    @Option(help: "MaskGIT: choice temperature, Gumbel noise on confidences annealed to 0 (default 4.5).")
+    var choiceTemperature: Float?
+    @Option(help: "MaskGIT: mask schedule, cosine, linear, pow<k>, log or exp (default cosine).")
+    var schedule: String?
+    @Option(help: "MaskGIT: classifier-free guidance scale, 0 = off (default: the prior's recommended scale, else 0).")
     var cfg: Float?
-    @Option(help: "Autoregressive priors: keep the k most likely codes (0 = all).")
-    var topK: Int = 0
-    @Option(help: "Autoregressive priors: nucleus mass (1 = all).")
-    var topP: Double = 1
-    @Option(name: .shortAndLong, help: "Output PNG (a grid).")
+    @Option(help: "Autoregressive: keep the k most likely codes, 0 = all (default 0).")
+    var topK: Int?
+    @Option(help: "Autoregressive: nucleus mass, 1 = all (default 1).")
+    var topP: Double?
+    @Option(name: .shortAndLong, help: "Output PNG: a grid, or with --no-grid OUT-i.png per image.")
     var output: String = "samples.png"
+    @Flag(inversion: .prefixedNo, help: "Write one grid (default) or one file per image.")
+    var grid = true
+    @Option(help: "Grid: pixels of white between and around the images.")
+    var padding: Int = 2
     @Option(help: "Also write the token maps, int64 [B, c, h, w].")
     var tokens: String?
     @OptionGroup var compute: ComputeOptions
@@ -49,19 +54,29 @@ struct Sample: ParsableCommand {
         try reportingErrors {
             guard output.hasSuffix(".png") else { throw MoVQError.invalidInput("output \(output) must end in .png") }
             guard batch >= 1 && batch <= 1024 else { throw MoVQError.invalidInput("--batch must be 1...1024") }
-            guard let sched = MaskSchedule(name: schedule) else { throw MoVQError.invalidInput("unknown schedule '\(schedule)' (cosine, linear, pow<k>, log, exp)") }
+            guard (0...64).contains(padding) else { throw MoVQError.invalidInput("--padding must be 0...64") }
+            let sched = schedule ?? "cosine"
+            guard let schedule = MaskSchedule(name: sched) else { throw MoVQError.invalidInput("unknown schedule '\(sched)' (cosine, linear, pow<k>, log, exp)") }
             guard prior == nil || prior == "maskgit" || prior == "ar" else { throw MoVQError.invalidInput("--prior must be maskgit or ar") }
-            guard let priorPath = model ?? DemoAssets.prior else { throw MoVQError.io(path: "demo-prior.mvq", reason: "embedded demo prior not found") }
+            let priorPath = try model ?? DemoAssets.prior()
             let kernels = try compute.priorKernels()
             let isGPT = try PackedFile(path: priorPath, verifyChecksums: false).header.prior?.isAutoregressive == true
             if let want = prior, (want == "ar") != isGPT {
-                throw MoVQError.invalidInput("\(priorPath) holds a \(isGPT ? "ar" : "maskgit") prior, not \(want)")
+                throw MoVQError.invalidInput("\(priorPath) holds \(isGPT ? "an autoregressive (ar)" : "a MaskGIT") prior, not \(want == "ar" ? "an autoregressive" : "a MaskGIT") one")
+            }
+            // Options of the other sampler would silently do nothing: refuse them.
+            let wrong = isGPT ? [("--steps", steps != nil), ("--choice-temperature", choiceTemperature != nil), ("--schedule", self.schedule != nil), ("--cfg", cfg != nil)]
+                              : [("--top-k", topK != nil), ("--top-p", topP != nil)]
+            if let (flag, _) = wrong.first(where: { $0.1 }) {
+                throw MoVQError.invalidInput("\(flag) does not apply to \(isGPT ? "an autoregressive" : "a MaskGIT") prior")
             }
             let maskgit = isGPT ? nil : try MaskGITPrior(contentsOf: priorPath, kernels: kernels, memoryLimit: compute.memoryLimit)
             let gpt = isGPT ? try GPTPrior(contentsOf: priorPath, kernels: kernels, memoryLimit: compute.memoryLimit) : nil
             let c = maskgit?.config ?? gpt!.config
-            guard let decoderPath = decoder ?? maskgit?.decoderPath ?? gpt?.decoderPath ?? DemoAssets.model else {
-                throw MoVQError.invalidInput("no decoder: give --decoder")
+            let named = maskgit?.decoderPath ?? gpt?.decoderPath
+            let decoderPath: String
+            if let d = decoder ?? named { decoderPath = d } else if model == nil { decoderPath = try DemoAssets.model() } else {
+                throw MoVQError.invalidInput("\(priorPath) names no decoder: give the MoVQ its tokens are for with --decoder MODEL.mvq")
             }
             let m = try compute.openModel(decoderPath)
             guard m.config.numVQEmbeddings == c.codes, m.config.channelsPerPosition == c.channels else {
@@ -75,33 +90,42 @@ struct Sample: ParsableCommand {
                 rows = c.classes > 0 ? Array(0..<c.classes) : [0]
             }
             let labels = rows.flatMap { [Int](repeating: $0, count: batch) }
-            try m.checkDecodeMemory(batch: labels.count, latentHeight: c.height, latentWidth: c.width)  // before sampling, not after
+            try m.checkDecodeMemory(batch: labels.count, latentHeight: c.height, latentWidth: c.width, threads: compute.threads)  // before sampling, not after
             let seeds = labels.indices.map { seed &+ UInt64($0) }
+            let line = compute.progress
             let t0 = Date()
-            let total = gpt?.length ?? steps
-            let progress = { (s: Int) in
-                FileHandle.standardError.write(Data(String(format: "\rstep %d/%d  %.2f s", s + 1, total, Date().timeIntervalSince(t0)).utf8))
-            }
+            let total = gpt?.length ?? steps ?? MaskGITSettings().steps
+            let onStep = { (s: Int) in line.update(String(format: "sampling: step %d/%d  %.2f s", s + 1, total, Date().timeIntervalSince(t0))) }
             let idx: IndexMap
             if let gpt {
-                let settings = AutoregressiveSettings(temperature: Double(temperature), topK: topK, topP: topP)
-                idx = try gpt.sample(classes: labels, seeds: seeds, settings: settings, threads: compute.threads, onStep: progress)
+                let settings = AutoregressiveSettings(temperature: Double(temperature), topK: topK ?? 0, topP: topP ?? 1)
+                idx = try gpt.sample(classes: labels, seeds: seeds, settings: settings, threads: compute.threads, onStep: onStep)
             } else {
                 let guidance = cfg ?? maskgit!.file.header.metadata["guidance"].flatMap { Float($0) } ?? 0
-                let settings = MaskGITSettings(steps: steps, temperature: temperature, choiceTemperature: choiceTemperature, schedule: sched, guidance: guidance)
-                idx = try maskgit!.sample(classes: labels, seeds: seeds, settings: settings, threads: compute.threads, onStep: progress)
+                let settings = MaskGITSettings(steps: total, temperature: temperature, choiceTemperature: choiceTemperature ?? MaskGITSettings().choiceTemperature,
+                                               schedule: schedule, guidance: guidance)
+                idx = try maskgit!.sample(classes: labels, seeds: seeds, settings: settings, threads: compute.threads, onStep: onStep)
             }
             let t1 = Date()
-            FileHandle.standardError.write(Data("\n".utf8))
-            let images = ImageConversion.images(from: try m.decode(indices: idx, threads: compute.threads))
+            line.finish()
+            let images = ImageConversion.images(from: try m.decode(indices: idx, threads: compute.threads, progress: line.handler(t1)))
             let t2 = Date()
-            FileHandle.standardError.write(Data(String(format: "%d images: sampling %.2f s (%d steps), decoding %.2f s, %d threads\n",
-                                                       labels.count, t1.timeIntervalSince(t0), total, t2.timeIntervalSince(t1), compute.threads).utf8))
-            let grid = ImageConversion.grid(rows.indices.map { r in Array(images[(r * batch)..<((r + 1) * batch)]) })
-            var files = [(path: output, data: PNG.encode(grid))]
+            line.finish(String(format: "%@: sampling %.2f s (%d %@), decoding %.2f s, %d %@", plural(labels.count, "image"),
+                               t1.timeIntervalSince(t0), total, gpt == nil ? "steps" : "tokens", t2.timeIntervalSince(t1), compute.threads, compute.threads == 1 ? "thread" : "threads"))
+            var files: [(path: String, data: Data)]
+            if grid {
+                files = [(output, PNG.encode(ImageConversion.grid(rows.indices.map { r in Array(images[(r * batch)..<((r + 1) * batch)]) }, padding: padding)))]
+            } else {
+                let paths = images.count == 1 ? [output] : images.indices.map { String(output.dropLast(4)) + "-\($0).png" }
+                files = zip(paths, images).map { ($0, PNG.encode($1)) }
+            }
             if let tokens { files.append((tokens, NPY.encode(shape: idx.shape, int64: idx.values.map { Int64($0) }))) }
             try writeOutputs(files)
-            print("\(rows.count) row(s) x \(batch) images")
+            print(grid ? "\(plural(rows.count, "row")) x \(plural(batch, "image")) (classes \(rows.map(String.init).joined(separator: ", ")), seeds \(seed)...\(seed &+ UInt64(labels.count - 1)))"
+                       : "image i: class \(rows.count == 1 ? String(rows[0]) : "i / \(batch)"), seed \(seed) + i")
         }
     }
 }
+
+/// "1 image", "2 images".
+func plural(_ n: Int, _ noun: String) -> String { "\(n) \(noun)\(n == 1 ? "" : "s")" }

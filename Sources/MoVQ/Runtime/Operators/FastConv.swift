@@ -106,6 +106,8 @@ struct FastRuntime: Sendable {
     var profiler: Profiler? = nil
     /// Where operators take scratch memory (a temporary one when nil).
     var workspace: Workspace? = nil
+    /// Called after each stage of a decoder or encoder walk with (stage, stages).
+    var stageDone: (@Sendable (Int, Int) -> Void)? = nil
 
     /// Runs `body`, timing it under `name` when profiling.
     func timed(_ name: @autoclosure () -> String, flops: Double = 0, _ body: () -> Void) {
