@@ -23,6 +23,15 @@ let fuzzTargets: [String: (UnsafeRawBufferPointer) throws -> Void] = [
     },
     "npy": { bytes in _ = try NPY.parse(bytes, path: "<fuzz>") },
     "png": { bytes in _ = try PNG.decode(Array(bytes), path: "<fuzz>", maxPixels: 1 << 22) },
+    // The writer: whatever it compresses must inflate back to the same bytes.
+    "deflate": { bytes in
+        let data = Array(bytes)
+        for filtered in [false, true] {
+            guard (try? Inflate.zlib(Deflate.zlib(data, filtered: filtered), limit: data.count)) == data else {
+                fatalError("deflate round trip failed for \(data.count) bytes (filtered \(filtered))")
+            }
+        }
+    },
     "inflate": { bytes in
         do { _ = try Inflate.zlib(Array(bytes), limit: 1 << 22) } catch let e as Inflate.Failure {
             throw MoVQError.corruptFile(path: "<fuzz>", reason: "\(e)")  // PNG wraps it the same way
