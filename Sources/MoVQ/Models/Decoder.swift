@@ -1,5 +1,5 @@
 /// The MoVQ decoder: z_q -> image in [-1, 1], read top to bottom as in
-/// MOVQ.md. Every norm is conditioned on z_q as it leaves the quantizer
+/// Docs/MOVQ.md. Every norm is conditioned on z_q as it leaves the quantizer
 /// (before post_quant_conv) when the norm type is spatial.
 struct Decoder: @unchecked Sendable {
     struct UpLevel { var resnets: [ResnetBlock]; var attentions: [AttentionBlock]; var upsample: Conv2DLayer? }

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Settings of MaskGIT sampling (MASKGIT.md); the defaults are the paper's.
+/// Settings of MaskGIT sampling (Docs/MASKGIT.md); the defaults are the paper's.
 public struct MaskGITSettings: Sendable, Equatable {
     /// Decoding steps `T`.
     public var steps: Int = 8
@@ -39,7 +39,7 @@ extension SeededGenerator: UniformSource {
 }
 
 /// The official MaskGIT decoding loop (`parallel_decode`), per image,
-/// exactly as MASKGIT.md describes it. Every image draws from its own
+/// exactly as Docs/MASKGIT.md describes it. Every image draws from its own
 /// `UniformSource`, so image `i` of a batch is the image its source gives
 /// alone, and the model's logits do not depend on the batch either.
 public enum MaskGITSampler {
