@@ -117,14 +117,10 @@ enum Deflate {
 
     // MARK: Huffman block
 
-    static let lengthBase = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258]
-    static let lengthExtra = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0]
-    static let distanceBase = [1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577]
-    static let distanceExtra = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13]
     /// Length symbol (257...285) for each match length 3...258.
-    static let lengthCode: [Int] = (0...258).map { l in l < 3 ? 0 : 257 + (lengthBase.lastIndex { $0 <= l } ?? 0) }
+    static let lengthCode: [Int] = (0...258).map { l in l < 3 ? 0 : 257 + (DeflateTables.lengthBase.lastIndex { $0 <= l } ?? 0) }
 
-    static func distanceCode(_ d: Int) -> Int { distanceBase.lastIndex { $0 <= d } ?? 0 }
+    static func distanceCode(_ d: Int) -> Int { DeflateTables.distanceBase.lastIndex { $0 <= d } ?? 0 }
 
     static func writeBlock(_ symbols: ArraySlice<Symbol>, last: Bool, _ w: inout BitWriter) {
         var litFreq = [Int](repeating: 0, count: 286), distFreq = [Int](repeating: 0, count: 30)
@@ -178,10 +174,10 @@ enum Deflate {
             } else {
                 let l = Int(s.length), lc = lengthCode[l]
                 w.writeCode(litCodes[lc], litLengths[lc])
-                if lengthExtra[lc - 257] > 0 { w.write(l - lengthBase[lc - 257], lengthExtra[lc - 257]) }
+                if DeflateTables.lengthExtra[lc - 257] > 0 { w.write(l - DeflateTables.lengthBase[lc - 257], DeflateTables.lengthExtra[lc - 257]) }
                 let d = Int(s.value), dc = distanceCode(d)
                 w.writeCode(distCodes[dc], distLengths[dc])
-                if distanceExtra[dc] > 0 { w.write(d - distanceBase[dc], distanceExtra[dc]) }
+                if DeflateTables.distanceExtra[dc] > 0 { w.write(d - DeflateTables.distanceBase[dc], DeflateTables.distanceExtra[dc]) }
             }
         }
         w.writeCode(litCodes[256], litLengths[256])

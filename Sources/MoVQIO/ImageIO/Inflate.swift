@@ -78,10 +78,6 @@ struct Inflate {
         throw Failure.bad("invalid Huffman code")
     }
 
-    private static let lenBase = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258]
-    private static let lenExtra = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0]
-    private static let distBase = [1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577]
-    private static let distExtra = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13]
 
     private mutating func run() throws {
         var last = 0
@@ -139,10 +135,10 @@ struct Inflate {
             } else {
                 let li = sym - 257
                 guard li < 29 else { throw Failure.bad("invalid length symbol") }
-                let len = Self.lenBase[li] + (try bits(Self.lenExtra[li]))
+                let len = DeflateTables.lengthBase[li] + (try bits(DeflateTables.lengthExtra[li]))
                 let di = try decode(dist)
                 guard di < 30 else { throw Failure.bad("invalid distance symbol") }
-                let d = Self.distBase[di] + (try bits(Self.distExtra[di]))
+                let d = DeflateTables.distanceBase[di] + (try bits(DeflateTables.distanceExtra[di]))
                 guard d <= out.count else { throw Failure.bad("distance before start of data") }
                 guard out.count + len <= limit else { throw Failure.bad("decompressed data larger than the image") }
                 let start = out.count - d
@@ -150,4 +146,14 @@ struct Inflate {
             }
         }
     }
+}
+
+/// The length and distance codes of RFC 1951 (3.2.5), shared by `Inflate` and `Deflate`.
+enum DeflateTables {
+    /// Base match length of length symbols 257...285, and their extra bits.
+    static let lengthBase = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258]
+    static let lengthExtra = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0]
+    /// Base distance of distance symbols 0...29, and their extra bits.
+    static let distanceBase = [1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577]
+    static let distanceExtra = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13]
 }

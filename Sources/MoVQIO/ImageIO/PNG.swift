@@ -129,25 +129,14 @@ public enum PNG {
         // Unfilter in place: row y's bytes move to y * stride, after the filter byte of each row.
         for y in 0..<height {
             let filter = raw[y * (stride + 1)]
+            guard filter <= 4 else { throw bad("invalid filter type \(filter)") }
             let src = y * (stride + 1) + 1, dst = y * stride
             for i in 0..<stride {
                 let x = raw[src + i]
                 let a = i >= bpp ? raw[dst + i - bpp] : 0
                 let b = y > 0 ? raw[dst - stride + i] : 0
                 let c = (i >= bpp && y > 0) ? raw[dst - stride + i - bpp] : 0
-                let v: UInt8
-                switch filter {
-                case 0: v = x
-                case 1: v = x &+ a
-                case 2: v = x &+ b
-                case 3: v = x &+ UInt8((Int(a) + Int(b)) / 2)
-                case 4:
-                    let p = Int(a) + Int(b) - Int(c)
-                    let pa = abs(p - Int(a)), pb = abs(p - Int(b)), pc = abs(p - Int(c))
-                    v = x &+ (pa <= pb && pa <= pc ? a : (pb <= pc ? b : c))
-                default: throw bad("invalid filter type \(filter)")
-                }
-                raw[dst + i] = v
+                raw[dst + i] = x &+ predict(filter, a, b, c)
             }
         }
         // To 8-bit grey / RGB / RGBA.
@@ -196,6 +185,21 @@ public enum PNG {
         return out
     }
 
+    /// The predictor of PNG filter type `filter` (0...4) from the bytes left
+    /// (`a`), above (`b`) and above-left (`c`) of the current one.
+    @inline(__always) static func predict(_ filter: UInt8, _ a: UInt8, _ b: UInt8, _ c: UInt8) -> UInt8 {
+        switch filter {
+        case 0: return 0
+        case 1: return a
+        case 2: return b
+        case 3: return UInt8((Int(a) + Int(b)) / 2)
+        default:  // Paeth
+            let p = Int(a) + Int(b) - Int(c)
+            let pa = abs(p - Int(a)), pb = abs(p - Int(b)), pc = abs(p - Int(c))
+            return pa <= pb && pa <= pc ? a : (pb <= pc ? b : c)
+        }
+    }
+
     /// The image's rows, each prefixed by its filter type and filtered.
     static func filtered(_ img: Image8) -> [UInt8] {
         let bpp = img.channels, stride = img.width * bpp
@@ -211,18 +215,7 @@ public enum PNG {
                     for i in 0..<stride {
                         let x = px[row + i]
                         let a = i >= bpp ? px[row + i - bpp] : 0, b = y > 0 ? px[up + i] : 0, c = (i >= bpp && y > 0) ? px[up + i - bpp] : 0
-                        let pred: UInt8
-                        switch f {
-                        case 0: pred = 0
-                        case 1: pred = a
-                        case 2: pred = b
-                        case 3: pred = UInt8((Int(a) + Int(b)) / 2)
-                        default:
-                            let p = Int(a) + Int(b) - Int(c)
-                            let pa = abs(p - Int(a)), pb = abs(p - Int(b)), pc = abs(p - Int(c))
-                            pred = pa <= pb && pa <= pc ? a : (pb <= pc ? b : c)
-                        }
-                        let v = x &- pred
+                        let v = x &- predict(UInt8(f), a, b, c)
                         candidate[f][i] = v
                         cost += Int(v) < 128 ? Int(v) : 256 - Int(v)
                     }
