@@ -232,12 +232,13 @@ final class UntrustedInputTests: XCTestCase {
                 var rng = SeededGenerator(seed: 1)
                 let z = try Tensor(shape: [1, c.vqEmbedDim, h, w], data: (0..<(c.vqEmbedDim * h * w)).map { _ in Float.random(in: -1...1, using: &rng) })
                 let images = try m.decode(latent: z, threads: 2)
-                let decodeActivations = m.estimatedDecodeBytes(batch: 1, latentHeight: h, latentWidth: w) - m.weightBytes - 64e6
+                let decodeActivations = m.estimatedDecodeBytes(batch: 1, latentHeight: h, latentWidth: w, threads: 2) - m.weightBytes - 64e6
                 XCTAssertGreaterThanOrEqual(decodeActivations, Double(m.workspaceBytes), "\(path) decode \(h)x\(w)")
                 _ = try m.encode(images: images, threads: 2)
-                let encodeActivations = m.estimatedEncodeBytes(batch: 1, height: h * f, width: w * f) - m.weightBytes - 64e6
+                let encodeActivations = m.estimatedEncodeBytes(batch: 1, height: h * f, width: w * f, threads: 2) - m.weightBytes - 64e6
                 XCTAssertGreaterThanOrEqual(encodeActivations, Double(m.workspaceBytes), "\(path) encode \(h * f)x\(w * f)")
-                XCTAssertLessThan(decodeActivations, 8 * Double(m.workspaceBytes) + 1e6, "estimate within a small factor")
+                // Loose for tiny maps, where the per-thread Winograd scratch bound dominates (Kandinsky sizes: within 1.7x).
+                XCTAssertLessThan(decodeActivations, 12 * Double(m.workspaceBytes) + 1e6, "estimate within a small factor")
             }
         }
     }

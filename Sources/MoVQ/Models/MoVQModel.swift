@@ -7,7 +7,8 @@ import MoVQKernelCore
 /// Images are float tensors `[B, C, H, W]` in [-1, 1]; latents are the
 /// quantizer's space `[B, vqEmbedDim, H / f, W / f]`; index maps are
 /// `[B, c, H / f, W / f]`. All methods are thread-safe and deterministic:
-/// results are bit-identical for any `threads`.
+/// results are bit-identical for any `threads` (worker threads; by default
+/// one per core, as on the command line).
 public final class MoVQModel: @unchecked Sendable {
     /// The architecture.
     public let config: MoVQConfig
@@ -96,7 +97,7 @@ public final class MoVQModel: @unchecked Sendable {
     /// With `quantize`, each latent is first snapped to its nearest codes;
     /// without it the latent is used as z_q directly (as Kandinsky pipelines do).
     /// `progress` is called after each resolution level of each image.
-    public func decode(latent: Tensor, quantize: Bool = false, threads: Int = 1, progress: ProgressHandler? = nil) throws -> Tensor {
+    public func decode(latent: Tensor, quantize: Bool = false, threads: Int = Parallelism.allCores.threads, progress: ProgressHandler? = nil) throws -> Tensor {
         try checkLatent(latent, threads: threads)
         if quantize {
             return try decode(indices: try self.quantize(latent: latent, threads: threads), threads: threads, progress: progress)
@@ -105,14 +106,14 @@ public final class MoVQModel: @unchecked Sendable {
     }
 
     /// Decodes an index map `[B, c, h, w]` through batched codebook lookup.
-    public func decode(indices: IndexMap, threads: Int = 1, progress: ProgressHandler? = nil) throws -> Tensor {
+    public func decode(indices: IndexMap, threads: Int = Parallelism.allCores.threads, progress: ProgressHandler? = nil) throws -> Tensor {
         try checkSpatial(indices.shape, threads: threads)
         return runDecoder(try requireQuantizer().lookup(indices), threads: threads, progress: progress)
     }
 
     /// Encodes images `[B, inChannels, H, W]` in [-1, 1] to latents (before quantization).
     /// `progress` is called after each resolution level of each image.
-    public func encode(images: Tensor, threads: Int = 1, progress: ProgressHandler? = nil) throws -> Tensor {
+    public func encode(images: Tensor, threads: Int = Parallelism.allCores.threads, progress: ProgressHandler? = nil) throws -> Tensor {
         guard let encoder else { throw MoVQError.unsupported("this model file has no encoder") }
         guard images.shape.count == 4, images.shape[1] == config.inChannels, images.shape[0] >= 1 else {
             throw MoVQError.invalidInput("images must be [B, \(config.inChannels), H, W], got \(images.shape)")
@@ -138,7 +139,7 @@ public final class MoVQModel: @unchecked Sendable {
     }
 
     /// Nearest codebook indices of a latent.
-    public func quantize(latent: Tensor, threads: Int = 1) throws -> IndexMap {
+    public func quantize(latent: Tensor, threads: Int = Parallelism.allCores.threads) throws -> IndexMap {
         try checkLatent(latent)
         return try requireQuantizer().nearest(latent, ExecutionContext(threads: threads))
     }
@@ -153,7 +154,7 @@ public final class MoVQModel: @unchecked Sendable {
         return quantizer
     }
 
-    func checkLatent(_ z: Tensor, threads: Int = 1) throws {
+    func checkLatent(_ z: Tensor, threads: Int = Parallelism.allCores.threads) throws {
         guard z.shape.count == 4, z.shape[1] == config.vqEmbedDim else {
             throw MoVQError.invalidInput("latent must be [B, \(config.vqEmbedDim), h, w], got \(z.shape)")
         }
@@ -163,7 +164,7 @@ public final class MoVQModel: @unchecked Sendable {
         }
     }
 
-    func checkSpatial(_ s: [Int], threads: Int = 1) throws {
+    func checkSpatial(_ s: [Int], threads: Int = Parallelism.allCores.threads) throws {
         try checkDecodeMemory(batch: s[0], latentHeight: s[2], latentWidth: s[3], threads: threads)
     }
 
@@ -223,7 +224,7 @@ public final class MoVQModel: @unchecked Sendable {
     /// the activations of one image (images decode one after another) and
     /// the outputs. An upper bound of the planned arena (tested), computed
     /// before anything is allocated.
-    public func estimatedDecodeBytes(batch: Int, latentHeight h: Int, latentWidth w: Int, threads: Int = 1) -> Double {
+    public func estimatedDecodeBytes(batch: Int, latentHeight h: Int, latentWidth w: Int, threads: Int = Parallelism.allCores.threads) -> Double {
         let c = config, f = Double(c.downsampleFactor), n = c.blockOutChannels.count
         let reversed = Array(c.blockOutChannels.reversed())
         let levels = (0..<n).map { l in
@@ -238,7 +239,7 @@ public final class MoVQModel: @unchecked Sendable {
 
     /// Estimated peak memory, in bytes, of encoding `batch` images of
     /// `height x width` (as `estimatedDecodeBytes`).
-    public func estimatedEncodeBytes(batch: Int, height: Int, width: Int, threads: Int = 1) -> Double {
+    public func estimatedEncodeBytes(batch: Int, height: Int, width: Int, threads: Int = Parallelism.allCores.threads) -> Double {
         let c = config, n = c.blockOutChannels.count
         let levels = (0..<n).map { l in
             LevelShape(cin: l == 0 ? c.blockOutChannels[0] : c.blockOutChannels[l - 1], cout: c.blockOutChannels[l],
@@ -252,7 +253,7 @@ public final class MoVQModel: @unchecked Sendable {
 
     /// Throws unless `batch` latents of `latentHeight x latentWidth` are
     /// non-empty and their decode fits `memoryLimit`.
-    public func checkDecodeMemory(batch: Int, latentHeight: Int, latentWidth: Int, threads: Int = 1) throws {
+    public func checkDecodeMemory(batch: Int, latentHeight: Int, latentWidth: Int, threads: Int = Parallelism.allCores.threads) throws {
         guard batch >= 1, latentHeight >= 1, latentWidth >= 1 else {
             throw MoVQError.invalidInput("empty latent shape [\(batch), *, \(latentHeight), \(latentWidth)]")
         }
@@ -262,7 +263,7 @@ public final class MoVQModel: @unchecked Sendable {
 
     /// Throws unless `batch` images of `height x width` have a valid size
     /// and their encode fits `memoryLimit`.
-    public func checkEncodeMemory(batch: Int, height: Int, width: Int, threads: Int = 1) throws {
+    public func checkEncodeMemory(batch: Int, height: Int, width: Int, threads: Int = Parallelism.allCores.threads) throws {
         let f = config.downsampleFactor
         guard batch >= 1, height >= f, width >= f, height % f == 0, width % f == 0 else {
             throw MoVQError.invalidInput("image size \(width)x\(height) (width x height) must be a positive multiple of \(f) in both directions")

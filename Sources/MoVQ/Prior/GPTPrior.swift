@@ -43,7 +43,7 @@ public final class GPTPrior: @unchecked Sendable {
 
     /// Logits after the class token and after each given token: per image
     /// `[T + 1][K]` for prefixes `tokens[i]` (all of one length `T <= length`).
-    public func logits(tokens: [[Int32]], classes: [Int], threads: Int = 1) throws -> [[Float]] {
+    public func logits(tokens: [[Int32]], classes: [Int], threads: Int = Parallelism.allCores.threads) throws -> [[Float]] {
         let t = tokens.first?.count ?? 0
         guard !classes.isEmpty, tokens.count == classes.count, tokens.allSatisfy({ $0.count == t }), t <= length else {
             throw MoVQError.invalidInput("one prefix of at most \(length) tokens per class label, all of one length")
@@ -64,7 +64,7 @@ public final class GPTPrior: @unchecked Sendable {
     /// `classes[i]` and the random stream `SeededGenerator(seed: seeds[i])`.
     /// `onStep(t)` is called after each token.
     public func sample(classes: [Int], seeds: [UInt64], settings: AutoregressiveSettings = AutoregressiveSettings(),
-                       threads: Int = 1, onStep: (Int) -> Void = { _ in }) throws -> IndexMap {
+                       threads: Int = Parallelism.allCores.threads, onStep: (Int) -> Void = { _ in }) throws -> IndexMap {
         try settings.validate()
         guard !classes.isEmpty, seeds.count == classes.count else { throw MoVQError.invalidInput("one seed per class label") }
         try check([], classes)

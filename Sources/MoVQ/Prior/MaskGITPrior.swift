@@ -68,7 +68,7 @@ public final class MaskGITPrior: @unchecked Sendable {
     /// Logits `[B][N][c][K]` (flattened) for token maps `tokens` (`[B][N][c]`
     /// flattened, ids `0...K`, `K` = MASK) and `classes` (`[B]`, `0...classes`,
     /// the last being unconditional).
-    public func logits(tokens: [Int32], classes: [Int], threads: Int = 1) throws -> [Float] {
+    public func logits(tokens: [Int32], classes: [Int], threads: Int = Parallelism.allCores.threads) throws -> [Float] {
         let c = config, b = classes.count, n = c.positions
         guard b >= 1, tokens.count == b * n * c.channels else {
             throw MoVQError.invalidInput("tokens must be [\(b), \(n), \(c.channels)] for \(b) class labels, got \(tokens.count) values")
@@ -177,7 +177,7 @@ extension MaskGITPrior {
     /// (`[N][c]`, MASK = `config.codes` where unknown; nil = all unknown).
     /// `onStep` is called after each step. Returns `[B, c, height, width]`.
     public func sample(classes: [Int], seeds: [UInt64], settings: MaskGITSettings = MaskGITSettings(),
-                       initial: [[Int32]]? = nil, threads: Int = 1, onStep: (Int) -> Void = { _ in }) throws -> IndexMap {
+                       initial: [[Int32]]? = nil, threads: Int = Parallelism.allCores.threads, onStep: (Int) -> Void = { _ in }) throws -> IndexMap {
         let c = config, n = c.positions
         guard !classes.isEmpty, seeds.count == classes.count else {
             throw MoVQError.invalidInput("one seed per image: \(seeds.count) seeds for \(classes.count) classes")

@@ -20,14 +20,12 @@ final class Workspace: @unchecked Sendable {
     private var arenaBytes = 0
     private var takeIndex = 0
     private var ids: [UnsafeMutablePointer<Float>: Int] = [:]
-    private var liveBytes = 0
-    private var peakLiveBytes = 0
 
     /// Starts a decode of the given shape; replays the plan if it matches.
     func begin(shape: [Int]) {
         takeIndex = 0
         replaying = key == shape && arena != nil
-        if !replaying { events = []; sizes = []; liveBytes = 0; peakLiveBytes = 0 }
+        if !replaying { events = []; sizes = [] }
         key = shape
     }
 
@@ -71,7 +69,6 @@ final class Workspace: @unchecked Sendable {
         events.append(Event(take: true, id: id, bytes: bytes))
         let p = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64).bindMemory(to: Float.self, capacity: count)
         ids[p] = id
-        liveBytes += bytes; peakLiveBytes = max(peakLiveBytes, liveBytes)
         return UnsafeMutableBufferPointer(start: p, count: count)
     }
 
@@ -80,14 +77,11 @@ final class Workspace: @unchecked Sendable {
         guard !replaying else { return }
         guard let id = ids.removeValue(forKey: b.baseAddress!) else { preconditionFailure("unknown workspace buffer") }
         events.append(Event(take: false, id: id, bytes: sizes[id]))
-        liveBytes -= sizes[id]
         UnsafeMutableRawPointer(b.baseAddress!).deallocate()
     }
 
     /// Bytes of the planned arena (0 before the first decode).
     var bytes: Int { arenaBytes }
-    /// Largest total of simultaneously live buffers in the recorded decode.
-    var peakLive: Int { peakLiveBytes }
 
     deinit { arena?.deallocate() }
 }

@@ -6,12 +6,12 @@ import Foundation
 /// (32 groups, eps 1e-6).
 enum ArchitectureInference {
     /// Settings that shapes cannot reveal, from JSON (diffusers key names).
+    /// Everything else in a config (layers per block, attention placement,
+    /// channels) is read from the tensors themselves, so other keys are ignored.
     struct Overrides: Decodable {
         var norm_num_groups: Int?
         var spatial_norm_groups: Int?
         var norm_eps: Float?
-        var layers_per_block: Int?
-        var mid_block_add_attention: Bool?
 
         static func parse(_ data: Data, source: String) throws -> Overrides {
             do { return try JSONDecoder().decode(Overrides.self, from: data) } catch {

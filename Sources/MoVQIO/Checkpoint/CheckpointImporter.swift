@@ -98,8 +98,7 @@ public enum CheckpointImporter {
         // What shapes cannot show comes from the packed config (a --config still wins).
         guard let c = file.header.config else { throw MoVQError.unsupported("\(path): re-converting a \(file.header.kind) is not supported") }
         let own = ArchitectureInference.Overrides(norm_num_groups: c.normNumGroups, spatial_norm_groups: c.spatialNormGroups,
-                                                  norm_eps: c.normEps, layers_per_block: c.layersPerBlock,
-                                                  mid_block_add_attention: c.midBlockAttention)
+                                                  norm_eps: c.normEps)
         var m = try assemble(raw, overrides: [own] + overrides)
         m.layout = "packed"
         return m

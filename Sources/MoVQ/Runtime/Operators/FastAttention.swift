@@ -123,17 +123,3 @@ func packStrided(_ src: UnsafePointer<Float>, outChannels o: Int, inChannels i: 
     }
     return out
 }
-
-/// Nearest-neighbour 2x upsampling between padded planar maps.
-func upsample2x(_ x: PlanarMap, into y: PlanarMap, _ par: Parallelism) {
-    let xb = UnsafeSendableBox(x), yb = UnsafeSendableBox(y)
-    par.forEachRange(x.channels, minimumChunk: 4) { r in
-        for ch in r {
-            let s = xb.value.plane(ch), d = yb.value.plane(ch)
-            for yy in 0..<y.height {
-                let srow = s + (yy / 2 + 1) * x.rowStride + 1, drow = d + (yy + 1) * y.rowStride + 1
-                for xx in 0..<y.width { drow[xx] = srow[xx / 2] }
-            }
-        }
-    }
-}
