@@ -41,8 +41,8 @@ struct PriorLinear {
         }
     }
 
-    /// `MOVQ_QUAD=0` keeps int8 linears in int16 mode on VNNI tiers (A/B runs).
-    static let quadsEnabled = ProcessInfo.processInfo.environment["MOVQ_QUAD"] != "0"
+    /// Off (`RuntimeOptions.quadLinears`) keeps int8 linears in int16 mode on VNNI tiers (A/B runs).
+    static let quadsEnabled = RuntimeOptions.current.quadLinears
 
     /// `<prefix>.weight [o, i]` and `<prefix>.bias [o]` from a packed file
     /// (int16 or quad mode when the weight is stored as int8).

@@ -37,7 +37,7 @@ public enum Platform {
 
     /// The process-wide choice.
     public static let kernels: KernelSet = {
-        if let forced = ProcessInfo.processInfo.environment["MOVQ_ISA"], let k = kernels(named: forced) { return k }
+        if let forced = RuntimeOptions.current.isa, let k = kernels(named: forced) { return k }
         return kernels(named: availableTiers[0])!
     }()
 }

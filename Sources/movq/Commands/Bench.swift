@@ -68,6 +68,7 @@ struct Bench: ParsableCommand {
                     "executed_gflop": executed / 1e9, "executed_gflops": executed / median / 1e9,
                     "peak_gflops": peak / 1e9, "fraction_of_peak": executed / median / peak, "peak_rss_bytes": rss,
                     "workspace_bytes": m.workspaceBytes, "estimated_bytes": estimate,
+                    "runtime_options": RuntimeOptions.current.description,
                 ]
                 print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
             } else {
@@ -76,6 +77,7 @@ struct Bench: ParsableCommand {
                 print(String(format: "%.1f model GFLOP per decode: %.1f GFLOP/s effective", flops / 1e9, gflops))
                 print(String(format: "%.1f GFLOP executed (Winograd): %.1f GFLOP/s = %.0f%% of the measured FMA peak (%.1f GFLOP/s on %d threads)",
                              executed / 1e9, executed / median / 1e9, 100 * executed / median / peak, peak / 1e9, compute.threads))
+                print("runtime options: \(RuntimeOptions.current)")
                 print(String(format: "peak RSS %.0f MB (workspace %.0f MB, weights mmapped %.0f MB; estimated before the run: %.0f MB)",
                              Double(rss) / 1e6, Double(m.workspaceBytes) / 1e6, Double(m.file.fileSize) / 1e6, estimate / 1e6))
                 if layers {
@@ -155,6 +157,7 @@ struct Bench: ParsableCommand {
             print(String(format: "whole %d-step sample + decode: median %.3f s, p90 %.3f s (last run: sampling %.3f s, decoding %.3f s)",
                          steps, w.median, w.p90, split.sampling, split.decoding))
         }
+        print("runtime options: \(RuntimeOptions.current)")
         print(String(format: "peak RSS %.0f MB", Double(rss) / 1e6))
         if layers {
             let rows = profiler.report, total = rows.reduce(0) { $0 + $1.seconds }

@@ -39,8 +39,8 @@ struct FastConv: @unchecked Sendable {
 
     /// The automatic choice for a 3x3 convolution with at least 8 input and
     /// output channels: Winograd, in int16 mode when the file stores the
-    /// weight as int8; direct otherwise. `MOVQ_WINOGRAD=0` and
-    /// `MOVQ_INT16=0` turn the two off for A/B runs.
+    /// weight as int8; direct otherwise. `RuntimeOptions` can turn the two
+    /// off for A/B runs.
     static func choose(_ layer: Conv2DLayer, upsample: Bool) -> Algorithm {
         let g = layer.geometry
         guard winogradShape(inChannels: g.inChannels, outChannels: g.outChannels, kernel: g.kernel) && (winogradEnabled || upsample) else {
@@ -61,8 +61,8 @@ struct FastConv: @unchecked Sendable {
                                          inChannels: layer.geometry.inChannels, upsample: upsample)
     }
 
-    static let winogradEnabled = ProcessInfo.processInfo.environment["MOVQ_WINOGRAD"] != "0"
-    static let int16Enabled = ProcessInfo.processInfo.environment["MOVQ_INT16"] != "0"
+    static var winogradEnabled: Bool { RuntimeOptions.current.winograd }
+    static var int16Enabled: Bool { RuntimeOptions.current.int16Winograd }
 
     /// `output = conv(input) (+ residual)`; all maps have the same size.
     func callAsFunction(_ input: PlanarMap, into output: PlanarMap, residual: PlanarMap? = nil, _ rt: FastRuntime) {
@@ -185,8 +185,7 @@ struct FastRuntime: Sendable {
         }
     }
 
-    /// Tuning knobs (environment overrides exist for benchmarking only).
-    static let minPositions = Int(ProcessInfo.processInfo.environment["MOVQ_POSITIONS"] ?? "") ?? 256
-    /// Half the core's L2 (measured best on Zen 3: 256 KB of 512 KB).
-    static let l2Budget = Int(ProcessInfo.processInfo.environment["MOVQ_L2"] ?? "") ?? CacheInfo.l2Bytes / 2
+    /// Tuning knobs (`RuntimeOptions`; the L2 default, half the core's L2, measured best on Zen 3).
+    static let minPositions = RuntimeOptions.current.minPositions
+    static let l2Budget = RuntimeOptions.current.l2Budget
 }

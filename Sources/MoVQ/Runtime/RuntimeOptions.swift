@@ -1,0 +1,43 @@
+import Foundation
+
+/// The runtime's tuning and A/B switches, read once from the environment at
+/// start-up (all optional; the defaults are what every benchmark uses).
+/// `movq bench` prints the value in force, so a figure always says how it
+/// was made.
+///
+/// | variable | field | default |
+/// |---|---|---|
+/// | `MOVQ_ISA` | `isa`: force a lower kernel tier (`avx512vnni`, `avx512`, `avx2`, `portable`) | best tier of the CPU |
+/// | `MOVQ_WINOGRAD=0` | `winograd`: direct 3x3 convolutions instead of Winograd F(2x2, 3x3) | on |
+/// | `MOVQ_INT16=0` | `int16Winograd`: int8 models' 3x3 convolutions in fp32 Winograd instead of int16 | on |
+/// | `MOVQ_QUAD=0` | `quadLinears`: int8 prior linears in int16 mode instead of u8 x s8 (VNNI tiers) | on |
+/// | `MOVQ_POSITIONS=N` | `minPositions`: positions per direct-conv task block | 256 |
+/// | `MOVQ_L2=BYTES` | `l2Budget`: cache budget that sizes input-channel blocks | half the L2 |
+public struct RuntimeOptions: Sendable, Equatable, CustomStringConvertible {
+    public var isa: String?
+    public var winograd: Bool
+    public var int16Winograd: Bool
+    public var quadLinears: Bool
+    public var minPositions: Int
+    public var l2Budget: Int
+
+    /// The options an environment sets (unset or unparsable variables keep the defaults).
+    public init(environment env: [String: String]) {
+        isa = env["MOVQ_ISA"].flatMap { $0.isEmpty ? nil : $0 }
+        winograd = env["MOVQ_WINOGRAD"] != "0"
+        int16Winograd = env["MOVQ_INT16"] != "0"
+        quadLinears = env["MOVQ_QUAD"] != "0"
+        minPositions = env["MOVQ_POSITIONS"].flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil } ?? 256
+        l2Budget = env["MOVQ_L2"].flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil } ?? CacheInfo.l2Bytes / 2
+    }
+
+    /// This process's options.
+    public static let current = RuntimeOptions(environment: ProcessInfo.processInfo.environment)
+
+    /// `isa=... winograd=on ...`, one line.
+    public var description: String {
+        func onOff(_ b: Bool) -> String { b ? "on" : "off" }
+        return "isa=\(isa ?? "auto") winograd=\(onOff(winograd)) int16-winograd=\(onOff(int16Winograd)) quad-linears=\(onOff(quadLinears)) "
+            + "min-positions=\(minPositions) l2-budget=\(l2Budget / 1024)KiB"
+    }
+}
