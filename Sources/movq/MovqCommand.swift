@@ -100,11 +100,12 @@ enum DemoAssets {
 
     /// The first `name` found on the search path, or an error that says where it looked.
     static func find(_ name: String, what: String) throws -> String {
-        for d in searchPath {
+        let dirs = searchPath
+        for d in dirs {
             let p = URL(fileURLWithPath: d).appendingPathComponent(name).path
             if FileManager.default.fileExists(atPath: p) { return p }
         }
-        throw MoVQError.io(path: name, reason: "the \(what) that ships with movq was not found (looked in \(searchPath.joined(separator: ", "))); "
+        throw MoVQError.io(path: name, reason: "the \(what) that ships with movq was not found (looked in \(dirs.joined(separator: ", "))); "
             + "give a model path, or keep \(folderName) next to the binary (see README, Installing)")
     }
 
@@ -164,10 +165,17 @@ final class ProgressLine: @unchecked Sendable {
 func outputFiles(_ t: Tensor, to path: String) throws -> [(path: String, data: Data)] {
     if path.hasSuffix(".npy") { return [(path, NPY.encode(shape: t.shape, float32: t.data))] }
     guard path.hasSuffix(".png") else { throw MoVQError.invalidInput("output \(path) must end in .npy or .png") }
-    let images = ImageConversion.images(from: t)
+    return pngFiles(ImageConversion.images(from: t), to: path)
+}
+
+/// `OUT.png` for one image, `OUT-0.png`, `OUT-1.png`, ... for several.
+func pngFiles(_ images: [Image8], to path: String) -> [(path: String, data: Data)] {
     let paths = images.count == 1 ? [path] : images.indices.map { String(path.dropLast(4)) + "-\($0).png" }
     return zip(paths, images).map { ($0, PNG.encode($1)) }
 }
+
+/// "1 image", "2 images".
+func plural(_ n: Int, _ noun: String) -> String { "\(n) \(noun)\(n == 1 ? "" : "s")" }
 
 /// Writes an output set all-or-nothing and says what was written.
 func writeOutputs(_ files: [(path: String, data: Data)]) throws {

@@ -135,7 +135,7 @@ final class BadInputTests: XCTestCase {
         assertThrows("outside the codebook") { try m.decode(indices: IndexMap(shape: [1, 1, 1, 1], values: [-1])) }
         assertThrows("indices per position") { try m.decode(indices: IndexMap(shape: [1, 2, 1, 1], values: [0, 0])) }
         assertThrows("NaN") { try m.decode(latent: Tensor(shape: [1, 3, 1, 1], data: [0, .nan, 0])) }
-        assertThrows("needs an estimated") { try m.checkSpatial([1, 3, 100_000, 100_000]) }
+        assertThrows("needs an estimated") { try m.checkDecodeMemory(batch: 1, latentHeight: 100_000, latentWidth: 100_000) }
         assertThrows("multiple of 2") { try m.encode(images: Tensor(zeros: [1, 3, 5, 4])) }
         assertThrows("images must be") { try m.encode(images: Tensor(zeros: [1, 1, 4, 4])) }
     }

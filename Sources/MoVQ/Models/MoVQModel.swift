@@ -107,7 +107,8 @@ public final class MoVQModel: @unchecked Sendable {
 
     /// Decodes an index map `[B, c, h, w]` through batched codebook lookup.
     public func decode(indices: IndexMap, threads: Int = Parallelism.allCores.threads, progress: ProgressHandler? = nil) throws -> Tensor {
-        try checkSpatial(indices.shape, threads: threads)
+        let s = indices.shape
+        try checkDecodeMemory(batch: s[0], latentHeight: s[2], latentWidth: s[3], threads: threads)
         return runDecoder(try requireQuantizer().lookup(indices), threads: threads, progress: progress)
     }
 
@@ -158,14 +159,10 @@ public final class MoVQModel: @unchecked Sendable {
         guard z.shape.count == 4, z.shape[1] == config.vqEmbedDim else {
             throw MoVQError.invalidInput("latent must be [B, \(config.vqEmbedDim), h, w], got \(z.shape)")
         }
-        try checkSpatial(z.shape, threads: threads)
+        try checkDecodeMemory(batch: z.shape[0], latentHeight: z.shape[2], latentWidth: z.shape[3], threads: threads)
         if let bad = z.data.firstIndex(where: { !$0.isFinite }) {
             throw MoVQError.invalidInput("latent holds NaN or infinity at flat index \(bad)")
         }
-    }
-
-    func checkSpatial(_ s: [Int], threads: Int = Parallelism.allCores.threads) throws {
-        try checkDecodeMemory(batch: s[0], latentHeight: s[2], latentWidth: s[3], threads: threads)
     }
 
     /// One resolution level of a walk through the decoder or encoder, for

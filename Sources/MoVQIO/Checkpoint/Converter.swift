@@ -20,25 +20,21 @@ public enum Converter {
         progress?("reading \(source)")
         let imported = try CheckpointImporter.loadAny(path: source, configPath: configPath)
         progress?("packing \(precision.rawValue) weights")
-        guard case .autoencoder(let model) = imported else {
-            guard case .prior(let p) = imported else { preconditionFailure() }
-            let inputs = p.tensors.map { t in
-                PackedTensorInput(name: t.name, shape: t.shape, values: t.values, dtype: precision.storage(for: t.name, shape: t.shape))
-            }
-            var meta = ["precision": precision.rawValue, "converter": "movq \(MoVQVersion.string)"]
+        func inputs(_ tensors: [CheckpointTensor]) -> [PackedTensorInput] {
+            tensors.map { PackedTensorInput(name: $0.name, shape: $0.shape, values: $0.values, dtype: precision.storage(for: $0.name, shape: $0.shape)) }
+        }
+        var meta = ["precision": precision.rawValue, "converter": "movq \(MoVQVersion.string)"]
+        let data: Data
+        switch imported {
+        case .autoencoder(let model):
+            meta["source_layout"] = model.layout
+            meta["dropped_keys"] = String(model.dropped.count)
+            data = try PackedWriter.serialize(config: model.config, tensors: inputs(model.tensors), metadata: meta)
+        case .prior(let p):
             if let d = p.decoder { meta["decoder"] = d }
             if let g = p.guidance { meta["guidance"] = String(g) }
-            let data = try PackedWriter.serialize(prior: p.config, tensors: inputs, metadata: meta)
-            progress?(String(format: "writing %@ (%.1f MB)", output, Double(data.count) / 1e6))
-            try writeFileAtomically(output, data)
-            return imported
+            data = try PackedWriter.serialize(prior: p.config, tensors: inputs(p.tensors), metadata: meta)
         }
-        let inputs = model.tensors.map { t in
-            PackedTensorInput(name: t.name, shape: t.shape, values: t.values, dtype: precision.storage(for: t.name, shape: t.shape))
-        }
-        let meta = ["source_layout": model.layout, "precision": precision.rawValue, "converter": "movq \(MoVQVersion.string)",
-                    "dropped_keys": String(model.dropped.count)]
-        let data = try PackedWriter.serialize(config: model.config, tensors: inputs, metadata: meta)
         progress?(String(format: "writing %@ (%.1f MB)", output, Double(data.count) / 1e6))
         try writeFileAtomically(output, data)
         return imported

@@ -43,10 +43,11 @@ public enum PNG {
         return try decode([UInt8](data), path: path, maxPixels: maxPixels)
     }
 
-    /// The header of the PNG at `path` (reads only its first 33 bytes' worth of checks).
+    /// The header of the PNG at `path`. The file is mapped, not read: only
+    /// its first page (signature + IHDR) is touched.
     public static func header(path: String) throws -> PNGHeader {
-        let data = try readFile(path)
-        return try [UInt8](data.prefix(8 + 25)).withUnsafeBytes { try header(of: $0, path: path) }
+        let map = try MappedFile(path: path)
+        return try header(of: UnsafeRawBufferPointer(rebasing: map.bytes.prefix(8 + 25)), path: path)
     }
 
     /// Parses and checks the signature and the IHDR chunk, which must come first.

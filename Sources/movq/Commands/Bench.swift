@@ -28,7 +28,9 @@ struct Bench: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let (path, _) = try DemoAssets.modelAndInputs(model.map { [$0] } ?? [])
-            if try PackedFile(path: path, verifyChecksums: false).header.kind == "maskgit-prior" { return try benchPrior(path) }
+            if let prior = try PackedFile(path: path, verifyChecksums: false).header.prior {
+                return try prior.isAutoregressive ? benchAutoregressive(path) : benchPrior(path)
+            }
             let backend = try compute.backend()
             let m = try compute.openModel(path)
             let f = m.config.downsampleFactor
@@ -111,7 +113,6 @@ struct Bench: ParsableCommand {
 
     /// One transformer forward at `--batch`, then a whole sample (steps + decode) when a decoder is at hand.
     func benchPrior(_ path: String) throws {
-        if try PackedFile(path: path, verifyChecksums: false).header.prior?.isAutoregressive == true { return try benchAutoregressive(path) }
         let kernels = try compute.priorKernels()
         guard batch >= 1, runs >= 1 else { throw MoVQError.invalidInput("--batch and --runs must be at least 1") }
         let p = try MaskGITPrior(contentsOf: path, kernels: kernels, memoryLimit: compute.memoryLimit)

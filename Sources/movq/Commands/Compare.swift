@@ -39,7 +39,7 @@ struct Compare: ParsableCommand {
             let t = compute.threads
             let a: Tensor, b: Tensor, input: String
             if !images.isEmpty {
-                let x = try ImageConversion.tensor(from: try readImages(images, for: ref), channels: ref.config.inChannels)
+                let x = try ImageConversion.tensor(from: try readImages(images, for: ref, threads: t), channels: ref.config.inChannels)
                 let idx = try ref.quantize(latent: try ref.encode(images: x, threads: t), threads: t)
                 a = try ref.decode(indices: idx, threads: t); b = try other.decode(indices: idx, threads: t)
                 input = "\(images.count) image(s), encoded and quantized by the reference"

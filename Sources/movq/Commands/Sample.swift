@@ -55,8 +55,10 @@ struct Sample: ParsableCommand {
             guard output.hasSuffix(".png") else { throw MoVQError.invalidInput("output \(output) must end in .png") }
             guard batch >= 1 && batch <= 1024 else { throw MoVQError.invalidInput("--batch must be 1...1024") }
             guard (0...64).contains(padding) else { throw MoVQError.invalidInput("--padding must be 0...64") }
-            let sched = schedule ?? "cosine"
-            guard let schedule = MaskSchedule(name: sched) else { throw MoVQError.invalidInput("unknown schedule '\(sched)' (cosine, linear, pow<k>, log, exp)") }
+            let scheduleName = schedule ?? "cosine"
+            guard let maskSchedule = MaskSchedule(name: scheduleName) else {
+                throw MoVQError.invalidInput("unknown schedule '\(scheduleName)' (cosine, linear, pow<k>, log, exp)")
+            }
             guard prior == nil || prior == "maskgit" || prior == "ar" else { throw MoVQError.invalidInput("--prior must be maskgit or ar") }
             let priorPath = try model ?? DemoAssets.prior()
             let kernels = try compute.priorKernels()
@@ -65,7 +67,7 @@ struct Sample: ParsableCommand {
                 throw MoVQError.invalidInput("\(priorPath) holds \(isGPT ? "an autoregressive (ar)" : "a MaskGIT") prior, not \(want == "ar" ? "an autoregressive" : "a MaskGIT") one")
             }
             // Options of the other sampler would silently do nothing: refuse them.
-            let wrong = isGPT ? [("--steps", steps != nil), ("--choice-temperature", choiceTemperature != nil), ("--schedule", self.schedule != nil), ("--cfg", cfg != nil)]
+            let wrong = isGPT ? [("--steps", steps != nil), ("--choice-temperature", choiceTemperature != nil), ("--schedule", schedule != nil), ("--cfg", cfg != nil)]
                               : [("--top-k", topK != nil), ("--top-p", topP != nil)]
             if let (flag, _) = wrong.first(where: { $0.1 }) {
                 throw MoVQError.invalidInput("\(flag) does not apply to \(isGPT ? "an autoregressive" : "a MaskGIT") prior")
@@ -103,21 +105,20 @@ struct Sample: ParsableCommand {
             } else {
                 let guidance = cfg ?? maskgit!.file.header.metadata["guidance"].flatMap { Float($0) } ?? 0
                 let settings = MaskGITSettings(steps: total, temperature: temperature, choiceTemperature: choiceTemperature ?? MaskGITSettings().choiceTemperature,
-                                               schedule: schedule, guidance: guidance)
+                                               schedule: maskSchedule, guidance: guidance)
                 idx = try maskgit!.sample(classes: labels, seeds: seeds, settings: settings, threads: compute.threads, onStep: onStep)
             }
             let t1 = Date()
             line.finish()
             let images = ImageConversion.images(from: try m.decode(indices: idx, threads: compute.threads, progress: line.handler(t1)))
             let t2 = Date()
-            line.finish(String(format: "%@: sampling %.2f s (%d %@), decoding %.2f s, %d %@", plural(labels.count, "image"),
-                               t1.timeIntervalSince(t0), total, gpt == nil ? "steps" : "tokens", t2.timeIntervalSince(t1), compute.threads, compute.threads == 1 ? "thread" : "threads"))
+            line.finish(String(format: "%@: sampling %.2f s (%d %@), decoding %.2f s, %@", plural(labels.count, "image"),
+                               t1.timeIntervalSince(t0), total, gpt == nil ? "steps" : "tokens", t2.timeIntervalSince(t1), plural(compute.threads, "thread")))
             var files: [(path: String, data: Data)]
             if grid {
                 files = [(output, PNG.encode(ImageConversion.grid(rows.indices.map { r in Array(images[(r * batch)..<((r + 1) * batch)]) }, padding: padding)))]
             } else {
-                let paths = images.count == 1 ? [output] : images.indices.map { String(output.dropLast(4)) + "-\($0).png" }
-                files = zip(paths, images).map { ($0, PNG.encode($1)) }
+                files = pngFiles(images, to: output)
             }
             if let tokens { files.append((tokens, NPY.encode(shape: idx.shape, int64: idx.values.map { Int64($0) }))) }
             try writeOutputs(files)
@@ -126,6 +127,3 @@ struct Sample: ParsableCommand {
         }
     }
 }
-
-/// "1 image", "2 images".
-func plural(_ n: Int, _ noun: String) -> String { "\(n) \(noun)\(n == 1 ? "" : "s")" }
