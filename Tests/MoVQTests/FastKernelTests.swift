@@ -18,16 +18,16 @@ final class FastKernelTests: XCTestCase {
         }
     }
 
-    func planar(_ t: Tensor, image: Int, _ ws: Workspace) -> PlanarMap {
+    func planar(_ t: Tensor, image: Int, _ ws: MapPool) -> FeatureMap {
         let (c, h, w) = (t.shape[1], t.shape[2], t.shape[3])
-        let m = PlanarMap(ws, channels: c, height: h, width: w)
+        let m = ws.map(channels: c, height: h, width: w)
         for ch in 0..<c { for y in 0..<h { for x in 0..<w {
             m.plane(ch)[(y + 1) * m.rowStride + 1 + x] = t.data[((image * c + ch) * h + y) * w + x]
         } } }
         return m
     }
 
-    func tensor(_ m: PlanarMap) -> Tensor {
+    func tensor(_ m: FeatureMap) -> Tensor {
         var t = Tensor(zeros: [1, m.channels, m.height, m.width])
         for ch in 0..<m.channels { for y in 0..<m.height { for x in 0..<m.width {
             t.data[(ch * m.height + y) * m.width + x] = m.plane(ch)[(y + 1) * m.rowStride + 1 + x]
@@ -35,7 +35,7 @@ final class FastKernelTests: XCTestCase {
         return t
     }
 
-    func assertBordersZero(_ m: PlanarMap, file: StaticString = #filePath, line: UInt = #line) {
+    func assertBordersZero(_ m: FeatureMap, file: StaticString = #filePath, line: UInt = #line) {
         for ch in 0..<m.channels {
             let p = m.plane(ch)
             for x in 0..<m.rowStride { XCTAssertEqual(p[x], 0, file: file, line: line); XCTAssertEqual(p[(m.height + 1) * m.rowStride + x], 0, file: file, line: line) }
@@ -56,12 +56,13 @@ final class FastKernelTests: XCTestCase {
                 let w = random(s.cout * s.cin * s.k * s.k, seed: UInt64(100 + i)), b = random(s.cout, seed: UInt64(200 + i))
                 try w.withUnsafeBufferPointer { wp in try b.withUnsafeBufferPointer { bp in
                     let want = Conv2DReference.forward(x, weight: wp, bias: bp, geometry: g, residual: s.residual ? r : nil, parallelism: Parallelism(threads: 1))
-                    let conv = FastConv(Conv2DLayer(weight: wp, bias: bp, geometry: g))
-                    let ws = Workspace()
+                    let conv = ConvOperator(weight: wp, bias: bp, inChannels: s.cin, outChannels: s.cout, kernel: s.k)
+                    let ws = MapPool()
                     for image in 0..<2 {
                         let inp = planar(x, image: image, ws), res = planar(r, image: image, ws)
-                        let out = PlanarMap(ws, channels: s.cout, height: s.h, width: s.w)
-                        conv(inp, into: out, residual: s.residual ? res : nil, FastRuntime(kernels: k, parallelism: Parallelism(threads: 3)))
+                        let out = ws.map(channels: s.cout, height: s.h, width: s.w)
+                        let ctx = ExecutionContext(kernels: k, parallelism: Parallelism(threads: 3))
+                        conv(inp, into: out, residual: s.residual ? res : nil, scratch: ws.scratch(conv.scratchFloats(height: s.h, width: s.w, ctx)), ctx)
                         let per = s.cout * s.h * s.w
                         let wantImage = try Tensor(shape: [1, s.cout, s.h, s.w], data: Array(want.data[(image * per)..<((image + 1) * per)]))
                         let (e, sc) = maxAbsError(tensor(out), wantImage)
@@ -90,14 +91,15 @@ final class FastKernelTests: XCTestCase {
                 let w = random(s.cout * s.cin * 9, seed: UInt64(400 + i)), b = random(s.cout, seed: UInt64(450 + i))
                 w.withUnsafeBufferPointer { wp in b.withUnsafeBufferPointer { bp in
                     let want = Conv2DReference.forward(x, weight: wp, bias: bp, geometry: g, residual: s.residual ? r : nil, parallelism: Parallelism(threads: 1))
-                    let conv = FastConv(Conv2DLayer(weight: wp, bias: bp, geometry: g), algorithm: .winograd)
+                    let conv = ConvOperator(weight: wp, bias: bp, inChannels: s.cin, outChannels: s.cout, kernel: 3, algorithm: .winograd)
                     XCTAssertEqual(conv.algorithm, .winograd)
-                    let ws = Workspace()
+                    let ws = MapPool()
                     let inp = planar(x, image: 0, ws), res = planar(r, image: 0, ws)
                     var outs: [Tensor] = []
                     for threads in [1, 3] {
-                        let out = PlanarMap(ws, channels: s.cout, height: s.h, width: s.w)
-                        conv(inp, into: out, residual: s.residual ? res : nil, FastRuntime(kernels: k, parallelism: Parallelism(threads: threads)))
+                        let out = ws.map(channels: s.cout, height: s.h, width: s.w)
+                        let ctx = ExecutionContext(kernels: k, parallelism: Parallelism(threads: threads))
+                        conv(inp, into: out, residual: s.residual ? res : nil, scratch: ws.scratch(conv.scratchFloats(height: s.h, width: s.w, ctx)), ctx)
                         let (e, sc) = maxAbsError(tensor(out), want)
                         XCTAssertLessThan(e, 1e-5 * max(1, sc), "\(k.name) shape \(s) threads \(threads)")
                         assertBordersZero(out)
@@ -128,24 +130,23 @@ final class FastKernelTests: XCTestCase {
             let q = random(s.cout * s.cin * 9, seed: UInt64(850 + i)).map { ($0 * 127).rounded() }
             let w = q.indices.map { q[$0] * scales[$0 / (s.cin * 9)] }, b = random(s.cout, seed: UInt64(900 + i))
             w.withUnsafeBufferPointer { wp in b.withUnsafeBufferPointer { bp in scales.withUnsafeBufferPointer { sp in
-                let layer = Conv2DLayer(weight: wp, bias: bp, geometry: g, int8Scales: sp)
                 let input = s.upsample ? UpsampleReference.nearest2x(x) : x
                 let want = Conv2DReference.forward(input, weight: wp, bias: bp, geometry: g, residual: s.residual ? r : nil, parallelism: Parallelism(threads: 1))
                 var outs: [Tensor] = []
                 for k in tiers {
                     for threads in [1, 3] {
-                        let ws = Workspace()
+                        let ws = MapPool()
                         let inp = planar(x, image: 0, ws), res = planar(r, image: 0, ws)
-                        let out = PlanarMap(ws, channels: s.cout, height: input.shape[2], width: input.shape[3])
-                        let rt = FastRuntime(kernels: k, parallelism: Parallelism(threads: threads))
+                        let out = ws.map(channels: s.cout, height: input.shape[2], width: input.shape[3])
+                        let ctx = ExecutionContext(kernels: k, parallelism: Parallelism(threads: threads))
                         if s.upsample {
-                            let up = FastUpsampleConv(layer)
+                            let up = UpsampleConvOperator(weight: wp, bias: bp, int8Scales: sp, inChannels: s.cin, outChannels: s.cout)
                             XCTAssertNotNil(up.int16)
-                            up(inp, into: out, rt)
+                            up(inp, into: out, scratch: ws.scratch(up.scratchFloats(height: s.h, width: s.w, ctx)), ctx)
                         } else {
-                            let conv = FastConv(layer)
+                            let conv = ConvOperator(weight: wp, bias: bp, int8Scales: sp, inChannels: s.cin, outChannels: s.cout, kernel: 3)
                             XCTAssertEqual(conv.algorithm, .winogradInt16)
-                            conv(inp, into: out, residual: s.residual ? res : nil, rt)
+                            conv(inp, into: out, residual: s.residual ? res : nil, scratch: ws.scratch(conv.scratchFloats(height: s.h, width: s.w, ctx)), ctx)
                         }
                         let (e, sc) = maxAbsError(tensor(out), want)
                         XCTAssertLessThan(e, 2e-4 * max(1, sc), "\(k.name) shape \(s) threads \(threads)")
@@ -190,13 +191,14 @@ final class FastKernelTests: XCTestCase {
                 let w = random(s.cout * s.cin * 9, seed: UInt64(550 + i)), b = random(s.cout, seed: UInt64(600 + i))
                 w.withUnsafeBufferPointer { wp in b.withUnsafeBufferPointer { bp in
                     let want = Conv2DReference.forward(UpsampleReference.nearest2x(x), weight: wp, bias: bp, geometry: g, residual: nil, parallelism: Parallelism(threads: 1))
-                    let up = FastUpsampleConv(Conv2DLayer(weight: wp, bias: bp, geometry: g))
-                    let ws = Workspace()
+                    let up = UpsampleConvOperator(weight: wp, bias: bp, int8Scales: nil, inChannels: s.cin, outChannels: s.cout)
+                    let ws = MapPool()
                     let inp = planar(x, image: 0, ws)
                     var outs: [Tensor] = []
                     for threads in [1, 3] {
-                        let out = PlanarMap(ws, channels: s.cout, height: 2 * s.h, width: 2 * s.w)
-                        up(inp, into: out, FastRuntime(kernels: k, parallelism: Parallelism(threads: threads)))
+                        let out = ws.map(channels: s.cout, height: 2 * s.h, width: 2 * s.w)
+                        let ctx = ExecutionContext(kernels: k, parallelism: Parallelism(threads: threads))
+                        up(inp, into: out, scratch: ws.scratch(up.scratchFloats(height: s.h, width: s.w, ctx)), ctx)
                         let (e, sc) = maxAbsError(tensor(out), want)
                         XCTAssertLessThan(e, 1e-5 * max(1, sc), "\(k.name) shape \(s) threads \(threads)")
                         assertBordersZero(out)
@@ -208,6 +210,8 @@ final class FastKernelTests: XCTestCase {
         }
     }
 
+    /// GroupNorm + SCN + SiLU against the reference; the SCN modulation
+    /// maps must equal the reference 1x1 convolutions bit for bit.
     func testNormMatchesReferenceOnEveryTier() throws {
         for k in tiers {
             for (c, h, w, groups, mh, mw) in [(6, 4, 6, 3, 2, 3), (32, 5, 3, 32, 5, 3), (12, 8, 17, 4, 1, 1), (4, 1, 1, 2, 1, 1)] {
@@ -216,18 +220,20 @@ final class FastKernelTests: XCTestCase {
                 let cy = random(c * 2, seed: 3), cyb = random(c, seed: 4), cb = random(c * 2, seed: 5), cbb = random(c, seed: 6)
                 let zq = try Tensor(shape: [1, 2, mh, mw], data: random(2 * mh * mw, seed: 7))
                 try [gamma, beta, cy, cyb, cb, cbb].withPointers { p in
-                    var cfg = MoVQConfig.kandinsky
-                    cfg.vqEmbedDim = 2; cfg.spatialNormGroups = groups
-                    let names = ["n.norm_layer.weight", "n.norm_layer.bias", "n.conv_y.weight", "n.conv_y.bias", "n.conv_b.weight", "n.conv_b.bias"]
-                    let layer = try NormLayer("n", channels: c, spatial: true, config: cfg) { name, _ in
-                        guard let i = names.firstIndex(of: name) else { throw MoVQError.missingTensor(name) }  // e.g. int8 scales
-                        return p[i]
-                    }
+                    let g1 = Conv2DGeometry(inChannels: 2, outChannels: c, kernel: 1), one = Parallelism(threads: 1)
+                    let mod = SpatialModulation(scale: Conv2DReference.forward(zq, weight: p[2], bias: p[3], geometry: g1, parallelism: one),
+                                                shift: Conv2DReference.forward(zq, weight: p[4], bias: p[5], geometry: g1, parallelism: one))
+                    let ctx = ExecutionContext(kernels: k, parallelism: Parallelism(threads: 2))
+                    let ws = MapPool()
+                    let scale = ws.scratch(c * mh * mw), shift = ws.scratch(c * mh * mw)
+                    ModulationOperator(channels: c, conditionChannels: 2, weights: (cy, cb), biases: (cyb, cbb))(planar(zq, image: 0, ws), scale: scale, shift: shift, ctx)
+                    XCTAssertEqual(Array(UnsafeBufferPointer(start: scale, count: c * mh * mw)), mod.scale.data, "\(k.name) modulation scale")
+                    XCTAssertEqual(Array(UnsafeBufferPointer(start: shift, count: c * mh * mw)), mod.shift.data, "\(k.name) modulation shift")
+                    let norm = GroupNormOperator(gamma: gamma, beta: beta, groups: groups, eps: 1e-6, spatial: true)
                     for silu in [false, true] {
-                        let want = layer(x, zq: zq, silu: silu, ExecutionContext(threads: 1))
-                        let ws = Workspace()
-                        let inp = planar(x, image: 0, ws), out = PlanarMap(ws, channels: c, height: h, width: w)
-                        FastNorm(layer: layer)(inp, into: out, zq: zq, silu: silu, FastRuntime(kernels: k, parallelism: Parallelism(threads: 2)))
+                        let want = GroupNormReference.forward(x, gamma: p[0], beta: p[1], groups: groups, eps: 1e-6, modulation: mod, silu: silu, parallelism: one)
+                        let inp = planar(x, image: 0, ws), out = ws.map(channels: c, height: h, width: w)
+                        norm(inp, into: out, modulation: (UnsafePointer(scale), UnsafePointer(shift), mh, mw), silu: silu, ctx)
                         let (e, _) = maxAbsError(tensor(out), want)
                         XCTAssertLessThan(e, 2e-5, "\(k.name) c \(c) \(h)x\(w) silu \(silu)")
                         assertBordersZero(out)
@@ -319,4 +325,26 @@ extension Array where Element == [Float] {
         defer { copies.forEach { $0.deallocate() } }
         return try body(copies.map { UnsafeBufferPointer($0) })
     }
+}
+
+/// Feature maps and scratch for operator tests, freed with the pool.
+final class MapPool {
+    private var buffers: [UnsafeMutablePointer<Float>] = []
+
+    /// A map with zero borders (interior undefined).
+    func map(channels: Int, height: Int, width: Int) -> FeatureMap {
+        let m = FeatureMap(base: scratch(FeatureMap.floats(channels: channels, height: height, width: width)), channels: channels, height: height, width: width)
+        m.zeroAllBorders()
+        return m
+    }
+
+    /// `floats` floats, 64-byte aligned (NaN-filled, so nothing relies on their contents).
+    func scratch(_ floats: Int) -> UnsafeMutablePointer<Float> {
+        let p = UnsafeMutableRawPointer.allocate(byteCount: max(64, floats * 4), alignment: 64).bindMemory(to: Float.self, capacity: max(16, floats))
+        p.initialize(repeating: .nan, count: max(16, floats))
+        buffers.append(p)
+        return p
+    }
+
+    deinit { buffers.forEach { $0.deallocate() } }
 }

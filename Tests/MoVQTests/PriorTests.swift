@@ -81,7 +81,7 @@ final class PriorTests: XCTestCase {
                 let quad = try XCTUnwrap(l.integer)
                 XCTAssertTrue(quad.quads)
                 XCTAssertEqual(quad.offsets?[0], 128 * (0..<i).reduce(0) { $0 + q[$1] })
-                let ops = PlanarOps(rt: FastRuntime(kernels: k, parallelism: Parallelism(threads: 2)), planeStride: np, positions: p,
+                let ops = PlanarOps(rt: ExecutionContext(kernels: k, parallelism: Parallelism(threads: 2)), planeStride: np, positions: p,
                                     config: PriorConfig(codes: 2, channels: 1, height: 1, width: 1, classes: 0, hidden: 8, heads: 1, layers: 1, mlp: 8))
                 x.withUnsafeMutableBufferPointer { xp in r.withUnsafeMutableBufferPointer { rp in y.withUnsafeMutableBufferPointer { yp in
                     ops.linear(l, xp.baseAddress!, yp.baseAddress!, residual: rp.baseAddress!)

@@ -89,17 +89,19 @@ final class ReferenceKernelTests: XCTestCase {
             let p = UnsafeMutableBufferPointer<Float>.allocate(capacity: a.count); _ = p.initialize(from: a); return UnsafeBufferPointer(p)
         }
         defer { ptrs.forEach { $0.deallocate() } }
-        let aw = AttentionWeights(q: ptrs[0], qBias: ptrs[4], k: ptrs[1], kBias: ptrs[5], v: ptrs[2], vBias: ptrs[6], out: ptrs[3], outBias: ptrs[7])
+        let aw = AttentionReference.Projections(q: ptrs[0], qBias: ptrs[4], k: ptrs[1], kBias: ptrs[5], v: ptrs[2], vBias: ptrs[6], out: ptrs[3], outBias: ptrs[7])
         let y = AttentionReference.forward(residual: x, normalized: nrm, weights: aw, parallelism: Parallelism(threads: 2))
-        func proj(_ k: Int, _ i: Int, _ tok: Int) -> Double {
-            var s = Double(bs[k][i]); for j in 0..<c { s += Double(ws[k][i * c + j]) * Double(nrm.data[(0 * c + j) * t + tok + 0]) }; return s
-        }
         for img in 0..<n {
             func p(_ k: Int, _ i: Int, _ tok: Int) -> Double {
                 var s = Double(bs[k][i]); for j in 0..<c { s += Double(ws[k][i * c + j]) * Double(nrm.data[(img * c + j) * t + tok]) }; return s
             }
             for qi in 0..<t {
-                var scores = (0..<t).map { kj in (0..<c).map { p(0, $0, qi) * p(1, $0, kj) }.reduce(0, +) / Double(c).squareRoot() }
+                var scores: [Double] = []
+                for kj in 0..<t {
+                    var dot = 0.0
+                    for ch in 0..<c { dot += p(0, ch, qi) * p(1, ch, kj) }
+                    scores.append(dot / Double(c).squareRoot())
+                }
                 let mx = scores.max()!
                 scores = scores.map { exp($0 - mx) }
                 let sum = scores.reduce(0, +)
@@ -110,7 +112,6 @@ final class ReferenceKernelTests: XCTestCase {
                 }
             }
         }
-        _ = proj
     }
 
     func testHalfConversionRoundTrips() {

@@ -220,9 +220,10 @@ final class UntrustedInputTests: XCTestCase {
         XCTAssertEqual(try Safetensors.read(path: write(st(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"__metadata__":{"x":"y"}}"#, 8), "g.safetensors")).count, 1)
     }
 
-    /// The shape-based estimates bound what a decode and an encode really
-    /// plan (the arena alone, without the weights and slack they add).
-    func testMemoryEstimatesBoundThePlannedArena() throws {
+    /// The memory estimates use the very arena layout a decode and an encode
+    /// allocate (planned from the plan's lifetimes before running), and no
+    /// two buffers alive at once share memory in it.
+    func testMemoryEstimatesAreThePlannedArena() throws {
         let tiny = TestPaths.scratch() + "/t.mvq"
         try Converter.convert(source: TestPaths.fixture("tiny_movq/diffusers"), output: tiny)
         for path in [TestPaths.demoModel, tiny] {
@@ -232,13 +233,18 @@ final class UntrustedInputTests: XCTestCase {
                 var rng = SeededGenerator(seed: 1)
                 let z = try Tensor(shape: [1, c.vqEmbedDim, h, w], data: (0..<(c.vqEmbedDim * h * w)).map { _ in Float.random(in: -1...1, using: &rng) })
                 let images = try m.decode(latent: z, threads: 2)
-                let decodeActivations = m.estimatedDecodeBytes(batch: 1, latentHeight: h, latentWidth: w, threads: 2) - m.weightBytes - 64e6
-                XCTAssertGreaterThanOrEqual(decodeActivations, Double(m.workspaceBytes), "\(path) decode \(h)x\(w)")
+                let decodePlan = AutoencoderPlans.decoder(c, latentHeight: h, latentWidth: w)
+                let decodeLayout = m.decoder!.layout(decodePlan, threads: 2)
+                XCTAssertEqual(m.decoder!.arenaBytes, decodeLayout.bytes, "\(path) decode \(h)x\(w)")
+                XCTAssertFalse(decodeLayout.overlaps, "\(path) decode \(h)x\(w)")
+                XCTAssertEqual(m.estimatedDecodeBytes(batch: 1, latentHeight: h, latentWidth: w, threads: 2),
+                               m.weightBytes + Double(decodeLayout.bytes) + Double(h * w * f * f * c.outChannels * 13 + h * w * c.vqEmbedDim * 12) + 64e6)
                 _ = try m.encode(images: images, threads: 2)
-                let encodeActivations = m.estimatedEncodeBytes(batch: 1, height: h * f, width: w * f, threads: 2) - m.weightBytes - 64e6
-                XCTAssertGreaterThanOrEqual(encodeActivations, Double(m.workspaceBytes), "\(path) encode \(h * f)x\(w * f)")
-                // Loose for tiny maps, where the per-thread Winograd scratch bound dominates (Kandinsky sizes: within 1.7x).
-                XCTAssertLessThan(decodeActivations, 12 * Double(m.workspaceBytes) + 1e6, "estimate within a small factor")
+                let encodeLayout = m.encoder!.layout(AutoencoderPlans.encoder(c, height: h * f, width: w * f), threads: 2)
+                XCTAssertEqual(m.encoder!.arenaBytes, encodeLayout.bytes, "\(path) encode \(h * f)x\(w * f)")
+                XCTAssertFalse(encodeLayout.overlaps, "\(path) encode")
+                // The arena is smaller than keeping every value alive.
+                XCTAssertLessThan(decodeLayout.bytes, SIMDExecutor.valueFloats(decodePlan).reduce(0, +) * 4)
             }
         }
     }

@@ -14,19 +14,15 @@ public final class MoVQModel: @unchecked Sendable {
     public let config: MoVQConfig
     /// The packed file the weights live in (memory-mapped).
     public let file: PackedFile
-    /// When set, the fast decoder records time per operator here.
+    /// When set, the SIMD executor records time per operator here.
     public var profiler: Profiler?
-    /// Which implementation runs the decoder.
+    /// Which implementation runs the decoder and encoder.
     public let backend: Backend
-    let decoder: Decoder
-    let fastDecoder: FastDecoder?
-    let fastEncoder: FastEncoder?
-    let encoder: Encoder?
-    let quantizer: Quantizer?
     /// Bytes a decode or encode may plan to use (see `MemoryLimit`).
     public let memoryLimit: Int
-    private let workspace = Workspace()
-    private let workspaceLock = NSLock()
+    let decoder: SIMDExecutor?
+    let encoder: SIMDExecutor?
+    let quantizer: Quantizer?
 
     /// Opens a packed `.mvq` model. Throws `MoVQError` on a missing,
     /// truncated or corrupt file, or tensors that do not fit the config.
@@ -42,38 +38,47 @@ public final class MoVQModel: @unchecked Sendable {
         }
         config = c
         self.backend = backend
-        let lookup: WeightLookup = { [file] name, shape in try file.floats(name, shape: shape) }
-        decoder = try Decoder(config: config, lookup)
-        if case .simd = backend { fastDecoder = FastDecoder(decoder) } else { fastDecoder = nil }
-        // fp32 weights now live packed; drop the mapped copy from memory.
-        if fastDecoder != nil { file.map.releaseResidentPages() }
-        encoder = config.hasEncoder ? try Encoder(config: config, lookup) : nil
-        if case .simd = backend, let e = encoder { fastEncoder = FastEncoder(e) } else { fastEncoder = nil }
-        quantizer = config.hasQuantizer ? try Quantizer(config: config, lookup) : nil
+        // Every tensor the plans use must be in the file with its shape (the SIMD path finds out while packing).
+        for spec in tensorSpecs(for: c) {
+            guard let e = file.entry(spec.name) else { throw MoVQError.missingTensor(spec.name) }
+            guard e.shape == spec.shape else { throw MoVQError.shapeMismatch(tensor: spec.name, expected: spec.shape, found: e.shape) }
+        }
+        if case .simd(let kernels) = backend {
+            decoder = try SIMDExecutor(file: file, kernels: kernels) { AutoencoderPlans.decoder(c, latentHeight: $0, latentWidth: $1) }
+            encoder = c.hasEncoder ? try SIMDExecutor(file: file, kernels: kernels) { AutoencoderPlans.encoder(c, height: $0, width: $1) } : nil
+        } else {
+            decoder = nil; encoder = nil
+        }
+        quantizer = c.hasQuantizer ? try Quantizer(config: c, file: file) : nil
+        // The weights now live packed (or, for the reference backend, are read per op): drop the mapped copy from memory.
+        file.map.releaseResidentPages()
     }
 
-    /// Runs the decoder on z_q with the chosen backend.
-    func runDecoder(_ zq: Tensor, threads: Int, progress: ProgressHandler?) -> Tensor {
-        let b = zq.shape[0], per = zq.count / max(1, b)
-        guard case .simd(let kernels) = backend, let fast = fastDecoder else {
-            let y = decoder(zq, ExecutionContext(threads: threads))
-            progress?(ProgressEvent(task: "decode", image: b - 1, images: b, stage: 1, stages: 1))
+    /// Runs a plan (decoder or encoder) on every image of `input` with the chosen backend.
+    func run(_ executor: SIMDExecutor?, plan: (Int, Int) -> ModelPlan, _ input: Tensor, task: String, threads: Int,
+             progress: ProgressHandler?) throws -> Tensor {
+        let b = input.shape[0]
+        guard let executor else {
+            let y = try ReferenceExecutor(file: file).run(plan(input.shape[2], input.shape[3]), input, threads: threads)
+            progress?(ProgressEvent(task: task, image: b - 1, images: b, stage: 1, stages: 1))
             return y
         }
-        var rt = FastRuntime(kernels: kernels, parallelism: Parallelism(threads: threads), profiler: profiler, workspace: workspace)
-        workspaceLock.lock(); defer { workspaceLock.unlock() }
         var out: [Float] = []
         var shape: [Int] = []
         for i in 0..<b {
-            if let progress { rt.stageDone = { progress(ProgressEvent(task: "decode", image: i, images: b, stage: $0, stages: $1)) } }
-            let one = try! Tensor(shape: [1] + zq.shape.dropFirst(), data: Array(zq.data[(i * per)..<((i + 1) * per)]))
-            workspace.begin(shape: one.shape + [threads])  // scratch sizes depend on the thread count
-            let y = fast(one, rt, workspace)
-            workspace.end()
+            let y = executor.run(input, image: i, threads: threads, profiler: profiler,
+                                 stageDone: progress.map { p in { p(ProgressEvent(task: task, image: i, images: b, stage: $0, stages: $1)) } })
             out += y.data
             shape = [b] + y.shape.dropFirst()
         }
-        return try! Tensor(shape: shape, data: out)
+        return try Tensor(shape: shape, data: out)
+    }
+
+    /// Runs the decoder on z_q.
+    func runDecoder(_ zq: Tensor, threads: Int, progress: ProgressHandler?) throws -> Tensor {
+        let c = config
+        return try run(decoder, plan: { AutoencoderPlans.decoder(c, latentHeight: $0, latentWidth: $1) }, zq, task: "decode",
+                       threads: threads, progress: progress)
     }
 
     /// The narrowest weight type in the file (int8 before fp16 before fp32).
@@ -86,12 +91,22 @@ public final class MoVQModel: @unchecked Sendable {
     /// load; with int8 weights the fast path runs its 3x3 convolutions as
     /// int16 Winograd GEMMs (`WinogradInt16`) and the rest in fp32.
     public var computeMode: String {
-        guard case .simd = backend, weightPrecision == .int8, FastConv.int16Enabled else { return "fp32" }
+        guard case .simd = backend, weightPrecision == .int8, ConvOperator.int16Enabled else { return "fp32" }
         return "int16 winograd + fp32"
     }
 
-    /// Bytes of the fast path's planned activation arena.
-    public var workspaceBytes: Int { workspaceLock.lock(); defer { workspaceLock.unlock() }; return workspace.bytes }
+    /// Bytes of the activation arenas the SIMD executors keep from their last run.
+    public var workspaceBytes: Int { (decoder?.arenaBytes ?? 0) + (encoder?.arenaBytes ?? 0) }
+
+    /// Model FLOPs of decoding one latent of `latentHeight x latentWidth`
+    /// (multiply-add = 2; convolutions counted as direct ones). With
+    /// `executed`, the FLOPs the SIMD operators execute (Winograd and the
+    /// upsample convolutions do fewer).
+    public func decoderFLOPs(latentHeight h: Int, latentWidth w: Int, executed: Bool = false) -> Double {
+        let plan = AutoencoderPlans.decoder(config, latentHeight: h, latentWidth: w)
+        guard executed, let decoder else { return plan.flops }
+        return decoder.executedFLOPs(plan)
+    }
 
     /// Decodes latents `[B, vqEmbedDim, h, w]` to images `[B, outChannels, h*f, w*f]`.
     /// With `quantize`, each latent is first snapped to its nearest codes;
@@ -102,47 +117,33 @@ public final class MoVQModel: @unchecked Sendable {
         if quantize {
             return try decode(indices: try self.quantize(latent: latent, threads: threads), threads: threads, progress: progress)
         }
-        return runDecoder(latent, threads: threads, progress: progress)
+        return try runDecoder(latent, threads: threads, progress: progress)
     }
 
     /// Decodes an index map `[B, c, h, w]` through batched codebook lookup.
     public func decode(indices: IndexMap, threads: Int = Parallelism.allCores.threads, progress: ProgressHandler? = nil) throws -> Tensor {
         let s = indices.shape
         try checkDecodeMemory(batch: s[0], latentHeight: s[2], latentWidth: s[3], threads: threads)
-        return runDecoder(try requireQuantizer().lookup(indices), threads: threads, progress: progress)
+        return try runDecoder(try requireQuantizer().lookup(indices), threads: threads, progress: progress)
     }
 
     /// Encodes images `[B, inChannels, H, W]` in [-1, 1] to latents (before quantization).
     /// `progress` is called after each resolution level of each image.
     public func encode(images: Tensor, threads: Int = Parallelism.allCores.threads, progress: ProgressHandler? = nil) throws -> Tensor {
-        guard let encoder else { throw MoVQError.unsupported("this model file has no encoder") }
+        guard config.hasEncoder else { throw MoVQError.unsupported("this model file has no encoder") }
         guard images.shape.count == 4, images.shape[1] == config.inChannels, images.shape[0] >= 1 else {
             throw MoVQError.invalidInput("images must be [B, \(config.inChannels), H, W], got \(images.shape)")
         }
         try checkEncodeMemory(batch: images.shape[0], height: images.shape[2], width: images.shape[3], threads: threads)
-        guard case .simd(let kernels) = backend, let fast = fastEncoder else {
-            return encoder(images, ExecutionContext(threads: threads))
-        }
-        var rt = FastRuntime(kernels: kernels, parallelism: Parallelism(threads: threads), profiler: profiler, workspace: workspace)
-        workspaceLock.lock(); defer { workspaceLock.unlock() }
-        var out: [Float] = []
-        var shape: [Int] = []
-        let b = images.shape[0]
-        for i in 0..<b {
-            if let progress { rt.stageDone = { progress(ProgressEvent(task: "encode", image: i, images: b, stage: $0, stages: $1)) } }
-            workspace.begin(shape: [-1] + images.shape.dropFirst() + [threads])  // encoder plans are keyed apart from decoder plans
-            let z = fast(images, image: i, rt, workspace)
-            workspace.end()
-            out += z.data
-            shape = [images.shape[0]] + z.shape.dropFirst()
-        }
-        return try! Tensor(shape: shape, data: out)
+        let c = config
+        return try run(encoder, plan: { AutoencoderPlans.encoder(c, height: $0, width: $1) }, images, task: "encode",
+                       threads: threads, progress: progress)
     }
 
     /// Nearest codebook indices of a latent.
     public func quantize(latent: Tensor, threads: Int = Parallelism.allCores.threads) throws -> IndexMap {
         try checkLatent(latent)
-        return try requireQuantizer().nearest(latent, ExecutionContext(threads: threads))
+        return try requireQuantizer().nearest(latent, Parallelism(threads: threads))
     }
 
     /// Codebook lookup: index map -> z_q.
@@ -165,87 +166,62 @@ public final class MoVQModel: @unchecked Sendable {
         }
     }
 
-    /// One resolution level of a walk through the decoder or encoder, for
-    /// the memory estimates: channels in and out, size, attention, and the
-    /// channels of the 2x resampled map that follows it (nil: none).
-    struct LevelShape { var cin: Int, cout: Int, height: Double, width: Double, attention: Bool, resampled: Int? }
-
-    /// Bytes of one padded planar map (`PlanarMap`: plane stride rounded up
-    /// to 16 floats after 128 floats of slack).
-    static func mapBytes(channels: Int, height: Double, width: Double) -> Double {
-        Double(channels) * ((height + 2) * (width + 2) + 144) * 4
+    /// Resident weight bytes: the operators' packed weights and the
+    /// codebook (SIMD), or the mapped file the reference executor reads.
+    var weightBytes: Double {
+        let codebook = Double(config.hasQuantizer ? config.numVQEmbeddings * config.codebookDim * 4 : 0)
+        guard let decoder else { return Double(file.fileSize) + codebook }
+        return Double(decoder.residentBytes + (encoder?.residentBytes ?? 0)) + codebook
     }
 
-    /// The largest set of buffers alive at once along `levels`, plus the
-    /// per-worker Winograd scratch of the widest convolution (live while
-    /// those maps are). `up` says whether resampling doubles (decoder) or
-    /// halves (encoder) the size.
-    static func activationPeak(_ levels: [LevelShape], up: Bool, threads: Int) -> Double {
-        var peak = 0.0, widest = 0, maxWidth = 0.0
-        for l in levels {
-            let (h, w, cin, cout) = (l.height, l.width, l.cin, l.cout)
-            widest = max(widest, cin, cout); maxWidth = max(maxWidth, w)
-            // A resnet: x, norm1(x), conv1 -> h1, shortcut, conv2 -> out (`FastResnet`),
-            // plus the two SCN modulation maps its norms compute.
-            let resnet = max(2 * cin + cout, cin + 3 * cout) + 2 * max(cin, cout)
-            peak = max(peak, mapBytes(channels: resnet, height: h, width: w))
-            if l.attention {  // x, y, normed maps; 5 plain planes and 2 packed copies; a query block of scores
-                let n = h * w
-                peak = max(peak, mapBytes(channels: 3 * cout, height: h, width: w) + (7 * Double(cout) * (n + 192) + n * 448) * 4)
-            }
-            if let r = l.resampled {
-                let map = mapBytes(channels: cout, height: h, width: w)
-                if up {  // the map and its 2x upsampled conv output
-                    peak = max(peak, map + mapBytes(channels: r, height: 2 * h, width: 2 * w))
-                } else {  // the map, its four stride-2 phase planes, the output
-                    peak = max(peak, map + mapBytes(channels: 4 * cout + r, height: h / 2, width: w / 2))
-                }
+    /// Activation bytes of one run of `plan`: the SIMD executor's arena
+    /// (exact: the layout it will allocate), or for the reference executor
+    /// the whole batch's NCHW values, planned the same way, plus the
+    /// temporaries its kernels make. Sizes beyond any machine are not
+    /// planned: their bytes are estimated from the largest map alone.
+    func activationBytes(_ executor: SIMDExecutor?, batch: Int, inputHeight h: Int, inputWidth w: Int, scale: Double, threads: Int,
+                         plan: (Int, Int) -> ModelPlan) -> Double {
+        let widest = Double(config.blockOutChannels.max() ?? 1)
+        let largestMap = Double(h) * Double(w) * scale * scale * widest * 4
+        guard largestMap < 1e13 else { return largestMap }
+        let p = plan(h, w)
+        if let executor { return Double(executor.layout(p, threads: threads).bytes) }
+        let scratch = p.ops.map { op -> Int in
+            let x = p.values[op.inputs[0]], n = x.height * x.width
+            switch op {
+            case .upsampleConv: return batch * x.channels * 4 * n
+            case .attention: return 4 * x.channels * n + n
+            default: return 0
             }
         }
-        // `WinogradScratch.floats` for blocks of at most 4 GEMM chunks of 64 tiles.
-        let t = 256.0, c = Double(widest)
-        let scratch = Double(threads) * (32 * c * t + 4 * (2 * t + 18) + maxWidth + 2 + 4 * t + (c / 2 + 2) * t) * 4
-        return peak + scratch
-    }
-
-    /// Weight memory: the mapped file (resident while weights are packed),
-    /// the packed fp32 copies, and for fp16 and int8 files the widened fp32
-    /// weights they are packed from.
-    var weightBytes: Double {
-        let elements = file.header.tensors.reduce(0.0) { $0 + Double($1.elementCount) }
-        return Double(file.fileSize) + elements * 4 * (weightPrecision == .fp32 ? 1 : 2)
+        return Double(ActivationLayout(p, valueFloats: p.values.map { batch * $0.channels * $0.height * $0.width }, scratchFloats: scratch).bytes)
     }
 
     /// Estimated peak memory, in bytes, of decoding `batch` latents of
     /// `latentHeight x latentWidth` on `threads` threads: resident weights,
-    /// the activations of one image (images decode one after another) and
-    /// the outputs. An upper bound of the planned arena (tested), computed
-    /// before anything is allocated.
+    /// the activations (images decode one after another on the SIMD path)
+    /// and the inputs and outputs. Computed before anything is allocated.
     public func estimatedDecodeBytes(batch: Int, latentHeight h: Int, latentWidth w: Int, threads: Int = Parallelism.allCores.threads) -> Double {
-        let c = config, f = Double(c.downsampleFactor), n = c.blockOutChannels.count
-        let reversed = Array(c.blockOutChannels.reversed())
-        let levels = (0..<n).map { l in
-            LevelShape(cin: l == 0 ? reversed[0] : reversed[l - 1], cout: reversed[l], height: Double(h) * Double(1 << l), width: Double(w) * Double(1 << l),
-                       attention: c.decoderAttention[l] || (l == 0 && c.midBlockAttention), resampled: l + 1 < n ? reversed[l] : nil)
-        }
+        let c = config, f = Double(c.downsampleFactor)
         let pixels = Double(batch) * Double(h) * Double(w) * f * f
         let outputs = pixels * Double(c.outChannels) * (4 * 3 + 1)  // the tensor, its batch copy, the images
         let inputs = Double(batch) * Double(h) * Double(w) * Double(c.vqEmbedDim) * 4 * 3
-        return weightBytes + Self.activationPeak(levels, up: true, threads: threads) + outputs + inputs + 64e6  // + slack
+        let activations = activationBytes(decoder, batch: batch, inputHeight: h, inputWidth: w, scale: f, threads: threads) {
+            AutoencoderPlans.decoder(c, latentHeight: $0, latentWidth: $1)
+        }
+        return weightBytes + activations + outputs + inputs + 64e6  // + slack
     }
 
     /// Estimated peak memory, in bytes, of encoding `batch` images of
     /// `height x width` (as `estimatedDecodeBytes`).
     public func estimatedEncodeBytes(batch: Int, height: Int, width: Int, threads: Int = Parallelism.allCores.threads) -> Double {
-        let c = config, n = c.blockOutChannels.count
-        let levels = (0..<n).map { l in
-            LevelShape(cin: l == 0 ? c.blockOutChannels[0] : c.blockOutChannels[l - 1], cout: c.blockOutChannels[l],
-                       height: Double(height) / Double(1 << l), width: Double(width) / Double(1 << l),
-                       attention: c.encoderAttention[l] || (l == n - 1 && c.midBlockAttention), resampled: l + 1 < n ? c.blockOutChannels[l] : nil)
-        }
+        let c = config
         let pixels = Double(batch) * Double(height) * Double(width)
         let inputs = pixels * Double(c.inChannels) * (4 * 2 + 4)  // the tensor, its planar copy, the decoded PNGs
-        return weightBytes + Self.activationPeak(levels, up: false, threads: threads) + inputs + 64e6
+        let activations = activationBytes(encoder, batch: batch, inputHeight: height, inputWidth: width, scale: 1, threads: threads) {
+            AutoencoderPlans.encoder(c, height: $0, width: $1)
+        }
+        return weightBytes + activations + inputs + 64e6
     }
 
     /// Throws unless `batch` latents of `latentHeight x latentWidth` are

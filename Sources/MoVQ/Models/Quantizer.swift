@@ -2,16 +2,17 @@
 /// A latent `[B, c*d, h, w]` is split into c chunks of d channels; each chunk
 /// snaps to its nearest codebook row (squared L2, ties to the lowest index).
 struct Quantizer: @unchecked Sendable {
-    let codebook: UnsafeBufferPointer<Float>
+    let codebook: [Float]
     let size: Int, dim: Int, chunks: Int
 
-    init(config c: MoVQConfig, _ w: WeightLookup) throws {
+    init(config c: MoVQConfig, file: PackedFile) throws {
         size = c.numVQEmbeddings; dim = c.codebookDim; chunks = c.channelsPerPosition
-        codebook = try w("quantize.embedding.weight", [size, dim])
+        let spec = AutoencoderPlans.codebook(c)
+        codebook = try file.floatArray(spec.name, shape: spec.shape)
     }
 
     /// Nearest code per (position, chunk).
-    func nearest(_ z: Tensor, _ ctx: ExecutionContext) throws -> IndexMap {
+    func nearest(_ z: Tensor, _ parallelism: Parallelism) throws -> IndexMap {
         guard z.shape.count == 4, z.shape[1] == chunks * dim else {
             throw MoVQError.invalidInput("latent must be [B, \(chunks * dim), h, w], got \(z.shape)")
         }
@@ -21,7 +22,7 @@ struct Quantizer: @unchecked Sendable {
         z.data.withUnsafeBufferPointer { zp in
             out.withUnsafeMutableBufferPointer { op in
                 let zb = UnsafeSendableBox(zp), ob = UnsafeSendableBox(op)
-                ctx.parallelism.forEachRange(b * chunks * hw, minimumChunk: 16) { range in
+                parallelism.forEachRange(b * chunks * hw, minimumChunk: 16) { range in
                     var v = [Float](repeating: 0, count: d)
                     for idx in range {
                         let pos = idx % hw, bc = idx / hw  // bc = image * chunks + chunk

@@ -33,9 +33,9 @@ public final class GPTPrior: @unchecked Sendable {
         config = c
         self.kernels = kernels
         let d = c.hidden, f = file
-        tokenEmbeddings = Array(try f.floats("tok_emb.weight", shape: [c.codes, d]))
-        classEmbeddings = Array(try f.floats("cls_emb.weight", shape: [c.classes + 1, d]))
-        positionEmbeddings = Array(try f.floats("pos_emb", shape: [c.positions * c.channels + 1, d]))
+        tokenEmbeddings = try f.floatArray("tok_emb.weight", shape: [c.codes, d])
+        classEmbeddings = try f.floatArray("cls_emb.weight", shape: [c.classes + 1, d])
+        positionEmbeddings = try f.floatArray("pos_emb", shape: [c.positions * c.channels + 1, d])
         layers = try (0..<c.layers).map { try PriorLayer(f, "layers.\($0)", c, quads: kernels.quadLinear != nil) }
         finalNorm = try PriorNorm(f, "final_ln", c)
         head = try PriorLinear(f, "head", outputs: c.codes, inputs: d)
@@ -100,7 +100,7 @@ public final class GPTPrior: @unchecked Sendable {
 
     /// The key/value caches of one batch and the step that extends them.
     final class Session {
-        let prior: GPTPrior, b: Int, np: Int, rt: FastRuntime
+        let prior: GPTPrior, b: Int, np: Int, rt: ExecutionContext
         var position = 0
         /// Per layer and image: keys and values `[length + 1][hidden]`.
         var keys: [[[Float]]], values: [[[Float]]]
@@ -112,7 +112,7 @@ public final class GPTPrior: @unchecked Sendable {
             let c = p.config, chunk = p.kernels.chunk, d = c.hidden
             let np = (batch + chunk - 1) / chunk * chunk + 2 * chunk
             self.np = np
-            rt = FastRuntime(kernels: p.kernels, parallelism: Parallelism(threads: threads))
+            rt = ExecutionContext(kernels: p.kernels, parallelism: Parallelism(threads: threads))
             let empty = [Float](repeating: 0, count: (p.length + 1) * d)
             keys = [[[Float]]](repeating: [[Float]](repeating: empty, count: batch), count: c.layers)
             values = keys

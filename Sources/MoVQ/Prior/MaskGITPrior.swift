@@ -32,7 +32,6 @@ public final class MaskGITPrior: @unchecked Sendable {
     let headDense: PriorLinear, headNorm: PriorNorm
     /// Per channel: logits = tied token embeddings (codes only) x h + head bias.
     let heads: [PriorLinear]
-    private let workspace = Workspace()
     private let lock = NSLock()
 
     /// Opens a packed prior. Throws `MoVQError` on a missing or corrupt file,
@@ -47,21 +46,24 @@ public final class MaskGITPrior: @unchecked Sendable {
         config = c
         self.kernels = kernels
         let f = file, d = c.hidden
-        func w(_ n: String, _ s: [Int]) throws -> UnsafeBufferPointer<Float> { try f.floats(n, shape: s) }
+        func w(_ n: String, _ s: [Int]) throws -> [Float] { try f.floatArray(n, shape: s) }
         let quads = kernels.quadLinear != nil
         func linear(_ p: String, _ o: Int, _ i: Int) throws -> PriorLinear { try PriorLinear(f, p, outputs: o, inputs: i, quads: quads) }
         func norm(_ p: String) throws -> PriorNorm { try PriorNorm(f, p, c) }
-        tokenEmbeddings = try (0..<c.channels).map { Array(try w("tok_emb.\($0).weight", [c.codes + 1, d])) }
-        classEmbeddings = Array(try w("cls_emb.weight", [c.classes + 1, d]))
-        positionEmbeddings = Array(try w("pos_emb", [c.positions + 1, d]))
+        let tokens = try (0..<c.channels).map { try w("tok_emb.\($0).weight", [c.codes + 1, d]) }
+        tokenEmbeddings = tokens
+        classEmbeddings = try w("cls_emb.weight", [c.classes + 1, d])
+        positionEmbeddings = try w("pos_emb", [c.positions + 1, d])
         embeddingNorm = c.isPostNorm ? try norm("emb_ln") : nil
         finalNorm = c.isPostNorm ? nil : try norm("final_ln")
         layers = try (0..<c.layers).map { try PriorLayer(f, "layers.\($0)", c, quads: quads) }
         headDense = try linear("head.dense", d, d)
         headNorm = try norm("head.ln")
         heads = try (0..<c.channels).map { ch in
-            let emb = try w("tok_emb.\(ch).weight", [c.codes + 1, d])
-            return PriorLinear(UnsafeBufferPointer(rebasing: emb[0..<(c.codes * d)]), try w("head_bias.\(ch)", [c.codes]), outputs: c.codes, inputs: d)
+            let bias = try w("head_bias.\(ch)", [c.codes])
+            return tokens[ch].withUnsafeBufferPointer { emb in bias.withUnsafeBufferPointer { b in
+                PriorLinear(UnsafeBufferPointer(rebasing: emb[0..<(c.codes * d)]), b, outputs: c.codes, inputs: d)
+            } }
         }
     }
 
@@ -82,20 +84,20 @@ public final class MaskGITPrior: @unchecked Sendable {
         try MemoryLimit.check("a MaskGIT forward over \(b) token map(s) of \(c.height)x\(c.width)",
                               estimate: c.estimatedMaskGITBytes(sequences: b), limit: memoryLimit)
         lock.lock(); defer { lock.unlock() }
-        let rt = FastRuntime(kernels: kernels, parallelism: Parallelism(threads: threads), profiler: profiler, workspace: workspace)
-        workspace.begin(shape: [-2, b, threads])
-        defer { workspace.end() }
+        let rt = ExecutionContext(kernels: kernels, parallelism: Parallelism(threads: threads), profiler: profiler)
         return forward(tokens, classes, rt)
     }
 
-    private func forward(_ tokens: [Int32], _ classes: [Int], _ rt: FastRuntime) -> [Float] {
+    private func forward(_ tokens: [Int32], _ classes: [Int], _ rt: ExecutionContext) -> [Float] {
         let c = config, d = c.hidden, s = c.positions + 1, b = classes.count, p = b * s
         let chunk = kernels.chunk, np = (p + chunk - 1) / chunk * chunk + 2 * chunk
-        let ws = workspace
         let mlpRows = c.isGEGLU ? 2 * c.mlp : c.mlp
-        var x = ws.take(d * np), y = ws.take(d * np)
-        let qkv = ws.take(3 * d * np), a = ws.take(d * np), h = ws.take(max(mlpRows, c.codes) * np)
-        defer { for buf in [x, y, qkv, a, h] { ws.give(buf) } }
+        func take(_ n: Int) -> UnsafeMutableBufferPointer<Float> { .allocate(capacity: n) }
+        var x = take(d * np), y = take(d * np)
+        let qkv = take(3 * d * np), a = take(d * np), h = take(max(mlpRows, c.codes) * np)
+        let scratchPer = Attention.scratchFloats(channels: d / c.heads, keys: s, chunk: kernels.chunk)
+        let scratch = take(scratchPer * rt.parallelism.threads)
+        defer { for buf in [x, y, qkv, a, h, scratch] { buf.deallocate() } }
         for buf in [x, y, qkv, a, h] { buf.update(repeating: 0) }  // slack stays finite
 
         // Embeddings: class token, then the sum of the c token embeddings; plus positions.
@@ -128,13 +130,14 @@ public final class MaskGITPrior: @unchecked Sendable {
                 // Heads in parallel, each on one thread with its own scratch (small GEMMs
                 // split across threads cost more in dispatch than they gain). Sequences go
                 // in order: a head's output may run a chunk into the next sequence's columns.
-                let serial = FastRuntime(kernels: kernels, parallelism: Parallelism(threads: 1))
-                let qb = UnsafeSendableBox(qkv.baseAddress!), ab = UnsafeSendableBox(a.baseAddress!)
+                let serial = ExecutionContext(kernels: kernels, parallelism: Parallelism(threads: 1))
+                let qb = UnsafeSendableBox(qkv.baseAddress!), ab = UnsafeSendableBox(a.baseAddress!), sb = UnsafeSendableBox(scratch.baseAddress!)
                 for i in 0..<b {
-                    rt.parallelism.forEachItem(headCount) { _, hd in
+                    rt.parallelism.forEachItem(headCount) { worker, hd in
                         let base = qb.value + hd * dh * np + i * s
-                        PlanarAttention.attend(q: base, k: base + d * np, v: base + 2 * d * np, out: ab.value + hd * dh * np + i * s,
-                                               channels: dh, positions: s, planeStride: np, scale: scale, serial, Workspace())
+                        Attention.attend(q: base, queries: s, queryStride: np, k: base + d * np, v: base + 2 * d * np, keys: s, keyStride: np,
+                                         out: ab.value + hd * dh * np + i * s, outStride: np, channels: dh, scale: scale,
+                                         scratch: sb.value + worker * scratchPer, serial)
                     }
                 }
             }

@@ -23,7 +23,7 @@ struct PriorLinear {
     init(_ w: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, outputs o: Int, inputs i: Int,
          int8Scales: UnsafeBufferPointer<Float>? = nil, quads: Bool = false) {
         bias = PlanarConvWeights.packBias(b, outChannels: o); inputs = i; outputs = o
-        if let s = int8Scales, FastConv.int16Enabled {
+        if let s = int8Scales, ConvOperator.int16Enabled {
             let q = Int8Weights.recover(w, scales: s).map { Int32($0) }
             var scales = [Float](repeating: 0, count: (o + 5) / 6 * 6)
             for r in 0..<o { scales[r] = s[r] }
@@ -47,9 +47,11 @@ struct PriorLinear {
     /// `<prefix>.weight [o, i]` and `<prefix>.bias [o]` from a packed file
     /// (int16 or quad mode when the weight is stored as int8).
     init(_ f: PackedFile, _ prefix: String, outputs o: Int, inputs i: Int, quads: Bool = false) throws {
-        let scales = f.entry("\(prefix).weight")?.dtype == .i8 ? try f.floats(Int8Weights.scaleName("\(prefix).weight"), shape: [o]) : nil
-        self.init(try f.floats("\(prefix).weight", shape: [o, i]), try f.floats("\(prefix).bias", shape: [o]), outputs: o, inputs: i,
-                  int8Scales: scales, quads: quads)
+        self = try f.withFloats("\(prefix).weight", shape: [o, i]) { w in
+            try f.withFloats("\(prefix).bias", shape: [o]) { b in
+                PriorLinear(w, b, outputs: o, inputs: i, int8Scales: f.int8Scales(of: "\(prefix).weight"), quads: quads)
+            }
+        }
     }
 }
 
@@ -58,8 +60,8 @@ struct PriorNorm {
     let weight: [Float], bias: [Float]?
 
     init(_ f: PackedFile, _ prefix: String, _ c: PriorConfig) throws {
-        weight = Array(try f.floats("\(prefix).weight", shape: [c.hidden]))
-        bias = c.isRMSNorm ? nil : Array(try f.floats("\(prefix).bias", shape: [c.hidden]))
+        weight = try f.floatArray("\(prefix).weight", shape: [c.hidden])
+        bias = c.isRMSNorm ? nil : try f.floatArray("\(prefix).bias", shape: [c.hidden])
     }
 }
 
@@ -80,7 +82,7 @@ struct PriorLayer {
 /// The transformer's planar operators on `[features][positions]` buffers
 /// whose planes are `planeStride` apart (with a GEMM chunk of slack).
 struct PlanarOps {
-    let rt: FastRuntime, planeStride: Int, positions: Int, config: PriorConfig
+    let rt: ExecutionContext, planeStride: Int, positions: Int, config: PriorConfig
 
     /// `dst = W src + b (+ residual)`; `dst` must not alias `src` or `residual`.
     func linear(_ l: PriorLinear, _ src: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer<Float>, residual: UnsafeMutablePointer<Float>? = nil) {

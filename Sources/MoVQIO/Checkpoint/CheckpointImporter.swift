@@ -93,7 +93,7 @@ public enum CheckpointImporter {
         let file = try PackedFile(path: path)
         let companions = Set(file.header.tensors.compactMap(\.scales))
         let raw = try file.header.tensors.filter { !companions.contains($0.name) }.map { e in
-            CheckpointTensor(name: e.name, shape: e.shape, values: Array(try file.floats(e.name, shape: e.shape)))
+            CheckpointTensor(name: e.name, shape: e.shape, values: try file.floatArray(e.name, shape: e.shape))
         }
         // What shapes cannot show comes from the packed config (a --config still wins).
         guard let c = file.header.config else { throw MoVQError.unsupported("\(path): re-converting a \(file.header.kind) is not supported") }

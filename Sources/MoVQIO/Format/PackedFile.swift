@@ -12,8 +12,6 @@ public final class PackedFile: @unchecked Sendable {
     public let fileSize: Int
     package let map: MappedFile
     private var index: [String: PackedTensorEntry] = [:]
-    private var widened: [String: UnsafeMutableBufferPointer<Float>] = [:]
-    private let lock = NSLock()
 
     public init(path: String, verifyChecksums: Bool = true) throws {
         self.path = path
@@ -90,7 +88,6 @@ public final class PackedFile: @unchecked Sendable {
         }
     }
 
-    deinit { for (_, b) in widened { b.deallocate() } }
 
     /// The decoder a prior file names (metadata `decoder`, relative to this
     /// file's folder), if any.
@@ -106,25 +103,30 @@ public final class PackedFile: @unchecked Sendable {
         UnsafeRawBufferPointer(rebasing: map.bytes[e.offset..<(e.offset + e.bytes)])
     }
 
-    /// The tensor as fp32 values with the expected shape. Valid while this
-    /// file object lives.
-    public func floats(_ name: String, shape: [Int]) throws -> UnsafeBufferPointer<Float> {
+    /// Calls `body` with the tensor as fp32 values of the expected shape:
+    /// the mapped bytes themselves for fp32 tensors, a temporary widened copy
+    /// for fp16 and int8 ones (int8: `q * scale` per output channel), which
+    /// is freed when `body` returns, so nothing widened stays resident.
+    public func withFloats<R>(_ name: String, shape: [Int], _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R {
         guard let e = index[name] else { throw MoVQError.missingTensor(name) }
         guard e.shape == shape else { throw MoVQError.shapeMismatch(tensor: name, expected: shape, found: e.shape) }
-        if e.dtype == .f32 {
-            return rawBytes(e).bindMemory(to: Float.self)
-        }
-        lock.lock(); defer { lock.unlock() }
-        if let w = widened[name] { return UnsafeBufferPointer(w) }
+        if e.dtype == .f32 { return try body(rawBytes(e).bindMemory(to: Float.self)) }
         var values = decodeFloats(rawBytes(e), dtype: e.dtype, count: e.elementCount)
-        if e.dtype == .i8, let sname = e.scales, let se = index[sname] {  // validated at open
-            let scales = rawBytes(se).bindMemory(to: Float.self)
+        if let scales = int8Scales(of: name) {
             let per = e.elementCount / max(1, shape[0])
             for i in values.indices { values[i] *= scales[i / per] }
         }
-        let buf = UnsafeMutableBufferPointer<Float>.allocate(capacity: values.count)
-        _ = buf.initialize(from: values)
-        widened[name] = buf
-        return UnsafeBufferPointer(buf)
+        return try values.withUnsafeBufferPointer(body)
+    }
+
+    /// The tensor as an fp32 array of the expected shape (a copy).
+    public func floatArray(_ name: String, shape: [Int]) throws -> [Float] {
+        try withFloats(name, shape: shape) { Array($0) }
+    }
+
+    /// The per-output-channel scales of an int8-stored tensor (nil for fp32/fp16).
+    public func int8Scales(of name: String) -> UnsafeBufferPointer<Float>? {
+        guard let e = index[name], e.dtype == .i8, let sname = e.scales, let se = index[sname] else { return nil }  // validated at open
+        return rawBytes(se).bindMemory(to: Float.self)
     }
 }

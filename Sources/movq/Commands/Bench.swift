@@ -37,10 +37,10 @@ struct Bench: ParsableCommand {
             guard runs >= 1 else { throw MoVQError.invalidInput("--runs must be at least 1") }
             let z = try randomLatent(m, size: size, batch: batch, seed: 0)
             let h = size / f
-            let flops = decoderFLOPs(m.config, latentHeight: h, latentWidth: h) * Double(batch)
+            let flops = m.decoderFLOPs(latentHeight: h, latentWidth: h) * Double(batch)
             // The fast path's Winograd convolutions execute fewer multiply-adds than the model's FLOPs.
             let isFast = { if case .simd = backend { return true }; return false }()
-            let executed = isFast ? decoderFLOPs(m.config, latentHeight: h, latentWidth: h, executed: true) * Double(batch) : flops
+            let executed = isFast ? m.decoderFLOPs(latentHeight: h, latentWidth: h, executed: true) * Double(batch) : flops
             let tierForPeak = { () -> KernelSet in if case .simd(let k) = backend { return k }; return Platform.kernels }()
             let peak = MachinePeak.measure(tierForPeak, threads: compute.threads)
             var times: [Double] = []

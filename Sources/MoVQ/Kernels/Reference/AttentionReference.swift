@@ -1,18 +1,18 @@
 import Foundation
 
-/// Weights of a single-head spatial self-attention block: four `[C, C]`
-/// projections (row = output channel) with biases.
-public struct AttentionWeights: @unchecked Sendable {
-    public var q: UnsafeBufferPointer<Float>, qBias: UnsafeBufferPointer<Float>
-    public var k: UnsafeBufferPointer<Float>, kBias: UnsafeBufferPointer<Float>
-    public var v: UnsafeBufferPointer<Float>, vBias: UnsafeBufferPointer<Float>
-    public var out: UnsafeBufferPointer<Float>, outBias: UnsafeBufferPointer<Float>
-}
-
 /// `x + proj(softmax(q k^T / sqrt(C)) v)` with q, k, v projections of the
 /// normalized map `n`; both `[B, C, H, W]`. Reference version.
-public enum AttentionReference {
-    public static func forward(residual x: Tensor, normalized n: Tensor, weights wt: AttentionWeights, parallelism: Parallelism) -> Tensor {
+enum AttentionReference {
+    /// A single-head attention's four `[C, C]` projections (row = output
+    /// channel) with biases.
+    struct Projections {
+        var q: UnsafeBufferPointer<Float>, qBias: UnsafeBufferPointer<Float>
+        var k: UnsafeBufferPointer<Float>, kBias: UnsafeBufferPointer<Float>
+        var v: UnsafeBufferPointer<Float>, vBias: UnsafeBufferPointer<Float>
+        var out: UnsafeBufferPointer<Float>, outBias: UnsafeBufferPointer<Float>
+    }
+
+    static func forward(residual x: Tensor, normalized n: Tensor, weights wt: Projections, parallelism: Parallelism) -> Tensor {
         let b = x.shape[0], c = x.shape[1], tokens = x.shape[2] * x.shape[3]
         let scale = 1 / Float(c).squareRoot()
         var y = x

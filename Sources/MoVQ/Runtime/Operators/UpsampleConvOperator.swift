@@ -1,0 +1,47 @@
+import MoVQKernelCore
+
+/// Nearest 2x upsampling followed by a 3x3 convolution, without the
+/// upsampled copy: Winograd F(2x2, 3x3) in upsample mode (`Winograd`), one
+/// 2x2 output tile per input pixel, 9 multiply-adds per input pixel and
+/// channel pair (a direct 3x3 conv on the upsampled map needs 36); int16
+/// GEMMs when the file stores the weight as int8.
+struct UpsampleConvOperator: @unchecked Sendable {
+    let inChannels: Int, outChannels: Int
+    /// `WinogradWeights.pack(..., upsample: true)`, empty in int16 mode.
+    let weights: [Float]
+    /// `WinogradInt16Weights.pack(..., upsample: true)` in int16 mode.
+    let int16: WinogradInt16Weights.Packed?
+    let bias: [Float]
+    let zeros: [Float]
+
+    /// Packs a 3x3 `weight` `[out, in, 3, 3]` (`int8Scales` as in `ConvOperator`).
+    init(weight: UnsafeBufferPointer<Float>, bias b: UnsafeBufferPointer<Float>, int8Scales: UnsafeBufferPointer<Float>?,
+         inChannels i: Int, outChannels o: Int) {
+        inChannels = i; outChannels = o
+        let int8 = ConvOperator.choose(inChannels: i, outChannels: o, kernel: 3, int8: int8Scales != nil, upsample: true) == .winogradInt16
+        int16 = int8 ? ConvOperator.packInt16(weight, scales: int8Scales!, outChannels: o, inChannels: i, upsample: true) : nil
+        weights = int8 ? [] : WinogradWeights.pack(weight, outChannels: o, inChannels: i, upsample: true)
+        bias = PlanarConvWeights.packBias(b, outChannels: o)
+        zeros = [Float](repeating: 0, count: bias.count)
+    }
+
+    /// Bytes of the packed weights this operator keeps.
+    var residentBytes: Int { (weights.count + bias.count + zeros.count) * 4 + (int16.map { ($0.words.count + $0.scales.count) * 4 } ?? 0) }
+
+    /// FLOPs executed for an input of `height x width`: 9 multiply-adds per input pixel and channel pair.
+    func executedFLOPs(height h: Int, width w: Int) -> Double { 2.0 * Double(inChannels * outChannels * 9 * h * w) }
+
+    /// Scratch floats a run on an input of `height x width` needs.
+    func scratchFloats(height: Int, width: Int, _ ctx: ExecutionContext) -> Int {
+        ctx.winogradScratchFloats(inChannels: inChannels, outChannels: outChannels, height: height, width: width, upsample: true)
+    }
+
+    /// `output` (2h x 2w) = conv3x3(upsample2x(input)).
+    func callAsFunction(_ input: FeatureMap, into output: FeatureMap, scratch: UnsafeMutablePointer<Float>, _ ctx: ExecutionContext) {
+        // Counted as the direct conv on the upsampled map (what the layer means).
+        let flops = 2.0 * Double(inChannels * outChannels * 9 * output.height * output.width)
+        ctx.timed("upsample2x+conv3x3 winograd\(int16 != nil ? "-int16" : "") \(inChannels)->\(outChannels) @\(input.height)x\(input.width)", flops: flops) {
+            ctx.winograd(input, into: output, residual: nil, upsample: true, weights: weights, int16: int16, bias: bias, zeros: zeros, scratch: scratch)
+        }
+    }
+}

@@ -1,0 +1,152 @@
+/// One model described once: the ops a forward pass runs, in order, the
+/// values (activations) they read and write, and the weights they use.
+///
+/// A plan is built from a config and an input size by one builder per
+/// model family (`AutoencoderPlans`). Everything else derives from it: the
+/// tensor list the converter and the file validation check (`weights`),
+/// model FLOPs (`flops`), the activation arena (planned by the runtime from
+/// value lifetimes, before anything runs) and the two executors (reference
+/// and SIMD), which walk `ops` in order.
+public struct ModelPlan: Sendable {
+    /// Index of a value in `values`.
+    public typealias ValueID = Int
+
+    /// An activation of one image: `channels` planes of `height x width`.
+    public struct Value: Equatable, Sendable {
+        /// How an executor stores the value.
+        public enum Layout: Sendable {
+            /// A feature map the convolutions read (executors may pad it).
+            case map
+            /// Plain `[channels][height * width]` (SCN modulation maps).
+            case plain
+        }
+        public var channels: Int, height: Int, width: Int
+        public var layout: Layout
+    }
+
+    /// The values, indexed by `ValueID`.
+    public private(set) var values: [Value] = []
+    /// The ops in execution order.
+    public private(set) var ops: [PlanOp] = []
+    /// Every weight tensor the ops use, in declaration order (the file order).
+    public private(set) var weights: [TensorSpec] = []
+    /// Op counts after which a progress stage (a resolution level) is complete.
+    public private(set) var stageEnds: [Int] = []
+    /// The value the caller provides.
+    public private(set) var input: ValueID = 0
+    /// The value the plan produces.
+    public private(set) var output: ValueID = 0
+
+    /// An empty plan whose input is `input`.
+    init(input: Value) { self.input = addValue(input) }
+
+    mutating func addValue(_ v: Value) -> ValueID { values.append(v); return values.count - 1 }
+    mutating func declare(_ name: String, _ shape: [Int]) { weights.append(TensorSpec(name: name, shape: shape)) }
+    mutating func emit(_ op: PlanOp) { ops.append(op) }
+    mutating func endStage() { stageEnds.append(ops.count) }
+    mutating func finish(output v: ValueID) { output = v }
+
+    /// Model FLOPs of one image (multiply-add = 2): convolutions as direct
+    /// convolutions (the upsample convolutions on the upsampled map), SCN's
+    /// 1x1 convolutions at latent resolution, attention projections and
+    /// matmuls. Norms and activations are memory-bound and not counted.
+    public var flops: Double { ops.indices.reduce(0.0) { $0 + flops(ofOp: $1) } }
+
+    /// Model FLOPs of op `i` for one image.
+    public func flops(ofOp i: Int) -> Double {
+        let op = ops[i]
+        switch op {
+        case .conv(let w, let x, _, _), .upsampleConv(let w, let x, _), .downsampleConv(let w, let x, _):
+            let out = outputSize(op, input: values[x])
+            return 2 * Double(w.inChannels * w.outChannels * w.kernel * w.kernel * out.height * out.width)
+        case .modulation(let n, let zq, _, _):
+            let z = values[zq]
+            return 2 * 2 * Double(z.channels * n.channels * z.height * z.width)
+        case .groupNorm: return 0
+        case .attention(let a, let x, _, _):
+            let n = Double(values[x].height * values[x].width), c = Double(a.channels)
+            return 8 * c * c * n + 4 * n * n * c
+        }
+    }
+
+    /// The spatial size an op's output has for an input of `v`.
+    func outputSize(_ op: PlanOp, input v: Value) -> (height: Int, width: Int) {
+        switch op {
+        case .upsampleConv: return (2 * v.height, 2 * v.width)
+        case .downsampleConv: return (v.height / 2, v.width / 2)
+        default: return (v.height, v.width)
+        }
+    }
+}
+
+/// One op of a `ModelPlan`. Values are `ModelPlan.ValueID`s; an op whose
+/// output is its input runs in place.
+public enum PlanOp: Sendable {
+    /// `output = conv_kxk(input) + bias (+ residual)`, stride 1, "same" zero padding.
+    case conv(ConvWeights, input: Int, output: Int, residual: Int?)
+    /// `output = conv3x3(nearest2x(input)) + bias`.
+    case upsampleConv(ConvWeights, input: Int, output: Int)
+    /// `output = conv3x3 stride 2 of input padded by one row/column at the bottom/right` (+ bias).
+    case downsampleConv(ConvWeights, input: Int, output: Int)
+    /// SCN modulation maps: `scale = conv_y(condition)`, `shift = conv_b(condition)`
+    /// (1x1 convolutions at the condition's resolution).
+    case modulation(NormWeights, condition: Int, scale: Int, shift: Int)
+    /// `output = silu?(groupnorm(input) * gamma + beta) [* scale + shift]`, the
+    /// modulation maps (if any) applied nearest-neighbour.
+    case groupNorm(NormWeights, input: Int, output: Int, modulation: (scale: Int, shift: Int)?, silu: Bool)
+    /// `output = residual + proj(softmax(q k^T / sqrt(C)) v)`, single head,
+    /// q, k, v projections of `normalized`.
+    case attention(AttentionWeights, normalized: Int, residual: Int, output: Int)
+
+    /// The values the op reads.
+    public var inputs: [Int] {
+        switch self {
+        case .conv(_, let i, _, let r): return [i] + (r.map { [$0] } ?? [])
+        case .upsampleConv(_, let i, _), .downsampleConv(_, let i, _): return [i]
+        case .modulation(_, let z, _, _): return [z]
+        case .groupNorm(_, let i, _, let m, _): return [i] + (m.map { [$0.scale, $0.shift] } ?? [])
+        case .attention(_, let n, let r, _): return [n, r]
+        }
+    }
+
+    /// The values the op writes.
+    public var outputs: [Int] {
+        switch self {
+        case .conv(_, _, let o, _), .upsampleConv(_, _, let o), .downsampleConv(_, _, let o), .groupNorm(_, _, let o, _, _),
+             .attention(_, _, _, let o):
+            return [o]
+        case .modulation(_, _, let s, let t): return [s, t]
+        }
+    }
+}
+
+/// A convolution's weights: `<prefix>.weight [out, in, k, k]` and `<prefix>.bias [out]`.
+public struct ConvWeights: Equatable, Sendable {
+    public var prefix: String
+    public var inChannels: Int, outChannels: Int, kernel: Int
+    public var weightName: String { "\(prefix).weight" }
+    public var biasName: String { "\(prefix).bias" }
+    public var weightShape: [Int] { [outChannels, inChannels, kernel, kernel] }
+}
+
+/// A GroupNorm's weights: affine `gamma`/`beta` (`<prefix>.weight`/`.bias`,
+/// or `<prefix>.norm_layer.*` for SCN norms) and, for SCN, the `conv_y` and
+/// `conv_b` 1x1 convolutions of the condition.
+public struct NormWeights: Equatable, Sendable {
+    public var prefix: String
+    public var channels: Int, groups: Int, eps: Float
+    /// SCN's modulation convolutions (nil for a plain GroupNorm).
+    public var convY: ConvWeights?, convB: ConvWeights?
+    public var gammaName: String { convY != nil ? "\(prefix).norm_layer.weight" : "\(prefix).weight" }
+    public var betaName: String { convY != nil ? "\(prefix).norm_layer.bias" : "\(prefix).bias" }
+}
+
+/// A single-head spatial attention's four `[C, C]` projections
+/// (`<prefix>.to_q`, `to_k`, `to_v`, `to_out.0`, each with a bias).
+public struct AttentionWeights: Equatable, Sendable {
+    public var prefix: String
+    public var channels: Int
+    public static let projections = ["to_q", "to_k", "to_v", "to_out.0"]
+    public func weightName(_ projection: String) -> String { "\(prefix).\(projection).weight" }
+    public func biasName(_ projection: String) -> String { "\(prefix).\(projection).bias" }
+}
