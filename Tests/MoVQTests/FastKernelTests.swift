@@ -58,6 +58,7 @@ final class FastKernelTests: XCTestCase {
                     let want = Conv2DReference.forward(x, weight: wp, bias: bp, geometry: g, residual: s.residual ? r : nil, parallelism: Parallelism(threads: 1))
                     let conv = ConvOperator(weight: wp, bias: bp, inChannels: s.cin, outChannels: s.cout, kernel: s.k)
                     let ws = MapPool()
+                    defer { withExtendedLifetime(ws) {} }
                     for image in 0..<2 {
                         let inp = planar(x, image: image, ws), res = planar(r, image: image, ws)
                         let out = ws.map(channels: s.cout, height: s.h, width: s.w)
@@ -94,6 +95,7 @@ final class FastKernelTests: XCTestCase {
                     let conv = ConvOperator(weight: wp, bias: bp, inChannels: s.cin, outChannels: s.cout, kernel: 3, algorithm: .winograd)
                     XCTAssertEqual(conv.algorithm, .winograd)
                     let ws = MapPool()
+                    defer { withExtendedLifetime(ws) {} }
                     let inp = planar(x, image: 0, ws), res = planar(r, image: 0, ws)
                     var outs: [Tensor] = []
                     for threads in [1, 3] {
@@ -136,6 +138,7 @@ final class FastKernelTests: XCTestCase {
                 for k in tiers {
                     for threads in [1, 3] {
                         let ws = MapPool()
+                        defer { withExtendedLifetime(ws) {} }
                         let inp = planar(x, image: 0, ws), res = planar(r, image: 0, ws)
                         let out = ws.map(channels: s.cout, height: input.shape[2], width: input.shape[3])
                         let ctx = ExecutionContext(kernels: k, parallelism: Parallelism(threads: threads))
@@ -193,6 +196,7 @@ final class FastKernelTests: XCTestCase {
                     let want = Conv2DReference.forward(UpsampleReference.nearest2x(x), weight: wp, bias: bp, geometry: g, residual: nil, parallelism: Parallelism(threads: 1))
                     let up = UpsampleConvOperator(weight: wp, bias: bp, int8Scales: nil, inChannels: s.cin, outChannels: s.cout)
                     let ws = MapPool()
+                    defer { withExtendedLifetime(ws) {} }
                     let inp = planar(x, image: 0, ws)
                     var outs: [Tensor] = []
                     for threads in [1, 3] {
@@ -225,6 +229,7 @@ final class FastKernelTests: XCTestCase {
                                                 shift: Conv2DReference.forward(zq, weight: p[4], bias: p[5], geometry: g1, parallelism: one))
                     let ctx = ExecutionContext(kernels: k, parallelism: Parallelism(threads: 2))
                     let ws = MapPool()
+                    defer { withExtendedLifetime(ws) {} }
                     let scale = ws.scratch(c * mh * mw), shift = ws.scratch(c * mh * mw)
                     ModulationOperator(channels: c, conditionChannels: 2, weights: (cy, cb), biases: (cyb, cbb))(planar(zq, image: 0, ws), scale: scale, shift: shift, ctx)
                     XCTAssertEqual(Array(UnsafeBufferPointer(start: scale, count: c * mh * mw)), mod.scale.data, "\(k.name) modulation scale")

@@ -50,7 +50,8 @@ final class PriorTests: XCTestCase {
             for tier in Platform.availableTiers {
                 let prior = try MaskGITPrior(contentsOf: out, kernels: Platform.kernels(named: tier)!)
                 let k = Platform.kernels(named: tier)!
-                let integer = try XCTUnwrap(prior.layers[0].qkv.integer, "int8 linears run in an integer mode")
+                let linears = prior.executor.operators.compactMap { op -> LinearOperator? in if case .linear(let l) = op { return l }; return nil }
+                let integer = try XCTUnwrap(linears[0].integer, "int8 linears run in an integer mode")
                 XCTAssertEqual(integer.quads, k.quadLinear != nil, "VNNI tiers run int8 linears as u8 x s8, others in int16 mode")
                 let a = try prior.logits(tokens: tokens, classes: classes, threads: 1)
                 XCTAssertEqual(a, try prior.logits(tokens: tokens, classes: classes, threads: 3), "\(name) \(tier)")
@@ -77,15 +78,16 @@ final class PriorTests: XCTestCase {
             for c in 0..<o { for j in 0..<p { r[c * np + j] = Float.random(in: -1...1, using: &rng) } }
             var y = [Float](repeating: 0, count: o * np)
             try w.withUnsafeBufferPointer { wp in try b.withUnsafeBufferPointer { bp in try s.withUnsafeBufferPointer { sp in
-                let l = PriorLinear(wp, bp, outputs: o, inputs: i, int8Scales: sp, quads: true)
+                let l = LinearOperator(wp, bp, outputs: o, inputs: i, int8Scales: sp, quads: true)
                 let quad = try XCTUnwrap(l.integer)
                 XCTAssertTrue(quad.quads)
                 XCTAssertEqual(quad.offsets?[0], 128 * (0..<i).reduce(0) { $0 + q[$1] })
-                let ops = PlanarOps(rt: ExecutionContext(kernels: k, parallelism: Parallelism(threads: 2)), planeStride: np, positions: p,
-                                    config: PriorConfig(codes: 2, channels: 1, height: 1, width: 1, classes: 0, hidden: 8, heads: 1, layers: 1, mlp: 8))
+                let ctx = ExecutionContext(kernels: k, parallelism: Parallelism(threads: 2))
+                let pool = MapPool(), scratch = pool.scratch(l.scratchFloats(planeStride: np))
                 x.withUnsafeMutableBufferPointer { xp in r.withUnsafeMutableBufferPointer { rp in y.withUnsafeMutableBufferPointer { yp in
-                    ops.linear(l, xp.baseAddress!, yp.baseAddress!, residual: rp.baseAddress!)
+                    l(xp.baseAddress!, yp.baseAddress!, residual: rp.baseAddress!, planeStride: np, positions: p, scratch: scratch, ctx)
                 } } }
+                withExtendedLifetime(pool) {}
             } } }
             for j in 0..<p {
                 var mx: Float = 1e-30

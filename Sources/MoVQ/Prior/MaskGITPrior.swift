@@ -24,14 +24,8 @@ public final class MaskGITPrior: @unchecked Sendable {
     let kernels: KernelSet
     /// Bytes a forward or sampling run may plan to use.
     public let memoryLimit: Int
-
-
-    let tokenEmbeddings: [[Float]], classEmbeddings: [Float], positionEmbeddings: [Float]
-    let embeddingNorm: PriorNorm?, finalNorm: PriorNorm?
-    let layers: [PriorLayer]
-    let headDense: PriorLinear, headNorm: PriorNorm
-    /// Per channel: logits = tied token embeddings (codes only) x h + head bias.
-    let heads: [PriorLinear]
+    let executor: TransformerExecutor
+    private var instance: TransformerExecutor.Instance? = nil
     private let lock = NSLock()
 
     /// Opens a packed prior. Throws `MoVQError` on a missing or corrupt file,
@@ -45,26 +39,8 @@ public final class MaskGITPrior: @unchecked Sendable {
         guard !c.isAutoregressive else { throw MoVQError.invalidInput("\(path) is an autoregressive (gpt) prior: open it as a GPTPrior") }
         config = c
         self.kernels = kernels
-        let f = file, d = c.hidden
-        func w(_ n: String, _ s: [Int]) throws -> [Float] { try f.floatArray(n, shape: s) }
-        let quads = kernels.quadLinear != nil
-        func linear(_ p: String, _ o: Int, _ i: Int) throws -> PriorLinear { try PriorLinear(f, p, outputs: o, inputs: i, quads: quads) }
-        func norm(_ p: String) throws -> PriorNorm { try PriorNorm(f, p, c) }
-        let tokens = try (0..<c.channels).map { try w("tok_emb.\($0).weight", [c.codes + 1, d]) }
-        tokenEmbeddings = tokens
-        classEmbeddings = try w("cls_emb.weight", [c.classes + 1, d])
-        positionEmbeddings = try w("pos_emb", [c.positions + 1, d])
-        embeddingNorm = c.isPostNorm ? try norm("emb_ln") : nil
-        finalNorm = c.isPostNorm ? nil : try norm("final_ln")
-        layers = try (0..<c.layers).map { try PriorLayer(f, "layers.\($0)", c, quads: quads) }
-        headDense = try linear("head.dense", d, d)
-        headNorm = try norm("head.ln")
-        heads = try (0..<c.channels).map { ch in
-            let bias = try w("head_bias.\(ch)", [c.codes])
-            return tokens[ch].withUnsafeBufferPointer { emb in bias.withUnsafeBufferPointer { b in
-                PriorLinear(UnsafeBufferPointer(rebasing: emb[0..<(c.codes * d)]), b, outputs: c.codes, inputs: d)
-            } }
-        }
+        executor = try TransformerExecutor(file: file, kernels: kernels) { TransformerPlans.maskGIT(c, sequences: $0) }
+        file.map.releaseResidentPages()
     }
 
     /// Logits `[B][N][c][K]` (flattened) for token maps `tokens` (`[B][N][c]`
@@ -82,93 +58,34 @@ public final class MaskGITPrior: @unchecked Sendable {
             throw MoVQError.invalidInput("class \(bad) is outside 0...\(c.classes) (\(c.classes) = unconditional)")
         }
         try MemoryLimit.check("a MaskGIT forward over \(b) token map(s) of \(c.height)x\(c.width)",
-                              estimate: c.estimatedMaskGITBytes(sequences: b), limit: memoryLimit)
+                              estimate: estimatedBytes(sequences: b, threads: threads), limit: memoryLimit)
         lock.lock(); defer { lock.unlock() }
-        let rt = ExecutionContext(kernels: kernels, parallelism: Parallelism(threads: threads), profiler: profiler)
-        return forward(tokens, classes, rt)
-    }
-
-    private func forward(_ tokens: [Int32], _ classes: [Int], _ rt: ExecutionContext) -> [Float] {
-        let c = config, d = c.hidden, s = c.positions + 1, b = classes.count, p = b * s
-        let chunk = kernels.chunk, np = (p + chunk - 1) / chunk * chunk + 2 * chunk
-        let mlpRows = c.isGEGLU ? 2 * c.mlp : c.mlp
-        func take(_ n: Int) -> UnsafeMutableBufferPointer<Float> { .allocate(capacity: n) }
-        var x = take(d * np), y = take(d * np)
-        let qkv = take(3 * d * np), a = take(d * np), h = take(max(mlpRows, c.codes) * np)
-        let scratchPer = Attention.scratchFloats(channels: d / c.heads, keys: s, chunk: kernels.chunk)
-        let scratch = take(scratchPer * rt.parallelism.threads)
-        defer { for buf in [x, y, qkv, a, h, scratch] { buf.deallocate() } }
-        for buf in [x, y, qkv, a, h] { buf.update(repeating: 0) }  // slack stays finite
-
-        // Embeddings: class token, then the sum of the c token embeddings; plus positions.
-        rt.timed("embeddings") {
-            for i in 0..<b {
-                for q in 0..<s {
-                    let col = i * s + q
-                    for k in 0..<d { x[k * np + col] = positionEmbeddings[q * d + k] }
-                    if q == 0 {
-                        for k in 0..<d { x[k * np + col] += classEmbeddings[classes[i] * d + k] }
-                    } else {
-                        for ch in 0..<c.channels {
-                            let t = Int(tokens[((i * c.positions) + q - 1) * c.channels + ch])
-                            for k in 0..<d { x[k * np + col] += tokenEmbeddings[ch][t * d + k] }
-                        }
-                    }
-                }
-            }
+        if instance?.plan.values[0].width != b * (n + 1) || instance?.threads != threads {
+            instance = nil  // free the old arena first
+            instance = executor.instance(batch: b, threads: threads)
         }
-        let ops = PlanarOps(rt: rt, planeStride: np, positions: p, config: c)
-
-        if let e = embeddingNorm { ops.norm(e, x.baseAddress!, x.baseAddress!) }
-        let headCount = c.heads, dh = d / headCount, scale = 1 / Float(dh).squareRoot()
-        for layer in layers {
-            // Attention.
-            var src = x
-            if !c.isPostNorm { ops.norm(layer.ln1, x.baseAddress!, y.baseAddress!); src = y }
-            ops.linear(layer.qkv, src.baseAddress!, qkv.baseAddress!)
-            rt.timed("attention \(headCount) heads x \(s)", flops: 4 * Double(s * s * d * b)) {
-                // Heads in parallel, each on one thread with its own scratch (small GEMMs
-                // split across threads cost more in dispatch than they gain). Sequences go
-                // in order: a head's output may run a chunk into the next sequence's columns.
-                let serial = ExecutionContext(kernels: kernels, parallelism: Parallelism(threads: 1))
-                let qb = UnsafeSendableBox(qkv.baseAddress!), ab = UnsafeSendableBox(a.baseAddress!), sb = UnsafeSendableBox(scratch.baseAddress!)
-                for i in 0..<b {
-                    rt.parallelism.forEachItem(headCount) { worker, hd in
-                        let base = qb.value + hd * dh * np + i * s
-                        Attention.attend(q: base, queries: s, queryStride: np, k: base + d * np, v: base + 2 * d * np, keys: s, keyStride: np,
-                                         out: ab.value + hd * dh * np + i * s, outStride: np, channels: dh, scale: scale,
-                                         scratch: sb.value + worker * scratchPer, serial)
-                    }
-                }
-            }
-            ops.linear(layer.out, a.baseAddress!, y.baseAddress!, residual: x.baseAddress!)
-            if c.isPostNorm { ops.norm(layer.ln1, y.baseAddress!, x.baseAddress!) } else { swap(&x, &y) }
-            // MLP.
-            src = x
-            if !c.isPostNorm { ops.norm(layer.ln2, x.baseAddress!, y.baseAddress!); src = y }
-            ops.linear(layer.fc1, src.baseAddress!, h.baseAddress!)
-            // GEGLU: value rows 0..<mlp times gelu(gate rows mlp..<2 mlp).
-            ops.gelu(h.baseAddress!, rows: c.mlp, gate: c.isGEGLU ? h.baseAddress! + c.mlp * np : nil)
-            ops.linear(layer.fc2, h.baseAddress!, y.baseAddress!, residual: x.baseAddress!)
-            if c.isPostNorm { ops.norm(layer.ln2, y.baseAddress!, x.baseAddress!) } else { swap(&x, &y) }
-        }
-        if let f = finalNorm { ops.norm(f, x.baseAddress!, x.baseAddress!) }
-
-        // Head: logits[ch] = E_ch h' + bias_ch with h' = LN(gelu(dense(h))).
-        ops.linear(headDense, x.baseAddress!, y.baseAddress!)
-        ops.gelu(y.baseAddress!, rows: d)
-        ops.norm(headNorm, y.baseAddress!, y.baseAddress!)
-        var out = [Float](repeating: 0, count: b * c.positions * c.channels * c.codes)
-        for (ch, head) in heads.enumerated() {
-            ops.linear(head, y.baseAddress!, h.baseAddress!)
+        let s = n + 1
+        var out = [Float](repeating: 0, count: b * n * c.channels * c.codes)
+        executor.run(instance!, tokens: tokens, classes: classes, step: 0, profiler: profiler) { ch, h, np in
             for i in 0..<b {
-                for q in 0..<c.positions {
-                    let col = i * s + 1 + q, o = ((i * c.positions + q) * c.channels + ch) * c.codes
+                for q in 0..<n {
+                    let col = i * s + 1 + q, o = ((i * n + q) * c.channels + ch) * c.codes
                     for k in 0..<c.codes { out[o + k] = h[k * np + col] }
                 }
             }
         }
         return out
+    }
+
+    /// Estimated bytes of one forward over `sequences` token maps (each image
+    /// of a guided sample counts twice): the packed weights, the planned
+    /// arena of the plan at that batch, and the logits with the sampler's copies.
+    public func estimatedBytes(sequences b: Int, threads: Int = Parallelism.allCores.threads) -> Double {
+        let c = config
+        let logits = Double(b) * Double(c.positions) * Double(c.channels) * Double(c.codes) * 4 * 3
+        guard b <= 1 << 16 else { return logits }  // beyond any machine: no need to plan
+        let layout = TransformerExecutor.layout(TransformerPlans.maskGIT(c, sequences: b), operators: executor.operators, chunk: kernels.chunk, threads: threads)
+        return Double(executor.residentBytes) + Double(layout.bytes) + logits + 32e6
     }
 }
 

@@ -31,7 +31,8 @@ struct ActivationLayout: Sendable {
             for v in op.outputs { first[v] = min(first[v], i); last[v] = max(last[v], i) }
             for v in op.inputs { last[v] = max(last[v], i) }
         }
-        last[plan.output] = ops
+        for v in plan.outputs { last[v] = ops }
+        for v in plan.state { first[v] = -1; last[v] = ops }  // kept from one run to the next
         // Buffers in the order they come alive: values first written at step t, then op t's scratch.
         var buffers: [(first: Int, last: Int, floats: Int, value: Int?, op: Int?)] = []
         for t in -1..<ops {

@@ -54,6 +54,8 @@ final class SIMDExecutor: @unchecked Sendable {
                     }
                 }
                 return .attention(SpatialAttentionOperator(q: p[0], k: p[1], v: p[2], out: p[3], channels: c))
+            case .embed, .linear, .layerNorm, .gelu, .selfAttention:
+                throw MoVQError.unsupported("transformer op in a feature-map plan (TransformerExecutor runs those)")
             }
         }
     }

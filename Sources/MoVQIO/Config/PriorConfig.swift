@@ -70,39 +70,6 @@ public struct PriorConfig: Codable, Equatable, Sendable {
     }
 }
 
-/// Every tensor a prior config implies, in a fixed order (the converter and
-/// the loader both use it).
-public func tensorSpecs(for c: PriorConfig) -> [TensorSpec] {
-    var specs: [TensorSpec] = []
-    let d = c.hidden
-    func add(_ name: String, _ shape: [Int]) { specs.append(TensorSpec(name: name, shape: shape)) }
-    func linear(_ p: String, _ o: Int, _ i: Int) { add("\(p).weight", [o, i]); add("\(p).bias", [o]) }
-    func norm(_ p: String) { add("\(p).weight", [d]); if !c.isRMSNorm { add("\(p).bias", [d]) } }
-    if c.isAutoregressive {
-        add("tok_emb.weight", [c.codes, d])
-        add("cls_emb.weight", [c.classes + 1, d])
-        add("pos_emb", [c.positions * c.channels + 1, d])
-        for l in 0..<c.layers { transformerLayerSpecs("layers.\(l)", c, add) }
-        norm("final_ln")
-        linear("head", c.codes, d)
-        return specs
-    }
-    for ch in 0..<c.channels { add("tok_emb.\(ch).weight", [c.codes + 1, d]) }
-    add("cls_emb.weight", [c.classes + 1, d])
-    add("pos_emb", [c.positions + 1, d])
-    if c.isPostNorm { norm("emb_ln") }
-    for l in 0..<c.layers { transformerLayerSpecs("layers.\(l)", c, add) }
-    if !c.isPostNorm { norm("final_ln") }
-    linear("head.dense", d, d); norm("head.ln")
-    for ch in 0..<c.channels { add("head_bias.\(ch)", [c.codes]) }
-    return specs
-}
-
-/// One transformer layer's tensors (shared by both prior kinds).
-func transformerLayerSpecs(_ p: String, _ c: PriorConfig, _ add: (String, [Int]) -> Void) {
-    let d = c.hidden
-    for (n, o, i) in [("attn.qkv", 3 * d, d), ("attn.out", d, d), ("mlp.fc1", c.isGEGLU ? 2 * c.mlp : c.mlp, d), ("mlp.fc2", d, c.mlp)] {
-        add("\(p).\(n).weight", [o, i]); add("\(p).\(n).bias", [o])
-    }
-    for n in ["ln1", "ln2"] { add("\(p).\(n).weight", [d]); if !c.isRMSNorm { add("\(p).\(n).bias", [d]) } }
-}
+/// Every tensor a prior config implies, in file order (derived from
+/// `TransformerPlans`, so the converter and the runtime agree).
+public func tensorSpecs(for c: PriorConfig) -> [TensorSpec] { TransformerPlans.tensorSpecs(c) }

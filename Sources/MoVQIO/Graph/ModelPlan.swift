@@ -19,6 +19,9 @@ public struct ModelPlan: Sendable {
             case map
             /// Plain `[channels][height * width]` (SCN modulation maps).
             case plain
+            /// `[channels][width]` with planes padded for the GEMM kernels
+            /// (transformer activations: features x positions; `height` is 1).
+            case columns
         }
         public var channels: Int, height: Int, width: Int
         public var layout: Layout
@@ -34,8 +37,14 @@ public struct ModelPlan: Sendable {
     public private(set) var stageEnds: [Int] = []
     /// The value the caller provides.
     public private(set) var input: ValueID = 0
-    /// The value the plan produces.
-    public private(set) var output: ValueID = 0
+    /// The values the plan produces (the autoencoder's image or latent; a
+    /// prior's logits per token channel).
+    public private(set) var outputs: [ValueID] = []
+    /// The first output.
+    public var output: ValueID { outputs[0] }
+    /// Values that persist from one run to the next (the autoregressive
+    /// prior's key/value cache): alive for the whole plan.
+    public private(set) var state: [ValueID] = []
 
     /// An empty plan whose input is `input`.
     init(input: Value) { self.input = addValue(input) }
@@ -44,7 +53,9 @@ public struct ModelPlan: Sendable {
     mutating func declare(_ name: String, _ shape: [Int]) { weights.append(TensorSpec(name: name, shape: shape)) }
     mutating func emit(_ op: PlanOp) { ops.append(op) }
     mutating func endStage() { stageEnds.append(ops.count) }
-    mutating func finish(output v: ValueID) { output = v }
+    mutating func finish(output v: ValueID) { outputs = [v] }
+    mutating func finish(outputs v: [ValueID]) { outputs = v }
+    mutating func addState(_ v: Value) -> ValueID { let id = addValue(v); state.append(id); return id }
 
     /// Model FLOPs of one image (multiply-add = 2): convolutions as direct
     /// convolutions (the upsample convolutions on the upsampled map), SCN's
@@ -66,6 +77,13 @@ public struct ModelPlan: Sendable {
         case .attention(let a, let x, _, _):
             let n = Double(values[x].height * values[x].width), c = Double(a.channels)
             return 8 * c * c * n + 4 * n * n * c
+        case .linear(let l, let x, _, _):
+            return 2 * Double(l.inputs * l.outputs * values[x].width)
+        case .selfAttention(_, let qkv, _, let s, let cache):
+            let d = Double(values[qkv].channels / 3), columns = Double(values[qkv].width)
+            // Per query: q.k and p.v over the sequence (MaskGIT) or the cached keys (at most `length`).
+            return 4 * d * columns * Double(cache?.length ?? s)
+        case .embed, .layerNorm, .gelu: return 0
         }
     }
 
@@ -97,6 +115,22 @@ public enum PlanOp: Sendable {
     /// `output = residual + proj(softmax(q k^T / sqrt(C)) v)`, single head,
     /// q, k, v projections of `normalized`.
     case attention(AttentionWeights, normalized: Int, residual: Int, output: Int)
+    /// `output` = token + class + position embeddings of the run's inputs
+    /// (MaskGIT: the class token, then the sum of each position's channel
+    /// tokens; GPT: the step's token or class token).
+    case embed(EmbeddingWeights, output: Int)
+    /// `output = W input + b (+ residual)` per position.
+    case linear(LinearWeights, input: Int, output: Int, residual: Int?)
+    /// LayerNorm / RMSNorm of each position's features.
+    case layerNorm(LayerNormWeights, input: Int, output: Int)
+    /// In place on the first `rows` features: `gelu(x)` (tanh form), or
+    /// when `gated` (GEGLU) `x * gelu(gate)` with the gate in rows `rows..<2 rows`.
+    case gelu(Int, rows: Int, gated: Bool)
+    /// Multi-head attention from `qkv` (`[3 * features][columns]`: q, k, v)
+    /// into `output`: within each `sequence` columns (MaskGIT), or with a
+    /// `cache`, each column's query over its sequence's cached keys after
+    /// appending its own (one autoregressive step).
+    case selfAttention(heads: Int, qkv: Int, output: Int, sequence: Int, cache: KeyValueCache?)
 
     /// The values the op reads.
     public var inputs: [Int] {
@@ -106,6 +140,11 @@ public enum PlanOp: Sendable {
         case .modulation(_, let z, _, _): return [z]
         case .groupNorm(_, let i, _, let m, _): return [i] + (m.map { [$0.scale, $0.shift] } ?? [])
         case .attention(_, let n, let r, _): return [n, r]
+        case .embed: return []
+        case .linear(_, let i, _, let r): return [i] + (r.map { [$0] } ?? [])
+        case .layerNorm(_, let i, _): return [i]
+        case .gelu(let v, _, _): return [v]
+        case .selfAttention(_, let qkv, _, _, let cache): return [qkv] + (cache.map { [$0.keys, $0.values] } ?? [])
         }
     }
 
@@ -116,6 +155,8 @@ public enum PlanOp: Sendable {
              .attention(_, _, _, let o):
             return [o]
         case .modulation(_, _, let s, let t): return [s, t]
+        case .embed(_, let o), .linear(_, _, let o, _), .layerNorm(_, _, let o), .gelu(let o, _, _): return [o]
+        case .selfAttention(_, _, let o, _, let cache): return [o] + (cache.map { [$0.keys, $0.values] } ?? [])
         }
     }
 }
