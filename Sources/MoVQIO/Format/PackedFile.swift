@@ -75,6 +75,7 @@ public final class PackedFile: @unchecked Sendable {
                 guard CRC32.update(0, raw) == e.crc32 else {
                     throw MoVQError.corruptFile(path: path, reason: "checksum mismatch in tensor '\(e.name)'")
                 }
+                map.releaseResidentPages(e.offset..<(e.offset + e.bytes))  // verified: no need to keep it in memory
             }
         }
         // int8 tensors need their per-output-channel scales: f32, one per row, finite.
@@ -106,10 +107,13 @@ public final class PackedFile: @unchecked Sendable {
     /// Calls `body` with the tensor as fp32 values of the expected shape:
     /// the mapped bytes themselves for fp32 tensors, a temporary widened copy
     /// for fp16 and int8 ones (int8: `q * scale` per output channel), which
-    /// is freed when `body` returns, so nothing widened stays resident.
+    /// is freed when `body` returns, so nothing widened stays resident; the
+    /// tensor's mapped pages are released afterwards too (they fault back
+    /// in from the page cache if read again).
     public func withFloats<R>(_ name: String, shape: [Int], _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R {
         guard let e = index[name] else { throw MoVQError.missingTensor(name) }
         guard e.shape == shape else { throw MoVQError.shapeMismatch(tensor: name, expected: shape, found: e.shape) }
+        defer { map.releaseResidentPages(e.offset..<(e.offset + e.bytes)) }  // read once: the pages may go
         if e.dtype == .f32 { return try body(rawBytes(e).bindMemory(to: Float.self)) }
         var values = decodeFloats(rawBytes(e), dtype: e.dtype, count: e.elementCount)
         if let scales = int8Scales(of: name) {

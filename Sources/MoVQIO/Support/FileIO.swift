@@ -116,6 +116,16 @@ public final class MappedFile: @unchecked Sendable {
         if mapped, let base = bytes.baseAddress { madvise(UnsafeMutableRawPointer(mutating: base), bytes.count, Int32(MADV_DONTNEED)) }
     }
 
+    /// `releaseResidentPages` for the whole pages inside `range` (bytes):
+    /// dropped after a tensor has been read, so a model being packed never
+    /// holds the mapped file and the packed copies in memory at once.
+    public func releaseResidentPages(_ range: Range<Int>) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard mapped, let base = bytes.baseAddress, page > 0 else { return }
+        let lo = (range.lowerBound + page - 1) / page * page, hi = min(bytes.count, range.upperBound) / page * page
+        if lo < hi { madvise(UnsafeMutableRawPointer(mutating: base + lo), hi - lo, Int32(MADV_DONTNEED)) }
+    }
+
     deinit {
         if mapped, let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
     }

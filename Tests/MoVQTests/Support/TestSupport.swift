@@ -5,7 +5,8 @@ import XCTest
 
 /// Paths of committed fixtures and scratch files for tests.
 enum TestPaths {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    /// Tests/MoVQTests (this file is in its Support folder).
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     static func fixture(_ p: String) -> String { root.appendingPathComponent("Fixtures").appendingPathComponent(p).path }
     static let packageRoot = root.deletingLastPathComponent().deletingLastPathComponent()
     static var demoModel: String { packageRoot.appendingPathComponent("Sources/movq/Resources/demo.mvq").path }

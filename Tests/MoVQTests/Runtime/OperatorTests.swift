@@ -4,10 +4,10 @@ import XCTest
 @testable import MoVQIO
 import MoVQKernelCore
 
-/// Every SIMD tier this CPU has (the lower ones forced) against the reference
-/// kernels, on odd shapes: channel counts that are not multiples of 6 or 16,
+/// Every SIMD operator on every tier this CPU has (the lower ones forced)
+/// against the reference kernels, on odd shapes: channel counts that are not multiples of 6 or 16,
 /// 1x1 maps, widths that leave vector tails, batch > 1.
-final class FastKernelTests: XCTestCase {
+final class OperatorTests: XCTestCase {
     var tiers: [KernelSet] { Platform.availableTiers.compactMap { Platform.kernels(named: $0) } }
 
     func random(_ n: Int, seed: UInt64) -> [Float] {
@@ -269,54 +269,6 @@ final class FastKernelTests: XCTestCase {
         for x: Float in [-87, -20, -1.5, -1e-3, 0, 0.3, 1, 10, 80] {
             let v = vexp(SIMD4<Float>(repeating: x), SeparateMulAdd.self)[0]
             XCTAssertEqual(Double(v), Foundation.exp(Double(x)), accuracy: 3e-7 * Foundation.exp(Double(x)), "exp(\(x))")
-        }
-    }
-
-    func testFastDecoderMatchesReferenceAndIsThreadIndependent() throws {
-        for source in ["tiny_movq/diffusers", "tiny_vqgan/diffusers", "tiny_multichannel/original.ckpt"] {
-            let path = TestPaths.scratch() + "/m.mvq"
-            try Converter.convert(source: TestPaths.fixture(source), output: path)
-            let name = source.split(separator: "/")[0]
-            let z = try loadTensor(TestPaths.fixture("\(name)/latent.npy"))
-            let ref = try MoVQModel(contentsOf: path, backend: .reference).decode(latent: z)
-            for k in tiers {
-                let m = try MoVQModel(contentsOf: path, backend: .simd(k))
-                let one = try m.decode(latent: z, threads: 1)
-                assertParity(one, ref, "\(source) \(k.name)")
-                assertParity(one, try loadTensor(TestPaths.fixture("\(name)/decoded_latent.npy")), "\(source) \(k.name) vs PyTorch")
-                XCTAssertEqual(one, try m.decode(latent: z, threads: 2), "\(k.name) threads")
-                XCTAssertEqual(one, try m.decode(latent: z, threads: 5), "\(k.name) threads")
-                let z1 = try loadTensor(TestPaths.fixture("\(name)/latent_1x1.npy"))
-                assertParity(try m.decode(latent: z1), try loadTensor(TestPaths.fixture("\(name)/decoded_1x1.npy")), "\(source) \(k.name) 1x1")
-            }
-        }
-    }
-
-    func testFastEncoderMatchesReferenceOnEveryTier() throws {
-        for source in ["tiny_movq/original.ckpt", "tiny_vqgan/diffusers", "tiny_multichannel/original.ckpt"] {
-            let path = TestPaths.scratch() + "/m.mvq"
-            try Converter.convert(source: TestPaths.fixture(source), output: path)
-            let name = source.split(separator: "/")[0]
-            let x = try loadTensor(TestPaths.fixture("\(name)/image.npy"))
-            let ref = try MoVQModel(contentsOf: path, backend: .reference).encode(images: x)
-            for k in tiers {
-                let m = try MoVQModel(contentsOf: path, backend: .simd(k))
-                let z = try m.encode(images: x, threads: 3)
-                assertParity(z, ref, "\(source) \(k.name) encoder")
-                assertParity(z, try loadTensor(TestPaths.fixture("\(name)/latent.npy")), "\(source) \(k.name) encoder vs PyTorch")
-                XCTAssertEqual(z, try m.encode(images: x, threads: 1))
-            }
-        }
-    }
-
-    func testAttentionWithManyQueryBlocks() throws {
-        // 24x24 latent = 576 tokens: three query blocks, the last one partial.
-        let path = TestPaths.scratch() + "/m.mvq"
-        try Converter.convert(source: TestPaths.fixture("tiny_vqgan/diffusers"), output: path)
-        let z = try Tensor(shape: [1, 3, 24, 24], data: random(3 * 576, seed: 9))
-        let ref = try MoVQModel(contentsOf: path, backend: .reference).decode(latent: z, threads: 2)
-        for k in tiers {
-            assertParity(try MoVQModel(contentsOf: path, backend: .simd(k)).decode(latent: z, threads: 2), ref, k.name)
         }
     }
 }

@@ -1,0 +1,77 @@
+import Foundation
+import XCTest
+@testable import MoVQ
+@testable import MoVQIO
+
+/// A damaged or hostile packed file gives a clear `MoVQError`, never a crash or a huge allocation.
+final class PackedFileInputTests: XCTestCase {
+    func testTruncatedPackedFile() throws {
+        let (_, data) = try packedModelFile()
+        for cut in [0, 5, 20, 100, data.count / 2, data.count - 1] {
+            let p = write(data.prefix(cut))
+            assertThrows(cut < 8 ? "truncated" : "") { try MoVQModel(contentsOf: p) }
+        }
+        assertThrows("lies outside the file") { try MoVQModel(contentsOf: write(data.prefix(data.count - 1))) }
+    }
+
+    func testCorruptedTensorBytesFailChecksum() throws {
+        var (_, data) = try packedModelFile()
+        data[data.count - 10] ^= 0xFF
+        assertThrows("checksum mismatch in tensor 'decoder.conv_out.") { try MoVQModel(contentsOf: write(data)) }
+    }
+
+    func testCorruptedHeader() throws {
+        var (_, data) = try packedModelFile()
+        data[40] ^= 0x01
+        assertThrows("header checksum mismatch") { try PackedFile(path: write(data)) }
+        var bad = try packedModelFile().data
+        bad[0] = 0x4E
+        assertThrows("bad magic") { try PackedFile(path: write(bad)) }
+    }
+
+    func testAbsurdHeaderLength() throws {
+        var data = try packedModelFile().data
+        data.replaceSubrange(16..<24, with: [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F])
+        assertThrows("header length") { try PackedFile(path: write(data)) }
+    }
+
+    func testMissingFile() {
+        assertThrows("no such file") { try MoVQModel(contentsOf: "/nonexistent/model.mvq") }
+        assertThrows("no such file") { try CheckpointImporter.load(path: "/nonexistent/x.ckpt") }
+    }
+
+    // 6. A 2^62-element tensor whose byte count overflows.
+    func testPackedTensorByteCountCannotOverflow() throws {
+        let p = try editedFirstTensor { t in t["shape"] = [1 << 30, 1 << 30, 4]; t["bytes"] = 0 }
+        assertThrows("more than the") { try PackedFile(path: p) }
+        // The editor itself keeps files valid.
+        XCTAssertNoThrow(try PackedFile(path: try editedFirstTensor { _ in }))
+    }
+
+    // 7. Unknown layouts, undefined dtypes and a wrong format field.
+    func testPackedLayoutDTypeAndFormatAreChecked() throws {
+        assertThrows("layout 'nchw16'") { try PackedFile(path: try self.editedFirstTensor { $0["layout"] = "nchw16" }) }
+        for dt in ["f64", "bf16", "u8", "i16", "i32", "i64", "bool"] {
+            assertThrows("has dtype \(dt)") { try PackedFile(path: try self.editedFirstTensor { $0["dtype"] = dt }) }
+        }
+        let d = try Crafted.editPacked(try packedModel()) { $0["format"] = "other-format" }
+        assertThrows("format 'other-format'") { try PackedFile(path: write(d, "f.mvq")) }
+        let dup = try Crafted.editPacked(try packedModel()) { h in
+            var ts = h["tensors"] as! [[String: Any]]; ts[1]["name"] = ts[0]["name"]; h["tensors"] = ts
+        }
+        assertThrows("duplicate tensor") { try PackedFile(path: write(dup, "d.mvq")) }
+    }
+
+    // 12. FIFOs (and folders) as model, checkpoint or config paths fail at once.
+    func testFIFOsDoNotBlock() throws {
+        let fifo = TestPaths.scratch() + "/model.mvq"
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        assertThrows("not a regular file") { try PackedFile(path: fifo) }
+        assertThrows("not a regular file") { try MoVQModel(contentsOf: fifo) }
+        assertThrows("not a regular file") { try CheckpointImporter.load(path: fifo) }
+        assertThrows("not a regular file") { try CheckpointImporter.load(path: TestPaths.fixture("tiny_vqgan/diffusers"), configPath: fifo) }
+        assertThrows("not a regular file") { try NPY.read(path: fifo) }
+        assertThrows("not a regular file") { try PNG.read(path: fifo) }
+        assertThrows("is a folder") { try PackedFile(path: TestPaths.scratch()) }
+    }
+}
