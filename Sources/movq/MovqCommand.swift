@@ -46,7 +46,7 @@ struct ComputeOptions: ParsableArguments {
     }
 
     /// The SIMD tier for a prior (which has no reference backend).
-    func priorKernels() throws -> KernelSet {
+    func priorTier() throws -> KernelTier {
         guard case .simd(let k) = try backend() else {
             throw MoVQError.unsupported("the prior runs on SIMD kernels only (--kernels auto|avx512vnni|avx512|avx2|portable)")
         }
@@ -59,10 +59,10 @@ struct ComputeOptions: ParsableArguments {
         case "auto": return .fast
         case "reference": return .reference
         default:
-            guard let k = Platform.kernels(named: kernels) else {
-                throw MoVQError.invalidInput("kernels '\(kernels)' unavailable here (this CPU has: \(Platform.availableTiers.joined(separator: ", ")), reference)")
+            guard let t = KernelTier.named(kernels) else {
+                throw MoVQError.invalidInput("kernels '\(kernels)' unavailable here (this CPU has: \(KernelTier.available.map(\.name).joined(separator: ", ")), reference)")
             }
-            return .simd(k)
+            return .simd(t)
         }
     }
 }

@@ -43,7 +43,8 @@ public final class MoVQModel: @unchecked Sendable {
             guard let e = file.entry(spec.name) else { throw MoVQError.missingTensor(spec.name) }
             guard e.shape == spec.shape else { throw MoVQError.shapeMismatch(tensor: spec.name, expected: spec.shape, found: e.shape) }
         }
-        if case .simd(let kernels) = backend {
+        if case .simd(let tier) = backend {
+            let kernels = tier.kernels
             decoder = try SIMDExecutor(file: file, kernels: kernels) { AutoencoderPlans.decoder(c, latentHeight: $0, latentWidth: $1) }
             encoder = c.hasEncoder ? try SIMDExecutor(file: file, kernels: kernels) { AutoencoderPlans.encoder(c, height: $0, width: $1) } : nil
         } else {
@@ -250,17 +251,17 @@ public final class MoVQModel: @unchecked Sendable {
 public enum Backend: Sendable {
     /// The simple reference kernels (NCHW, scalar loops).
     case reference
-    /// The SIMD kernels of one ISA tier (see `Platform`).
-    case simd(KernelSet)
+    /// The SIMD kernels of one ISA tier.
+    case simd(KernelTier)
 
     /// SIMD kernels of the best tier this CPU supports (or `MOVQ_ISA`).
-    public static var fast: Backend { .simd(Platform.kernels) }
+    public static var fast: Backend { .simd(.best) }
 
     /// A short name: "reference", or the tier's name.
     public var name: String {
         switch self {
         case .reference: return "reference"
-        case .simd(let k): return k.name
+        case .simd(let t): return t.name
         }
     }
 }

@@ -7,7 +7,9 @@ import MoVQKernelCore
 /// a time with a key/value cache. Each image of a batch has its own cache and
 /// random stream, so results do not depend on the batch or the thread count.
 public final class GPTPrior: @unchecked Sendable {
+    /// The architecture.
     public let config: PriorConfig
+    /// The packed file (kind "maskgit-prior", config kind "gpt").
     public let file: PackedFile
     let kernels: KernelSet
     /// Bytes a forward or sampling run may plan to use.
@@ -23,11 +25,12 @@ public final class GPTPrior: @unchecked Sendable {
 
     /// `memoryLimit` bounds each forward or sampling run (bytes, estimated
     /// from the config and batch before allocating; see `MemoryLimit`).
-    public init(contentsOf path: String, kernels: KernelSet = Platform.kernels, memoryLimit: Int = MemoryLimit.defaultBytes) throws {
+    public init(contentsOf path: String, tier: KernelTier = .best, memoryLimit: Int = MemoryLimit.defaultBytes) throws {
         self.memoryLimit = memoryLimit
         file = try PackedFile(path: path)
         guard let c = file.header.prior, c.isAutoregressive else { throw MoVQError.invalidInput("\(path) is not an autoregressive (gpt) prior") }
         config = c
+        let kernels = tier.kernels
         self.kernels = kernels
         executor = try TransformerExecutor(file: file, kernels: kernels) { TransformerPlans.gptStep(c, batch: $0) }
         file.map.releaseResidentPages()

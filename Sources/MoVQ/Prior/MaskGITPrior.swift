@@ -32,12 +32,13 @@ public final class MaskGITPrior: @unchecked Sendable {
     /// a file of another kind, or tensors that do not fit the config.
     /// `memoryLimit` bounds each forward or sampling run (bytes, estimated
     /// from the config and batch before allocating; see `MemoryLimit`).
-    public init(contentsOf path: String, kernels: KernelSet = Platform.kernels, memoryLimit: Int = MemoryLimit.defaultBytes) throws {
+    public init(contentsOf path: String, tier: KernelTier = .best, memoryLimit: Int = MemoryLimit.defaultBytes) throws {
         self.memoryLimit = memoryLimit
         file = try PackedFile(path: path)
         guard let c = file.header.prior else { throw MoVQError.invalidInput("\(path) is a \(file.header.kind), not a MaskGIT prior") }
         guard !c.isAutoregressive else { throw MoVQError.invalidInput("\(path) is an autoregressive (gpt) prior: open it as a GPTPrior") }
         config = c
+        let kernels = tier.kernels
         self.kernels = kernels
         executor = try TransformerExecutor(file: file, kernels: kernels) { TransformerPlans.maskGIT(c, sequences: $0) }
         file.map.releaseResidentPages()

@@ -5,7 +5,8 @@ import MoVQKernelCore
 /// Measures the machine's fp32 FMA peak with a kernel tier's own vectors.
 public enum MachinePeak {
     /// FLOP/s with `threads` threads each running the probe for about `seconds`.
-    public static func measure(_ k: KernelSet, threads: Int, seconds: Double = 0.3) -> Double {
+    public static func measure(_ tier: KernelTier, threads: Int, seconds: Double = 0.3) -> Double {
+        let k = tier.kernels
         let flopsPerRound = Double(24 * k.lanes)
         // Calibrate iterations on one thread.
         var n = 1 << 16

@@ -11,9 +11,9 @@ import MoVQKernelsAVX512VNNI
 /// environment variable `MOVQ_ISA` to `avx512`, `avx2` or `portable` to force a lower
 /// tier (tests do this so every tier runs on every machine); asking for a
 /// tier the CPU lacks falls back to the best available one.
-public enum Platform {
+enum Platform {
     /// Tiers this CPU can run, best first.
-    public static var availableTiers: [String] {
+    static var availableTiers: [String] {
         var t: [String] = []
         #if arch(x86_64)
         if movq_cpu_has_avx512_vnni() != 0 { t.append("avx512vnni") }
@@ -25,7 +25,7 @@ public enum Platform {
     }
 
     /// Kernels of a named tier if this CPU supports it.
-    public static func kernels(named name: String) -> KernelSet? {
+    static func kernels(named name: String) -> KernelSet? {
         guard availableTiers.contains(name) else { return nil }
         #if arch(x86_64)
         if name == "avx512vnni" { return avx512VNNIKernels }
@@ -36,7 +36,7 @@ public enum Platform {
     }
 
     /// The process-wide choice.
-    public static let kernels: KernelSet = {
+    static let kernels: KernelSet = {
         if let forced = RuntimeOptions.current.isa, let k = kernels(named: forced) { return k }
         return kernels(named: availableTiers[0])!
     }()

@@ -2,11 +2,13 @@ import Foundation
 
 /// Collects wall time per operator for `movq bench --layers`.
 public final class Profiler: @unchecked Sendable {
+    /// Time, FLOPs and call count of one operator name.
     public struct Entry: Sendable { public var name: String; public var seconds: Double; public var flops: Double; public var calls: Int }
     private var entries: [String: Entry] = [:]
     private var order: [String] = []
     private let lock = NSLock()
 
+    /// An empty profile.
     public init() {}
 
     func record(_ name: String, flops: Double, _ body: () -> Void) {
@@ -20,5 +22,6 @@ public final class Profiler: @unchecked Sendable {
 
     /// Entries in first-seen order.
     public var report: [Entry] { lock.lock(); defer { lock.unlock() }; return order.map { entries[$0]! } }
+    /// Forgets every entry.
     public func reset() { lock.lock(); entries = [:]; order = []; lock.unlock() }
 }

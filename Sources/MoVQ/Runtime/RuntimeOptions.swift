@@ -14,11 +14,17 @@ import Foundation
 /// | `MOVQ_POSITIONS=N` | `minPositions`: positions per direct-conv task block | 256 |
 /// | `MOVQ_L2=BYTES` | `l2Budget`: cache budget that sizes input-channel blocks | half the L2 |
 public struct RuntimeOptions: Sendable, Equatable, CustomStringConvertible {
+    /// `MOVQ_ISA`: a tier to force (`avx512vnni`, `avx512`, `avx2`, `portable`), nil for the best one.
     public var isa: String?
+    /// `MOVQ_WINOGRAD=0` turns Winograd off for stride-1 3x3 convolutions (A/B runs).
     public var winograd: Bool
+    /// `MOVQ_INT16_WINOGRAD=0` runs int8 models' 3x3 convolutions in fp32 Winograd.
     public var int16Winograd: Bool
+    /// `MOVQ_QUAD_LINEARS=0` keeps int8 linears in int16 mode on VNNI tiers.
     public var quadLinears: Bool
+    /// `MOVQ_MIN_POSITIONS`: positions per GEMM task (at least two image rows are used).
     public var minPositions: Int
+    /// `MOVQ_L2_BUDGET`: bytes of input slice a GEMM task keeps in L2.
     public var l2Budget: Int
 
     /// The options an environment sets (unset or unparsable variables keep the defaults).

@@ -9,6 +9,7 @@ public struct AutoregressiveSettings: Sendable, Equatable {
     /// Keep the smallest set of most likely codes whose probability reaches `topP` (1 = all).
     public var topP: Double = 1
 
+    /// Settings with the defaults: temperature 1, no top-k, no top-p.
     public init(temperature: Double = 1, topK: Int = 0, topP: Double = 1) {
         self.temperature = temperature; self.topK = topK; self.topP = topP
     }

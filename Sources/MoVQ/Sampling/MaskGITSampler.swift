@@ -8,11 +8,13 @@ public struct MaskGITSettings: Sendable, Equatable {
     public var temperature: Float = 1
     /// Gumbel noise scale on the confidences, annealed as `tau0 (1 - r)`.
     public var choiceTemperature: Float = 4.5
+    /// How many tokens stay masked after each step.
     public var schedule: MaskSchedule = .cosine
     /// Classifier-free guidance scale: `uncond + s (cond - uncond)`; 0 turns
     /// it off (one forward per step instead of a doubled batch).
     public var guidance: Float = 0
 
+    /// Settings with the official MaskGIT defaults (8 steps, choice temperature 4.5, cosine schedule).
     public init(steps: Int = 8, temperature: Float = 1, choiceTemperature: Float = 4.5, schedule: MaskSchedule = .cosine, guidance: Float = 0) {
         self.steps = steps; self.temperature = temperature; self.choiceTemperature = choiceTemperature
         self.schedule = schedule; self.guidance = guidance

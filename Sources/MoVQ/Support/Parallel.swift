@@ -9,6 +9,7 @@ public struct Parallelism: Sendable {
     /// Number of worker threads (at least 1).
     public let threads: Int
 
+    /// `threads` workers (at least 1).
     public init(threads: Int) { self.threads = max(1, threads) }
 
     /// One thread per available core.

@@ -2,6 +2,7 @@ import Foundation
 
 /// A MaskGIT prior checkpoint mapped onto `tensorSpecs(for: PriorConfig)`.
 public struct ImportedPrior: Sendable {
+    /// The architecture (from the checkpoint's `prior.json`).
     public var config: PriorConfig
     /// Every tensor of the specs, in order, as fp32.
     public var tensors: [CheckpointTensor]

@@ -3,10 +3,10 @@
 ///
 /// Validated as the reference implementation does: unique names, every
 /// range inside the data and the ranges tiling it without overlap or holes.
-public enum Safetensors {
+package enum Safetensors {
     static let maxHeaderBytes = 100_000_000
 
-    public static func read(path: String) throws -> [CheckpointTensor] {
+    package static func read(path: String) throws -> [CheckpointTensor] {
         let map = try MappedFile(path: path)
         return try parse(map.bytes, path: path)
     }

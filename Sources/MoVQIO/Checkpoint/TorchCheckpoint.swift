@@ -1,8 +1,8 @@
 /// Reads float tensors from a PyTorch zip checkpoint (`torch.save`, torch >=
 /// 1.6) without executing any pickle code. Accepts a bare state dict or one
 /// nested under "state_dict".
-public enum TorchCheckpoint {
-    public static func read(path: String) throws -> [CheckpointTensor] {
+package enum TorchCheckpoint {
+    package static func read(path: String) throws -> [CheckpointTensor] {
         let map = try MappedFile(path: path)
         guard map.bytes.count >= 4, map.bytes[0] == 0x50, map.bytes[1] == 0x4B else {
             throw MoVQError.corruptFile(path: path, reason: "not a PyTorch zip checkpoint")

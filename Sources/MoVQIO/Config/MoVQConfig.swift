@@ -52,6 +52,7 @@ public struct MoVQConfig: Codable, Equatable, Sendable {
     /// Whether the model can turn indices into latents and back.
     public var hasQuantizer: Bool { numVQEmbeddings > 0 }
 
+    /// A config with the fields shapes reveal; the rest take the diffusers defaults.
     public init(blockOutChannels: [Int], layersPerBlock: Int, encoderAttention: [Bool], decoderAttention: [Bool],
                 latentChannels: Int, vqEmbedDim: Int, numVQEmbeddings: Int, codebookDim: Int) {
         self.blockOutChannels = blockOutChannels; self.layersPerBlock = layersPerBlock

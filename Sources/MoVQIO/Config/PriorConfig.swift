@@ -15,6 +15,7 @@ public struct PriorConfig: Codable, Equatable, Sendable {
     public var height: Int, width: Int
     /// Classes; class id `classes` is the unconditional (null) class.
     public var classes: Int
+    /// Model width, attention heads and transformer layers.
     public var hidden: Int, heads: Int, layers: Int
     /// MLP inner width (GEGLU: width of the gated product).
     public var mlp: Int
@@ -24,6 +25,7 @@ public struct PriorConfig: Codable, Equatable, Sendable {
     public var normPosition: String
     /// "gelu" (tanh form) or "geglu".
     public var activation: String
+    /// Epsilon of every LayerNorm / RMSNorm.
     public var normEps: Float
     /// nil or "maskgit": MaskGIT; "gpt": the autoregressive prior.
     public var kind: String?
@@ -33,6 +35,7 @@ public struct PriorConfig: Codable, Equatable, Sendable {
         case normPosition = "norm_position", activation, normEps = "norm_eps", kind
     }
 
+    /// A config; the defaults are the official MaskGIT's post-LN LayerNorm + GELU.
     public init(codes: Int, channels: Int, height: Int, width: Int, classes: Int, hidden: Int, heads: Int, layers: Int,
                 mlp: Int, norm: String = "layernorm", normPosition: String = "post", activation: String = "gelu", normEps: Float = 1e-12) {
         self.codes = codes; self.channels = channels; self.height = height; self.width = width; self.classes = classes
@@ -42,8 +45,11 @@ public struct PriorConfig: Codable, Equatable, Sendable {
 
     /// Token positions `N = height * width` (the sequence adds the class token).
     public var positions: Int { height * width }
+    /// Post-LN (BERT, the official MaskGIT) rather than pre-LN.
     public var isPostNorm: Bool { normPosition == "post" }
+    /// RMSNorm rather than LayerNorm.
     public var isRMSNorm: Bool { norm == "rmsnorm" }
+    /// A GEGLU MLP rather than GELU.
     public var isGEGLU: Bool { activation == "geglu" }
     /// The autoregressive (GPT) prior.
     public var isAutoregressive: Bool { kind == "gpt" }

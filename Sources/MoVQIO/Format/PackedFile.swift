@@ -7,12 +7,16 @@ import Foundation
 /// CRC. fp32 tensors are used in place (no copy); other types are widened to
 /// fp32 on first use.
 public final class PackedFile: @unchecked Sendable {
+    /// Where the file was opened from.
     public let path: String
+    /// The validated header: kind, config, tensor table, metadata.
     public let header: PackedHeader
+    /// Bytes of the file.
     public let fileSize: Int
     package let map: MappedFile
     private var index: [String: PackedTensorEntry] = [:]
 
+    /// Opens and validates `path` (see the type's description); `verifyChecksums` also checks every tensor's CRC-32.
     public init(path: String, verifyChecksums: Bool = true) throws {
         self.path = path
         map = try MappedFile(path: path)

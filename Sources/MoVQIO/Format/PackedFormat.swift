@@ -11,9 +11,13 @@
 ///
 /// All integers are little-endian. Tensor offsets are absolute.
 public enum PackedFormat {
+    /// The first 8 bytes of every packed file.
     public static let magic: [UInt8] = Array("MOVQPACK".utf8)
+    /// The format version this build reads and writes.
     public static let version: UInt32 = 1
+    /// Tensor data offsets are multiples of this (bytes), for aligned mapping.
     public static let alignment = 64
+    /// Bytes before the JSON header: magic, version, header length, header CRC.
     public static let fixedHeaderSize = 32
     /// Largest header we accept; a bigger claim means a corrupt file.
     public static let maxHeaderBytes = 64 << 20
@@ -44,6 +48,7 @@ public struct PackedTensorEntry: Codable, Equatable, Sendable {
     /// For int8 weights: name of the f32 tensor of per-output-channel scales.
     public var scales: String?
 
+    /// Elements of the tensor (the product of its shape).
     public var elementCount: Int { shape.reduce(1, *) }
 }
 

@@ -3,12 +3,12 @@ import Foundation
 /// A tensor to be written: values are converted to `dtype` on write. An
 /// `i8` tensor is quantized per output channel (`Int8Weights`) and written
 /// with an `f32` companion tensor of scales named `Int8Weights.scaleName`.
-public struct PackedTensorInput: Sendable {
-    public var name: String
-    public var shape: [Int]
-    public var values: [Float]
-    public var dtype: DType
-    public init(name: String, shape: [Int], values: [Float], dtype: DType = .f32) {
+package struct PackedTensorInput: Sendable {
+    package var name: String
+    package var shape: [Int]
+    package var values: [Float]
+    package var dtype: DType
+    package init(name: String, shape: [Int], values: [Float], dtype: DType = .f32) {
         self.name = name; self.shape = shape; self.values = values; self.dtype = dtype
     }
 }
@@ -16,13 +16,13 @@ public struct PackedTensorInput: Sendable {
 /// Serializes a model into the packed format. Output is a pure function of
 /// the inputs (sorted JSON keys, fixed tensor order), so converting the same
 /// checkpoint twice gives byte-identical files.
-public enum PackedWriter {
-    public static func serialize(config: MoVQConfig, tensors: [PackedTensorInput], metadata: [String: String]) throws -> Data {
+package enum PackedWriter {
+    package static func serialize(config: MoVQConfig, tensors: [PackedTensorInput], metadata: [String: String]) throws -> Data {
         try serialize(PackedHeader(config: config, tensors: [], metadata: metadata), tensors: tensors)
     }
 
     /// Serializes a MaskGIT prior (kind "maskgit-prior").
-    public static func serialize(prior: PriorConfig, tensors: [PackedTensorInput], metadata: [String: String]) throws -> Data {
+    package static func serialize(prior: PriorConfig, tensors: [PackedTensorInput], metadata: [String: String]) throws -> Data {
         try serialize(PackedHeader(kind: "maskgit-prior", config: nil, prior: prior, tensors: [], metadata: metadata), tensors: tensors)
     }
 

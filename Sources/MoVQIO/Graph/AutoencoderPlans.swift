@@ -1,12 +1,12 @@
 /// The MoVQ / VQGAN autoencoder, described once: the only place its layers
 /// are listed (Docs/MOVQ.md walks through the same structure). The decoder
 /// and encoder plans, and from them the file's tensor list, come from here.
-public enum AutoencoderPlans {
+package enum AutoencoderPlans {
     /// The decoder for one latent of `latentHeight x latentWidth`: z_q
     /// (`vqEmbedDim` channels) -> image (`outChannels`, `downsampleFactor`
     /// times larger). With SCN every norm is conditioned on z_q as it leaves
     /// the quantizer (before post_quant_conv).
-    public static func decoder(_ c: MoVQConfig, latentHeight h: Int, latentWidth w: Int) -> ModelPlan {
+    package static func decoder(_ c: MoVQConfig, latentHeight h: Int, latentWidth w: Int) -> ModelPlan {
         var b = Builder(c, input: .init(channels: c.vqEmbedDim, height: h, width: w, layout: .map))
         let zq = b.plan.input
         let spatial = c.normType == .spatial
@@ -37,7 +37,7 @@ public enum AutoencoderPlans {
 
     /// The encoder for one image of `height x width` (multiples of
     /// `downsampleFactor`): image -> pre-quantization latent (after quant_conv).
-    public static func encoder(_ c: MoVQConfig, height: Int, width: Int) -> ModelPlan {
+    package static func encoder(_ c: MoVQConfig, height: Int, width: Int) -> ModelPlan {
         var b = Builder(c, input: .init(channels: c.inChannels, height: height, width: width, layout: .map))
         let boc = c.blockOutChannels, top = boc[boc.count - 1]
         var x = b.apply(b.conv("encoder.conv_in", c.inChannels, boc[0], 3), b.plan.input)
@@ -63,7 +63,7 @@ public enum AutoencoderPlans {
     }
 
     /// The quantizer's codebook `[numVQEmbeddings, codebookDim]`.
-    public static func codebook(_ c: MoVQConfig) -> TensorSpec {
+    package static func codebook(_ c: MoVQConfig) -> TensorSpec {
         TensorSpec(name: "quantize.embedding.weight", shape: [c.numVQEmbeddings, c.codebookDim])
     }
 

@@ -7,14 +7,14 @@
 /// model FLOPs (`flops`), the activation arena (planned by the runtime from
 /// value lifetimes, before anything runs) and the two executors (reference
 /// and SIMD), which walk `ops` in order.
-public struct ModelPlan: Sendable {
+package struct ModelPlan: Sendable {
     /// Index of a value in `values`.
-    public typealias ValueID = Int
+    package typealias ValueID = Int
 
     /// An activation of one image: `channels` planes of `height x width`.
-    public struct Value: Equatable, Sendable {
+    package struct Value: Equatable, Sendable {
         /// How an executor stores the value.
-        public enum Layout: Sendable {
+        package enum Layout: Sendable {
             /// A feature map the convolutions read (executors may pad it).
             case map
             /// Plain `[channels][height * width]` (SCN modulation maps).
@@ -23,28 +23,28 @@ public struct ModelPlan: Sendable {
             /// (transformer activations: features x positions; `height` is 1).
             case columns
         }
-        public var channels: Int, height: Int, width: Int
-        public var layout: Layout
+        package var channels: Int, height: Int, width: Int
+        package var layout: Layout
     }
 
     /// The values, indexed by `ValueID`.
-    public private(set) var values: [Value] = []
+    package private(set) var values: [Value] = []
     /// The ops in execution order.
-    public private(set) var ops: [PlanOp] = []
+    package private(set) var ops: [PlanOp] = []
     /// Every weight tensor the ops use, in declaration order (the file order).
-    public private(set) var weights: [TensorSpec] = []
+    package private(set) var weights: [TensorSpec] = []
     /// Op counts after which a progress stage (a resolution level) is complete.
-    public private(set) var stageEnds: [Int] = []
+    package private(set) var stageEnds: [Int] = []
     /// The value the caller provides.
-    public private(set) var input: ValueID = 0
+    package private(set) var input: ValueID = 0
     /// The values the plan produces (the autoencoder's image or latent; a
     /// prior's logits per token channel).
-    public private(set) var outputs: [ValueID] = []
+    package private(set) var outputs: [ValueID] = []
     /// The first output.
-    public var output: ValueID { outputs[0] }
+    package var output: ValueID { outputs[0] }
     /// Values that persist from one run to the next (the autoregressive
     /// prior's key/value cache): alive for the whole plan.
-    public private(set) var state: [ValueID] = []
+    package private(set) var state: [ValueID] = []
 
     /// An empty plan whose input is `input`.
     init(input: Value) { self.input = addValue(input) }
@@ -61,10 +61,10 @@ public struct ModelPlan: Sendable {
     /// convolutions (the upsample convolutions on the upsampled map), SCN's
     /// 1x1 convolutions at latent resolution, attention projections and
     /// matmuls. Norms and activations are memory-bound and not counted.
-    public var flops: Double { ops.indices.reduce(0.0) { $0 + flops(ofOp: $1) } }
+    package var flops: Double { ops.indices.reduce(0.0) { $0 + flops(ofOp: $1) } }
 
     /// Model FLOPs of op `i` for one image.
-    public func flops(ofOp i: Int) -> Double {
+    package func flops(ofOp i: Int) -> Double {
         let op = ops[i]
         switch op {
         case .conv(let w, let x, _, _), .upsampleConv(let w, let x, _), .downsampleConv(let w, let x, _):
@@ -99,7 +99,7 @@ public struct ModelPlan: Sendable {
 
 /// One op of a `ModelPlan`. Values are `ModelPlan.ValueID`s; an op whose
 /// output is its input runs in place.
-public enum PlanOp: Sendable {
+package enum PlanOp: Sendable {
     /// `output = conv_kxk(input) + bias (+ residual)`, stride 1, "same" zero padding.
     case conv(ConvWeights, input: Int, output: Int, residual: Int?)
     /// `output = conv3x3(nearest2x(input)) + bias`.
@@ -133,7 +133,7 @@ public enum PlanOp: Sendable {
     case selfAttention(heads: Int, qkv: Int, output: Int, sequence: Int, cache: KeyValueCache?)
 
     /// The values the op reads.
-    public var inputs: [Int] {
+    package var inputs: [Int] {
         switch self {
         case .conv(_, let i, _, let r): return [i] + (r.map { [$0] } ?? [])
         case .upsampleConv(_, let i, _), .downsampleConv(_, let i, _): return [i]
@@ -149,7 +149,7 @@ public enum PlanOp: Sendable {
     }
 
     /// The values the op writes.
-    public var outputs: [Int] {
+    package var outputs: [Int] {
         switch self {
         case .conv(_, _, let o, _), .upsampleConv(_, _, let o), .downsampleConv(_, _, let o), .groupNorm(_, _, let o, _, _),
              .attention(_, _, _, let o):
@@ -162,32 +162,32 @@ public enum PlanOp: Sendable {
 }
 
 /// A convolution's weights: `<prefix>.weight [out, in, k, k]` and `<prefix>.bias [out]`.
-public struct ConvWeights: Equatable, Sendable {
-    public var prefix: String
-    public var inChannels: Int, outChannels: Int, kernel: Int
-    public var weightName: String { "\(prefix).weight" }
-    public var biasName: String { "\(prefix).bias" }
-    public var weightShape: [Int] { [outChannels, inChannels, kernel, kernel] }
+package struct ConvWeights: Equatable, Sendable {
+    package var prefix: String
+    package var inChannels: Int, outChannels: Int, kernel: Int
+    package var weightName: String { "\(prefix).weight" }
+    package var biasName: String { "\(prefix).bias" }
+    package var weightShape: [Int] { [outChannels, inChannels, kernel, kernel] }
 }
 
 /// A GroupNorm's weights: affine `gamma`/`beta` (`<prefix>.weight`/`.bias`,
 /// or `<prefix>.norm_layer.*` for SCN norms) and, for SCN, the `conv_y` and
 /// `conv_b` 1x1 convolutions of the condition.
-public struct NormWeights: Equatable, Sendable {
-    public var prefix: String
-    public var channels: Int, groups: Int, eps: Float
+package struct NormWeights: Equatable, Sendable {
+    package var prefix: String
+    package var channels: Int, groups: Int, eps: Float
     /// SCN's modulation convolutions (nil for a plain GroupNorm).
-    public var convY: ConvWeights?, convB: ConvWeights?
-    public var gammaName: String { convY != nil ? "\(prefix).norm_layer.weight" : "\(prefix).weight" }
-    public var betaName: String { convY != nil ? "\(prefix).norm_layer.bias" : "\(prefix).bias" }
+    package var convY: ConvWeights?, convB: ConvWeights?
+    package var gammaName: String { convY != nil ? "\(prefix).norm_layer.weight" : "\(prefix).weight" }
+    package var betaName: String { convY != nil ? "\(prefix).norm_layer.bias" : "\(prefix).bias" }
 }
 
 /// A single-head spatial attention's four `[C, C]` projections
 /// (`<prefix>.to_q`, `to_k`, `to_v`, `to_out.0`, each with a bias).
-public struct AttentionWeights: Equatable, Sendable {
-    public var prefix: String
-    public var channels: Int
-    public static let projections = ["to_q", "to_k", "to_v", "to_out.0"]
-    public func weightName(_ projection: String) -> String { "\(prefix).\(projection).weight" }
-    public func biasName(_ projection: String) -> String { "\(prefix).\(projection).bias" }
+package struct AttentionWeights: Equatable, Sendable {
+    package var prefix: String
+    package var channels: Int
+    package static let projections = ["to_q", "to_k", "to_v", "to_out.0"]
+    package func weightName(_ projection: String) -> String { "\(prefix).\(projection).weight" }
+    package func biasName(_ projection: String) -> String { "\(prefix).\(projection).bias" }
 }

@@ -3,10 +3,10 @@
 /// (every sequence of a batch side by side). The file's tensor list, the
 /// SIMD and reference executors and the memory estimates come from here;
 /// Docs/MASKGIT.md walks through the same structure.
-public enum TransformerPlans {
+package enum TransformerPlans {
     /// One MaskGIT forward over `sequences` token maps (class token +
     /// `height * width` positions each): logits per token channel, `[codes][columns]`.
-    public static func maskGIT(_ c: PriorConfig, sequences b: Int) -> ModelPlan {
+    package static func maskGIT(_ c: PriorConfig, sequences b: Int) -> ModelPlan {
         let d = c.hidden, s = c.positions + 1
         var p = ModelPlan(input: columns(d, b * s))
         let tables = (0..<c.channels).map { ch -> String in
@@ -49,7 +49,7 @@ public enum TransformerPlans {
     /// (or its class token first) at the step's position, appends its keys
     /// and values to the plan's cache (`ModelPlan.state`, kept between
     /// steps) and gets next-token logits `[codes][batch]`.
-    public static func gptStep(_ c: PriorConfig, batch b: Int) -> ModelPlan {
+    package static func gptStep(_ c: PriorConfig, batch b: Int) -> ModelPlan {
         let d = c.hidden, length = c.positions * c.channels + 1
         var p = ModelPlan(input: columns(d, b))
         p.declare("tok_emb.weight", [c.codes, d]); p.declare("cls_emb.weight", [c.classes + 1, d])
@@ -70,7 +70,7 @@ public enum TransformerPlans {
     }
 
     /// Every tensor a prior config implies, in file order (from the plans).
-    public static func tensorSpecs(_ c: PriorConfig) -> [TensorSpec] {
+    package static func tensorSpecs(_ c: PriorConfig) -> [TensorSpec] {
         c.isAutoregressive ? gptStep(c, batch: 1).weights : maskGIT(c, sequences: 1).weights
     }
 
@@ -132,30 +132,30 @@ public enum TransformerPlans {
 /// A linear layer `y = W x + b` on `[features][positions]` values:
 /// `weightName` `[storedRows, inputs]` (the first `outputs` rows are used:
 /// tied embedding heads skip MASK's row), `biasName` `[outputs]`.
-public struct LinearWeights: Equatable, Sendable {
-    public var weightName: String, biasName: String
-    public var inputs: Int, outputs: Int, storedRows: Int
+package struct LinearWeights: Equatable, Sendable {
+    package var weightName: String, biasName: String
+    package var inputs: Int, outputs: Int, storedRows: Int
 }
 
 /// LayerNorm (weight, bias) or RMSNorm (weight) over each position's features.
-public struct LayerNormWeights: Equatable, Sendable {
-    public var prefix: String
-    public var features: Int, rms: Bool, eps: Float
-    public var weightName: String { "\(prefix).weight" }
-    public var biasName: String? { rms ? nil : "\(prefix).bias" }
+package struct LayerNormWeights: Equatable, Sendable {
+    package var prefix: String
+    package var features: Int, rms: Bool, eps: Float
+    package var weightName: String { "\(prefix).weight" }
+    package var biasName: String? { rms ? nil : "\(prefix).bias" }
 }
 
 /// Token, class and position embedding tables `[rows, features]`.
-public struct EmbeddingWeights: Equatable, Sendable {
+package struct EmbeddingWeights: Equatable, Sendable {
     /// One table per token channel (MaskGIT) or one (GPT).
-    public var tokenTables: [String]
-    public var classTable: String, positionTable: String
-    public var features: Int
+    package var tokenTables: [String]
+    package var classTable: String, positionTable: String
+    package var features: Int
 }
 
 /// The autoregressive prior's key/value cache of one layer: two state
 /// values of `features x (batch * length)`, sequence `i`'s keys at columns
 /// `i * length ..< i * length + step + 1`.
-public struct KeyValueCache: Equatable, Sendable {
-    public var keys: Int, values: Int, length: Int
+package struct KeyValueCache: Equatable, Sendable {
+    package var keys: Int, values: Int, length: Int
 }

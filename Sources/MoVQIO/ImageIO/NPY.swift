@@ -4,12 +4,15 @@ import Foundation
 public enum NPY {
     /// An array read from a file: its shape and element type, values widened.
     public struct Array: Sendable {
+        /// Dimensions, outermost first.
         public var shape: [Int]
+        /// The stored element type (values are widened to Double).
         public var dtype: DType
         /// Values as Double (exact for every integer up to 2^53 and all floats).
         public var values: [Double]
     }
 
+    /// Reads a little-endian `.npy` (format 1.0-3.0, C order; float, integer and bool dtypes), checking the header strictly.
     public static func read(path: String) throws -> Array {
         let data = try readFile(path)
         return try data.withUnsafeBytes { try parse($0, path: path) }

@@ -2,12 +2,16 @@ import Foundation
 
 /// An 8-bit image, interleaved channels, row-major.
 public struct Image8: Sendable, Equatable {
+    /// Pixels per row.
     public var width: Int
+    /// Rows.
     public var height: Int
     /// 1 (grey), 3 (RGB) or 4 (RGBA).
     public var channels: Int
+    /// Row-major interleaved 8-bit samples, `width * height * channels`.
     public var pixels: [UInt8]
 
+    /// An image over `pixels` (`width * height * channels` samples).
     public init(width: Int, height: Int, channels: Int, pixels: [UInt8]) {
         precondition(pixels.count == width * height * channels)
         self.width = width; self.height = height; self.channels = channels; self.pixels = pixels
@@ -16,6 +20,7 @@ public struct Image8: Sendable, Equatable {
 
 /// The size and kind of a PNG image, read from its header alone.
 public struct PNGHeader: Sendable, Equatable {
+    /// Size in pixels.
     public var width: Int, height: Int
     /// Bits per sample: 8 or 16.
     public var depth: Int
@@ -38,6 +43,7 @@ public enum PNG {
     /// Largest image read by default: 8192 x 8192.
     public static let maxPixels = 1 << 26
 
+    /// Reads a non-interlaced PNG file (8/16-bit grey, grey+alpha, RGB, RGBA or palette) as 8-bit samples, refusing more than `maxPixels` pixels before decoding.
     public static func read(path: String, maxPixels: Int = PNG.maxPixels) throws -> Image8 {
         let data = try readFile(path)
         return try decode([UInt8](data), path: path, maxPixels: maxPixels)
@@ -78,6 +84,7 @@ public enum PNG {
         return h
     }
 
+    /// Decodes PNG bytes (as `read`); `path` names the source in errors.
     public static func decode(_ bytes: [UInt8], path: String = "<png>", maxPixels: Int = PNG.maxPixels) throws -> Image8 {
         func bad(_ s: String) -> MoVQError { .corruptFile(path: path, reason: s) }
         let h = try bytes.withUnsafeBytes { try header(of: $0, path: path) }

@@ -90,12 +90,12 @@ public func writeFilesAtomically(_ outputs: [(path: String, data: Data)]) throws
 
 /// A read-only memory map of a whole regular file; weights point into it
 /// directly. Opening never blocks (FIFOs and devices are refused).
-public final class MappedFile: @unchecked Sendable {
-    public let path: String
-    public let bytes: UnsafeRawBufferPointer
+package final class MappedFile: @unchecked Sendable {
+    package let path: String
+    package let bytes: UnsafeRawBufferPointer
     private let mapped: Bool
 
-    public init(path: String) throws {
+    package init(path: String) throws {
         self.path = path
         let (fd, size) = try openRegularFile(path)
         defer { close(fd) }
@@ -112,14 +112,14 @@ public final class MappedFile: @unchecked Sendable {
     /// Tells the kernel the mapped pages may be dropped (they are clean and
     /// file-backed, so later reads fault them back in). Used after weights
     /// have been packed into their own buffers.
-    public func releaseResidentPages() {
+    package func releaseResidentPages() {
         if mapped, let base = bytes.baseAddress { madvise(UnsafeMutableRawPointer(mutating: base), bytes.count, Int32(MADV_DONTNEED)) }
     }
 
     /// `releaseResidentPages` for the whole pages inside `range` (bytes):
     /// dropped after a tensor has been read, so a model being packed never
     /// holds the mapped file and the packed copies in memory at once.
-    public func releaseResidentPages(_ range: Range<Int>) {
+    package func releaseResidentPages(_ range: Range<Int>) {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         guard mapped, let base = bytes.baseAddress, page > 0 else { return }
         let lo = (range.lowerBound + page - 1) / page * page, hi = min(bytes.count, range.upperBound) / page * page

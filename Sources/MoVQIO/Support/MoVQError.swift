@@ -28,6 +28,7 @@ public enum MoVQError: Error, CustomStringConvertible, Equatable, Sendable {
     /// (from the shapes, before anything was allocated) against `limit`.
     case memoryLimit(what: String, estimate: Double, limit: Int)
 
+    /// The one-line message the CLI prints.
     public var description: String {
         switch self {
         case .io(let path, let reason): return "\(path): \(reason)"

@@ -41,7 +41,7 @@ struct Bench: ParsableCommand {
             // The fast path's Winograd convolutions execute fewer multiply-adds than the model's FLOPs.
             let isFast = { if case .simd = backend { return true }; return false }()
             let executed = isFast ? m.decoderFLOPs(latentHeight: h, latentWidth: h, executed: true) * Double(batch) : flops
-            let tierForPeak = { () -> KernelSet in if case .simd(let k) = backend { return k }; return Platform.kernels }()
+            let tierForPeak = { () -> KernelTier in if case .simd(let t) = backend { return t }; return .best }()
             let peak = MachinePeak.measure(tierForPeak, threads: compute.threads)
             var times: [Double] = []
             let line = ProgressLine(quiet: compute.quiet || json)
@@ -113,9 +113,9 @@ struct Bench: ParsableCommand {
 
     /// One transformer forward at `--batch`, then a whole sample (steps + decode) when a decoder is at hand.
     func benchPrior(_ path: String) throws {
-        let kernels = try compute.priorKernels()
+        let kernels = try compute.priorTier()
         guard batch >= 1, runs >= 1 else { throw MoVQError.invalidInput("--batch and --runs must be at least 1") }
-        let p = try MaskGITPrior(contentsOf: path, kernels: kernels, memoryLimit: compute.memoryLimit)
+        let p = try MaskGITPrior(contentsOf: path, tier: kernels, memoryLimit: compute.memoryLimit)
         let c = p.config, s = Double(c.positions + 1), d = Double(c.hidden)
         let mlpIn = Double(c.isGEGLU ? 2 * c.mlp : c.mlp)
         let perLayer = 2 * s * (4 * d * d + mlpIn * d + d * Double(c.mlp)) + 4 * s * s * d
@@ -171,9 +171,9 @@ struct Bench: ParsableCommand {
 
     /// An autoregressive (gpt) prior: whole samples of every token at `--batch`, as tokens per second.
     func benchAutoregressive(_ path: String) throws {
-        let kernels = try compute.priorKernels()
+        let kernels = try compute.priorTier()
         guard batch >= 1, runs >= 1 else { throw MoVQError.invalidInput("--batch and --runs must be at least 1") }
-        let p = try GPTPrior(contentsOf: path, kernels: kernels, memoryLimit: compute.memoryLimit)
+        let p = try GPTPrior(contentsOf: path, tier: kernels, memoryLimit: compute.memoryLimit)
         let classes = [Int](repeating: 0, count: batch)
         let t = try timeRuns("sample") {
             _ = try p.sample(classes: classes, seeds: classes.indices.map { UInt64($0) }, threads: compute.threads)

@@ -61,7 +61,7 @@ struct Sample: ParsableCommand {
             }
             guard prior == nil || prior == "maskgit" || prior == "ar" else { throw MoVQError.invalidInput("--prior must be maskgit or ar") }
             let priorPath = try model ?? DemoAssets.prior()
-            let kernels = try compute.priorKernels()
+            let tier = try compute.priorTier()
             let isGPT = try PackedFile(path: priorPath, verifyChecksums: false).header.prior?.isAutoregressive == true
             if let want = prior, (want == "ar") != isGPT {
                 throw MoVQError.invalidInput("\(priorPath) holds \(isGPT ? "an autoregressive (ar)" : "a MaskGIT") prior, not \(want == "ar" ? "an autoregressive" : "a MaskGIT") one")
@@ -72,8 +72,8 @@ struct Sample: ParsableCommand {
             if let (flag, _) = wrong.first(where: { $0.1 }) {
                 throw MoVQError.invalidInput("\(flag) does not apply to \(isGPT ? "an autoregressive" : "a MaskGIT") prior")
             }
-            let maskgit = isGPT ? nil : try MaskGITPrior(contentsOf: priorPath, kernels: kernels, memoryLimit: compute.memoryLimit)
-            let gpt = isGPT ? try GPTPrior(contentsOf: priorPath, kernels: kernels, memoryLimit: compute.memoryLimit) : nil
+            let maskgit = isGPT ? nil : try MaskGITPrior(contentsOf: priorPath, tier: tier, memoryLimit: compute.memoryLimit)
+            let gpt = isGPT ? try GPTPrior(contentsOf: priorPath, tier: tier, memoryLimit: compute.memoryLimit) : nil
             let c = maskgit?.config ?? gpt!.config
             let named = maskgit?.decoderPath ?? gpt?.decoderPath
             let decoderPath: String

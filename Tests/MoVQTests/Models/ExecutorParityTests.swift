@@ -7,7 +7,7 @@ import XCTest
 /// every tier against the reference executor and PyTorch, independent of
 /// the thread count.
 final class ExecutorParityTests: XCTestCase {
-    var tiers: [KernelSet] { Platform.availableTiers.compactMap { Platform.kernels(named: $0) } }
+    var tiers: [KernelTier] { KernelTier.available }
 
     func random(_ n: Int, seed: UInt64) -> [Float] {
         var s = seed &+ 0x9E37_79B9_7F4A_7C15

@@ -18,7 +18,7 @@ final class PriorTests: XCTestCase {
             let want = try NPY.read(path: TestPaths.fixture("\(name)/logits.npy")).values.map { Float($0) }
             var first: [Float]? = nil
             for tier in Platform.availableTiers {
-                let prior = try MaskGITPrior(contentsOf: path, kernels: Platform.kernels(named: tier)!)
+                let prior = try MaskGITPrior(contentsOf: path, tier: KernelTier.named(tier)!)
                 for threads in [1, 3] {
                     let got = try prior.logits(tokens: tokens, classes: classes, threads: threads)
                     XCTAssertEqual(got.count, want.count)
@@ -48,7 +48,7 @@ final class PriorTests: XCTestCase {
             let classes = try NPY.read(path: TestPaths.fixture("\(name)/classes.npy")).values.map { Int($0) }
             let want = try NPY.read(path: TestPaths.fixture("\(name)/logits.npy")).values.map { Float($0) }
             for tier in Platform.availableTiers {
-                let prior = try MaskGITPrior(contentsOf: out, kernels: Platform.kernels(named: tier)!)
+                let prior = try MaskGITPrior(contentsOf: out, tier: KernelTier.named(tier)!)
                 let k = Platform.kernels(named: tier)!
                 let linears = prior.executor.operators.compactMap { op -> LinearOperator? in if case .linear(let l) = op { return l }; return nil }
                 let integer = try XCTUnwrap(linears[0].integer, "int8 linears run in an integer mode")
@@ -138,7 +138,7 @@ final class AutoregressiveTests: XCTestCase {
         let l = tokens.shape[1]
         let prefixes = (0..<2).map { i in tokens.values[(i * l)..<((i + 1) * l)].map { Int32($0) } }
         for tier in Platform.availableTiers {
-            let prior = try GPTPrior(contentsOf: path, kernels: Platform.kernels(named: tier)!)
+            let prior = try GPTPrior(contentsOf: path, tier: KernelTier.named(tier)!)
             for threads in [1, 2] {
                 let got = try prior.logits(tokens: prefixes, classes: classes, threads: threads)
                 for i in 0..<2 {

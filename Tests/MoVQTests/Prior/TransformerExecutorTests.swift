@@ -18,7 +18,7 @@ final class TransformerExecutorTests: XCTestCase {
             let want = try ReferenceExecutor(file: file).run(plan, input: nil, tokens: tokens, classes: classes, step: 0, state: &state, threads: 2)
             XCTAssertEqual(want.count, c.channels)
             for tier in Platform.availableTiers {
-                let prior = try MaskGITPrior(contentsOf: path, kernels: Platform.kernels(named: tier)!)
+                let prior = try MaskGITPrior(contentsOf: path, tier: KernelTier.named(tier)!)
                 let got = try prior.logits(tokens: tokens, classes: classes, threads: 2)  // [B][N][c][K]
                 let s = c.positions + 1
                 var err: Float = 0, scale: Float = 0
@@ -48,7 +48,7 @@ final class TransformerExecutorTests: XCTestCase {
         var state: [Int: Tensor] = [:]
         let reference = ReferenceExecutor(file: file)
         for tier in Platform.availableTiers {
-            let prior = try GPTPrior(contentsOf: path, kernels: Platform.kernels(named: tier)!)
+            let prior = try GPTPrior(contentsOf: path, tier: KernelTier.named(tier)!)
             let session = GPTPrior.Session(prior, batch: 2, threads: 2)
             state = [:]
             for (t, step) in inputs.enumerated() {

@@ -1,14 +1,14 @@
 /// Geometry of a 2-D convolution (NCHW activations, OIHW weights).
-public struct Conv2DGeometry: Sendable, Equatable {
-    public var inChannels: Int
-    public var outChannels: Int
-    public var kernel: Int
-    public var stride: Int = 1
+struct Conv2DGeometry: Sendable, Equatable {
+    var inChannels: Int
+    var outChannels: Int
+    var kernel: Int
+    var stride: Int = 1
     /// Zero padding per side: top, left, bottom, right.
-    public var padTop: Int, padLeft: Int, padBottom: Int, padRight: Int
+    var padTop: Int, padLeft: Int, padBottom: Int, padRight: Int
 
     /// A square kernel with symmetric "same" padding (k / 2 each side).
-    public init(inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1) {
+    init(inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1) {
         self.inChannels = inChannels; self.outChannels = outChannels
         self.kernel = kernel; self.stride = stride
         let p = kernel / 2
@@ -16,19 +16,19 @@ public struct Conv2DGeometry: Sendable, Equatable {
     }
 
     /// The encoder's downsampling conv: pad right/bottom by 1, 3x3 stride 2.
-    public static func downsample(channels: Int) -> Conv2DGeometry {
+    static func downsample(channels: Int) -> Conv2DGeometry {
         var g = Conv2DGeometry(inChannels: channels, outChannels: channels, kernel: 3, stride: 2)
         g.padTop = 0; g.padLeft = 0; g.padBottom = 1; g.padRight = 1
         return g
     }
 
     /// Output height and width for an input of `h` x `w`.
-    public func outputSize(h: Int, w: Int) -> (h: Int, w: Int) {
+    func outputSize(h: Int, w: Int) -> (h: Int, w: Int) {
         ((h + padTop + padBottom - kernel) / stride + 1, (w + padLeft + padRight - kernel) / stride + 1)
     }
 
     /// Multiply-accumulates for one image of `h` x `w` input.
-    public func macs(h: Int, w: Int) -> Int {
+    func macs(h: Int, w: Int) -> Int {
         let o = outputSize(h: h, w: w)
         return o.h * o.w * outChannels * inChannels * kernel * kernel
     }
@@ -37,9 +37,9 @@ public struct Conv2DGeometry: Sendable, Equatable {
 /// The simple, obviously-correct direct convolution every fast kernel is
 /// tested against. Parallel over (image, output channel) planes; each output
 /// is accumulated in the fixed order bias, then input channel, ky, kx.
-public enum Conv2DReference {
+enum Conv2DReference {
     /// `y = conv(x, w) + b (+ residual)`; `x` is `[B, Cin, H, W]`.
-    public static func forward(
+    static func forward(
         _ x: Tensor, weight: UnsafeBufferPointer<Float>, bias: UnsafeBufferPointer<Float>?,
         geometry g: Conv2DGeometry, residual: Tensor? = nil, parallelism: Parallelism
     ) -> Tensor {

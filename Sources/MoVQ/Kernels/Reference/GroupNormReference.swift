@@ -5,16 +5,16 @@ import Foundation
 /// the latent resolution `[B, C, h, w]` and applied with nearest-neighbour
 /// mapping to the feature map (1x1 convs commute with nearest upsampling, so
 /// this equals the upsample-then-convolve definition exactly).
-public struct SpatialModulation: Sendable {
-    public var scale: Tensor
-    public var shift: Tensor
-    public init(scale: Tensor, shift: Tensor) { self.scale = scale; self.shift = shift }
+struct SpatialModulation: Sendable {
+    var scale: Tensor
+    var shift: Tensor
+    init(scale: Tensor, shift: Tensor) { self.scale = scale; self.shift = shift }
 }
 
 /// GroupNorm (+ optional SCN modulation, + optional SiLU), reference version.
-public enum GroupNormReference {
+enum GroupNormReference {
     /// Per-(image, group) mean and 1/sqrt(var + eps), two-pass in Double.
-    public static func statistics(_ x: Tensor, groups: Int, eps: Float) -> [(mean: Float, invStd: Float)] {
+    static func statistics(_ x: Tensor, groups: Int, eps: Float) -> [(mean: Float, invStd: Float)] {
         let b = x.shape[0], c = x.shape[1], hw = x.shape[2] * x.shape[3]
         let cpg = c / groups, n = cpg * hw
         var stats = [(mean: Float, invStd: Float)]()
@@ -37,7 +37,7 @@ public enum GroupNormReference {
     }
 
     /// `y = silu?((x - mean) * invStd * gamma + beta) [* scale + shift]`.
-    public static func forward(
+    static func forward(
         _ x: Tensor, gamma: UnsafeBufferPointer<Float>, beta: UnsafeBufferPointer<Float>,
         groups: Int, eps: Float, modulation: SpatialModulation?, silu: Bool, parallelism: Parallelism
     ) -> Tensor {
@@ -81,4 +81,4 @@ public enum GroupNormReference {
 }
 
 /// `x * sigmoid(x)`.
-@inline(__always) public func siluScalar(_ x: Float) -> Float { x / (1 + Foundation.exp(-x)) }
+@inline(__always) func siluScalar(_ x: Float) -> Float { x / (1 + Foundation.exp(-x)) }

@@ -1,6 +1,6 @@
 /// Nearest-neighbour 2x upsampling of `[B, C, H, W]`, reference version.
-public enum UpsampleReference {
-    public static func nearest2x(_ x: Tensor) -> Tensor {
+enum UpsampleReference {
+    static func nearest2x(_ x: Tensor) -> Tensor {
         let b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
         var y = Tensor(zeros: [b, c, 2 * h, 2 * w])
         x.data.withUnsafeBufferPointer { xp in
