@@ -48,7 +48,7 @@ public struct KernelSet: Sendable {
     /// dot product. Call it from a module compiled for that tier so the
     /// generic kernels specialize there.
     @inlinable
-    public static func make<V: SIMD, M: MulAdd, D: PairDot>(name: String, _: V.Type, _: M.Type, _: D.Type) -> KernelSet
+    public static func make<V: SIMD, M: MulAdd, D: IntegerDot>(name: String, _: V.Type, _: M.Type, _: D.Type) -> KernelSet
     where V.Scalar == Float, D.Floats == V, V: SendableMetatype, M: SendableMetatype, D: SendableMetatype {
         KernelSet(
             name: name, lanes: V.scalarCount,
@@ -78,7 +78,7 @@ extension KernelSet {
     /// This tier plus `quadLinear` with quad dot product `Q` (call it from
     /// the tier's module so the kernel specializes there).
     @inlinable
-    public func adding<V: SIMD, Q: PairDot>(quads: Q.Type, _: V.Type) -> KernelSet
+    public func adding<V: SIMD, Q: IntegerDot>(quads: Q.Type, _: V.Type) -> KernelSet
     where V.Scalar == Float, Q.Floats == V, V: SendableMetatype, Q: SendableMetatype {
         var k = self
         k.quadLinear = { a, cols in
@@ -120,7 +120,7 @@ public struct ColumnNormArgs: @unchecked Sendable {
 }
 
 /// Arguments of `KernelSet.pairLinear`: `output = W' x` (int16, `PairGemm`)
-/// `+ bias (+ residual)` on planar `[features][columns]` buffers whose
+/// `+ bias (+ residual)` on column-major `[features][columns]` buffers whose
 /// planes are `planeStride` apart; `words`, `columnScales` and `inverse` are
 /// scratch (`ceil(inputs/2)` planes, and one plane each) shared by workers
 /// that take disjoint column ranges.

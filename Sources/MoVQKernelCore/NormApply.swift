@@ -1,5 +1,5 @@
 /// GroupNorm statistics and the fused normalize + SCN-modulate + SiLU pass on
-/// padded planar maps (interior `height x width`, rows `rowStride` apart,
+/// padded feature maps (interior `height x width`, rows `rowStride` apart,
 /// first interior pixel at `rowStride + 1`).
 public struct NormApplyArgs: @unchecked Sendable {
     public var input: UnsafePointer<Float>

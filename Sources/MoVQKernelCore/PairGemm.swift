@@ -13,7 +13,7 @@ public enum PairGemm<V: SIMD> where V.Scalar == Float {
     /// `wordStride` = `planeStride`) and per-column scales `max|x| / limit`.
     /// `inverse` is scratch indexed like the columns.
     @inlinable
-    public static func quantize<D: PairDot>(_ x: UnsafePointer<Float>, planeStride t: Int, inputs: Int, columns: Range<Int>, limit l: Float,
+    public static func quantize<D: IntegerDot>(_ x: UnsafePointer<Float>, planeStride t: Int, inputs: Int, columns: Range<Int>, limit l: Float,
                                             words: UnsafeMutablePointer<Int32>, columnScales: UnsafeMutablePointer<Float>,
                                             inverse: UnsafeMutablePointer<Float>, _: D.Type) where D.Floats == V {
         let w = V.scalarCount, pairs = (inputs + 1) / 2
@@ -39,7 +39,7 @@ public enum PairGemm<V: SIMD> where V.Scalar == Float {
     /// max_i |x[i][j]| / limit` and `inverse[j] = limit / max_i |x[i][j]|`
     /// (the max is at least 1e-30, so an all-zero column stays finite).
     @inlinable
-    public static func scaleColumns<D: PairDot>(_ x: UnsafePointer<Float>, planeStride t: Int, inputs: Int, columns: Range<Int>, limit l: Float,
+    public static func scaleColumns<D: IntegerDot>(_ x: UnsafePointer<Float>, planeStride t: Int, inputs: Int, columns: Range<Int>, limit l: Float,
                                                 columnScales: UnsafeMutablePointer<Float>, inverse: UnsafeMutablePointer<Float>,
                                                 _: D.Type) where D.Floats == V {
         let limit = V(repeating: l)
@@ -65,7 +65,7 @@ public enum PairGemm<V: SIMD> where V.Scalar == Float {
     /// same). `pairs` counts words per column; with a quad `D` (`QuadGemm`)
     /// they hold 4 channels and `rowOffsets` removes the zero point.
     @inlinable
-    public static func multiply<D: PairDot>(words: UnsafePointer<Int32>, pairs: Int, columns: Range<Int>, weights: UnsafePointer<Int32>,
+    public static func multiply<D: IntegerDot>(words: UnsafePointer<Int32>, pairs: Int, columns: Range<Int>, weights: UnsafePointer<Int32>,
                                             rowScales: UnsafePointer<Float>, columnScales: UnsafePointer<Float>, outputs: Int,
                                             out: UnsafeMutablePointer<Float>, outStride: Int, bias: UnsafePointer<Float>?,
                                             residual: UnsafePointer<Float>?, wordStride: Int? = nil,
@@ -147,7 +147,7 @@ public enum QuadGemm<V: SIMD> where V.Scalar == Float {
     /// Quantizes columns `columns` of `x` into quad words `words[k * planeStride + j]`
     /// (channels 4k ..< 4k + 4, low byte first; missing channels hold the zero point).
     @inlinable
-    public static func quantize<D: PairDot>(_ x: UnsafePointer<Float>, planeStride t: Int, inputs: Int, columns: Range<Int>,
+    public static func quantize<D: IntegerDot>(_ x: UnsafePointer<Float>, planeStride t: Int, inputs: Int, columns: Range<Int>,
                                             words: UnsafeMutablePointer<Int32>, columnScales: UnsafeMutablePointer<Float>,
                                             inverse: UnsafeMutablePointer<Float>, _: D.Type) where D.Floats == V {
         let w = V.scalarCount, quads = (inputs + 3) / 4

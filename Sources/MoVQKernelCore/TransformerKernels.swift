@@ -1,4 +1,4 @@
-/// Element-wise and per-position kernels of the transformer, on planar
+/// Element-wise and per-position kernels of the transformer, on feature-major
 /// activations `[channels][positions]` (planes `planeStride` apart), so every
 /// loop runs along positions in full vectors. Ranges are rounded up to whole
 /// vectors: planes carry slack for that.

@@ -1,4 +1,4 @@
-/// Winograd F(2x2, 3x3) convolution on the padded planar layout (Lavin &
+/// Winograd F(2x2, 3x3) convolution on padded feature maps (Lavin &
 /// Gray, 2016): each 2x2 output tile is `A^T [U ⊙ (B^T d B)] A`, where `d` is
 /// the tile's 4x4 input window and `U = G g G^T` the transformed 3x3 kernel.
 /// Per tile and channel pair that is 16 multiply-adds instead of 36.
@@ -26,7 +26,7 @@
 /// and channel pair (exactly the same arithmetic as Winograd on the
 /// upsampled map, minus the products with zero).
 public struct WinogradArgs: @unchecked Sendable {
-    /// Padded planar input: `inChannels` planes, `(height + 2) x rowStride`.
+    /// Padded feature-map input: `inChannels` planes, `(height + 2) x rowStride`.
     public var input: UnsafePointer<Float>
     public var inputPlaneStride: Int
     public var rowStride: Int
@@ -38,7 +38,7 @@ public struct WinogradArgs: @unchecked Sendable {
     /// `ceil(O/6) * 6` biases.
     public var bias: UnsafePointer<Float>
     public var inChannels: Int, outChannels: Int
-    /// Padded planar output: the input's size, or twice it in upsample mode.
+    /// Padded feature-map output: the input's size, or twice it in upsample mode.
     public var output: UnsafeMutablePointer<Float>
     public var outputPlaneStride: Int
     public var outputRowStride: Int
@@ -122,7 +122,7 @@ public enum Winograd<V: SIMD, M: MulAdd> where V.Scalar == Float {
     /// `WinogradScratch.floats(...)` floats of `scratch`; `D` does the int16
     /// mode's multiply-adds.
     @inlinable
-    public static func run<D: PairDot>(_ a: WinogradArgs, tiles: Range<Int>, blockTiles t: Int, scratch: UnsafeMutablePointer<Float>,
+    public static func run<D: IntegerDot>(_ a: WinogradArgs, tiles: Range<Int>, blockTiles t: Int, scratch: UnsafeMutablePointer<Float>,
                                        _: D.Type) where D.Floats == V {
         let n = tiles.count
         precondition(n <= t && t % PlanarConv<V, M>.chunk == 0)

@@ -9,7 +9,7 @@
 ///   limit` with `|v'| <= limit`, where `limit` (<= 32767) keeps every sum of
 ///   `inChannels` products inside int32. That is a relative error of at most
 ///   `0.5 / limit` of the tile's largest input, far below the int8 weights'.
-/// * GEMM: `sum_i U'[o][i] v'[i][j]` with `PairDot` (2 channels per 32-bit
+/// * GEMM: `sum_i U'[o][i] v'[i][j]` with `IntegerDot` (2 channels per 32-bit
 ///   lane: `vpdpwssd` does 32 multiply-adds per instruction, twice the fp32
 ///   FMA's 16), then `M = float(sum) * s[o] / 4 * scale[j]`.
 ///
@@ -74,7 +74,7 @@ extension Winograd {
     /// tile into pair words and multiply by `U'[p]` (`PairGemm`), storing
     /// `M[p]` as floats for the output transform.
     @inlinable
-    static func int16Gemms<D: PairDot>(_ a: WinogradArgs, _ q: WinogradInt16Args, v vBase: UnsafeMutablePointer<Float>,
+    static func int16Gemms<D: IntegerDot>(_ a: WinogradArgs, _ q: WinogradInt16Args, v vBase: UnsafeMutablePointer<Float>,
                                        m mBase: UnsafeMutablePointer<Float>, points: Int, t: Int,
                                        words: UnsafeMutablePointer<Int32>, columnScales: UnsafeMutablePointer<Float>,
                                        inverse: UnsafeMutablePointer<Float>, _: D.Type) where D.Floats == V {

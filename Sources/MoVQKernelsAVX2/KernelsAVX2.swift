@@ -7,7 +7,7 @@ public let avx2Kernels: KernelSet = KernelSet.make(name: "avx2", SIMD8<Float>.se
 
 /// `vpmaddwd` + `vpaddd` (on Zen 3 `vpmaddwd` issues once per cycle: no
 /// faster than fp32 FMA, but exact).
-public enum AVX2PairDot: PairDot {
+public enum AVX2PairDot: IntegerDot {
     @inline(__always)
     public static func dot(_ acc: SIMD8<Int32>, _ a: SIMD8<Int32>, _ b: SIMD8<Int32>) -> SIMD8<Int32> {
         acc &+ unsafeBitCast(_mm256_madd_epi16(unsafeBitCast(a, to: __m256i.self), unsafeBitCast(b, to: __m256i.self)), to: SIMD8<Int32>.self)

@@ -6,7 +6,7 @@ import _Builtin_intrinsics.intel
 public let avx512Kernels: KernelSet = KernelSet.make(name: "avx512", SIMD16<Float>.self, FusedMulAdd.self, AVX512PairDot.self)
 
 /// `vpmaddwd` + `vpaddd` on zmm (AVX-512 BW).
-public enum AVX512PairDot: PairDot {
+public enum AVX512PairDot: IntegerDot {
     @inline(__always)
     public static func dot(_ acc: SIMD16<Int32>, _ a: SIMD16<Int32>, _ b: SIMD16<Int32>) -> SIMD16<Int32> {
         acc &+ unsafeBitCast(_mm512_madd_epi16(unsafeBitCast(a, to: __m512i.self), unsafeBitCast(b, to: __m512i.self)), to: SIMD16<Int32>.self)

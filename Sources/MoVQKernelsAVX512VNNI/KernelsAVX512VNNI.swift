@@ -9,7 +9,7 @@ public let avx512VNNIKernels: KernelSet = KernelSet.make(name: "avx512vnni", SIM
     .adding(quads: VNNIQuadDot.self, SIMD16<Float>.self)
 
 /// `vpdpbusd`: four u8 (first operand) x s8 (second) products summed into each int32 lane.
-public enum VNNIQuadDot: PairDot {
+public enum VNNIQuadDot: IntegerDot {
     @inline(__always)
     public static func dot(_ acc: SIMD16<Int32>, _ a: SIMD16<Int32>, _ b: SIMD16<Int32>) -> SIMD16<Int32> {
         unsafeBitCast(_mm512_dpbusd_epi32(unsafeBitCast(acc, to: __m512i.self), unsafeBitCast(a, to: __m512i.self),
@@ -24,7 +24,7 @@ public enum VNNIQuadDot: PairDot {
 }
 
 /// `vpdpwssd`: multiply int16 pairs and accumulate into int32 in one instruction.
-public enum VNNIPairDot: PairDot {
+public enum VNNIPairDot: IntegerDot {
     @inline(__always)
     public static func dot(_ acc: SIMD16<Int32>, _ a: SIMD16<Int32>, _ b: SIMD16<Int32>) -> SIMD16<Int32> {
         unsafeBitCast(_mm512_dpwssd_epi32(unsafeBitCast(acc, to: __m512i.self), unsafeBitCast(a, to: __m512i.self),

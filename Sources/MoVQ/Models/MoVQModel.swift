@@ -89,7 +89,7 @@ public final class MoVQModel: @unchecked Sendable {
     }
 
     /// How the decoder computes: fp16 weights are widened to fp32 once at
-    /// load; with int8 weights the fast path runs its 3x3 convolutions as
+    /// load; with int8 weights the SIMD path runs its 3x3 convolutions as
     /// int16 Winograd GEMMs (`WinogradInt16`) and the rest in fp32.
     public var computeMode: String {
         guard case .simd = backend, weightPrecision == .int8, ConvOperator.int16Enabled else { return "fp32" }
@@ -218,7 +218,7 @@ public final class MoVQModel: @unchecked Sendable {
     public func estimatedEncodeBytes(batch: Int, height: Int, width: Int, threads: Int = Parallelism.allCores.threads) -> Double {
         let c = config
         let pixels = Double(batch) * Double(height) * Double(width)
-        let inputs = pixels * Double(c.inChannels) * (4 * 2 + 4)  // the tensor, its planar copy, the decoded PNGs
+        let inputs = pixels * Double(c.inChannels) * (4 * 2 + 4)  // the tensor, its feature-map copy, the decoded PNGs
         let activations = activationBytes(encoder, batch: batch, inputHeight: height, inputWidth: width, scale: 1, threads: threads) {
             AutoencoderPlans.encoder(c, height: $0, width: $1)
         }

@@ -4,7 +4,7 @@ import MoVQKernelCore
 /// A loaded MaskGIT prior (`PriorConfig`): turns token maps into logits with
 /// the SIMD kernels of the chosen tier.
 ///
-/// Activations are planar, `[hidden][positions]`, with every sequence of a
+/// Activations are feature-major, `[hidden][positions]`, with every sequence of a
 /// batch (class token + `height * width` positions) side by side, so linear
 /// layers are single planar GEMMs over the whole batch, norms and GELU run
 /// along positions, and attention runs per sequence and head. Every output

@@ -22,6 +22,4 @@ public final class Profiler: @unchecked Sendable {
 
     /// Entries in first-seen order.
     public var report: [Entry] { lock.lock(); defer { lock.unlock() }; return order.map { entries[$0]! } }
-    /// Forgets every entry.
-    public func reset() { lock.lock(); entries = [:]; order = []; lock.unlock() }
 }

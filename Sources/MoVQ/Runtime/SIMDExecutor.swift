@@ -108,10 +108,6 @@ final class SIMDExecutor: @unchecked Sendable {
         }
     }
 
-    /// Bytes of the arena a run of `height x width` on `threads` threads plans.
-    func arenaBytes(height: Int, width: Int, threads: Int) -> Int {
-        layout(planAt(height, width), threads: threads).bytes
-    }
 
     /// Runs image `index` of `input` (`[B, C, H, W]`) through the plan at its
     /// size; returns `[1, C', H', W']`. `stageDone(stage, stages)` follows
@@ -164,8 +160,6 @@ final class SIMDExecutor: @unchecked Sendable {
         return map(plan.output).tensor()
     }
 
-    /// Frees the arena (the next run plans it again).
-    func releaseArena() { lock.lock(); prepared = nil; lock.unlock() }
 
     /// Bytes of the arena kept from the last run (0 before the first).
     var arenaBytes: Int { lock.lock(); defer { lock.unlock() }; return prepared?.arena.layout.bytes ?? 0 }

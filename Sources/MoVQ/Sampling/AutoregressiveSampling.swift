@@ -21,7 +21,7 @@ public struct AutoregressiveSettings: Sendable, Equatable {
     }
 }
 
-/// One autoregressive draw, as `Tools/maskgit_reference.py` (`filter_logits`,
+/// One autoregressive draw, as `Tools/reference/maskgit_reference.py` (`filter_logits`,
 /// `ar_sample`) does it: temperature, then top-k (ties at the k-th value
 /// kept), then top-p over the descending order (at least one code), then an
 /// inverse-CDF draw in code order with one uniform.

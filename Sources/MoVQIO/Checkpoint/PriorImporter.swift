@@ -13,7 +13,7 @@ public struct ImportedPrior: Sendable {
     public var guidance: Float?
 }
 
-/// Reads checkpoints of the reference transformer (`Tools/maskgit_reference.py`).
+/// Reads checkpoints of the reference transformer (`Tools/reference/maskgit_reference.py`).
 public enum PriorImporter {
     /// Whether checkpoint keys look like a MaskGIT prior.
     static func isPrior(_ raw: [CheckpointTensor]) -> Bool {

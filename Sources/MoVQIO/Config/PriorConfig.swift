@@ -1,4 +1,4 @@
-/// Architecture of a prior over token maps (`Tools/maskgit_reference.py`):
+/// Architecture of a prior over token maps (`Tools/reference/maskgit_reference.py`):
 /// `kind` nil or "maskgit" is the bidirectional MaskGIT transformer over a
 /// class token plus `height x width` positions, each holding `channels`
 /// tokens from a codebook of `codes` entries (id `codes` is MASK); "gpt" is

@@ -236,19 +236,4 @@ public enum PNG {
         return out
     }
 
-    /// zlib stream of stored (uncompressed) deflate blocks.
-    static func zlibStored(_ raw: [UInt8]) -> [UInt8] {
-        var z: [UInt8] = [0x78, 0x01]
-        var i = 0
-        repeat {
-            let n = min(65535, raw.count - i)
-            z.append(i + n == raw.count ? 1 : 0)
-            z += [UInt8(n & 0xFF), UInt8(n >> 8), UInt8(~n & 0xFF), UInt8((~n >> 8) & 0xFF)]
-            z += raw[i..<(i + n)]
-            i += n
-        } while i < raw.count
-        let adler = Inflate.adler32(raw)
-        z += [UInt8(adler >> 24), UInt8((adler >> 16) & 0xFF), UInt8((adler >> 8) & 0xFF), UInt8(adler & 0xFF)]
-        return z
-    }
 }

@@ -38,7 +38,7 @@ struct Bench: ParsableCommand {
             let z = try randomLatent(m, size: size, batch: batch, seed: 0)
             let h = size / f
             let flops = m.decoderFLOPs(latentHeight: h, latentWidth: h) * Double(batch)
-            // The fast path's Winograd convolutions execute fewer multiply-adds than the model's FLOPs.
+            // The SIMD path's Winograd convolutions execute fewer multiply-adds than the model's FLOPs.
             let isFast = { if case .simd = backend { return true }; return false }()
             let executed = isFast ? m.decoderFLOPs(latentHeight: h, latentWidth: h, executed: true) * Double(batch) : flops
             let tierForPeak = { () -> KernelTier in if case .simd(let t) = backend { return t }; return .best }()

@@ -34,7 +34,7 @@ final class ImageInputTests: XCTestCase {
         let good = [UInt8](PNG.encode(Image8(width: 3, height: 2, channels: 1, pixels: [1, 2, 3, 4, 5, 6])))
         XCTAssertEqual(try PNG.decode(good).pixels, [1, 2, 3, 4, 5, 6])
         // Rebuild the IDAT with a wrong Adler-32 (the chunk CRC stays right).
-        let zlib = PNG.zlibStored([0, 1, 2, 3, 0, 4, 5, 6])
+        let zlib = Crafted.zlibStored([0, 1, 2, 3, 0, 4, 5, 6])
         var badAdler = zlib; badAdler[badAdler.count - 1] ^= 1
         let withAdler = { (z: [UInt8]) in Crafted.png([Crafted.ihdr(width: 3, height: 2), Crafted.chunk("IDAT", z), Crafted.chunk("IEND", [])]) }
         XCTAssertEqual(try PNG.decode(withAdler(zlib)).pixels, [1, 2, 3, 4, 5, 6])

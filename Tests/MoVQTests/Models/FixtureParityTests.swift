@@ -3,7 +3,7 @@ import XCTest
 @testable import MoVQIO
 
 /// The Swift runtime against PyTorch/diffusers reference outputs
-/// (Tools/make_fixtures.py): decoder on latents and index maps, encoder,
+/// (Tools/fixtures/make_fixtures.py): decoder on latents and index maps, encoder,
 /// quantizer, both checkpoint layouts, batch 2, odd shapes.
 final class FixtureParityTests: XCTestCase {
     static let cases: [(name: String, source: String)] = [

@@ -53,7 +53,7 @@ final class QuantizedModelTests: XCTestCase {
                 XCTAssertGreaterThan(c.maxAbsError, 0, "int8 weights should change the output a little")
             }
             XCTAssertEqual(try q.decode(latent: z, threads: 1).data, b.data)
-            // The fast path's int16 Winograd GEMMs add only their input quantization to the reference's fp32 math.
+            // The SIMD path's int16 Winograd GEMMs add only their input quantization to the reference's fp32 math.
             let r = try MoVQModel(contentsOf: d + "/\(name)-q.mvq", backend: .reference)
             let (e, s) = maxAbsError(b, try r.decode(latent: z))
             XCTAssertLessThan(e, 1e-3 * max(1, s), "\(name) int8 fast vs reference")

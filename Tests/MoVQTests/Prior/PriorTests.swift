@@ -2,7 +2,7 @@ import XCTest
 @testable import MoVQ
 @testable import MoVQIO
 
-/// The MaskGIT prior against the PyTorch reference (Tools/make_prior_fixtures.py):
+/// The MaskGIT prior against the PyTorch reference (Tools/fixtures/make_prior_fixtures.py):
 /// logits for post-LN/LayerNorm/GELU and pre-LN/RMSNorm/GEGLU variants, on
 /// every tier and thread count, and the sampling loop replayed step by step.
 final class PriorTests: XCTestCase {

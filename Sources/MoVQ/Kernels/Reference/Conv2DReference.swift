@@ -27,11 +27,6 @@ struct Conv2DGeometry: Sendable, Equatable {
         ((h + padTop + padBottom - kernel) / stride + 1, (w + padLeft + padRight - kernel) / stride + 1)
     }
 
-    /// Multiply-accumulates for one image of `h` x `w` input.
-    func macs(h: Int, w: Int) -> Int {
-        let o = outputSize(h: h, w: w)
-        return o.h * o.w * outChannels * inChannels * kernel * kernel
-    }
 }
 
 /// The simple, obviously-correct direct convolution every fast kernel is

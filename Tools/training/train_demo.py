@@ -6,7 +6,7 @@ Data: Debian package dataset-fashion-mnist (/usr/share/datasets/fashion-mnist).
 Writes Tools/out/demo_movq/{diffusion_pytorch_model.safetensors,config.json},
 the demo images (one held-out test image per class) and prints held-out PSNR.
 
-Run: $(Tools/setup_venv.sh) Tools/train_demo.py [--minutes 15]
+Run: $(Tools/setup_venv.sh) Tools/training/train_demo.py [--minutes 15]
 Then: swift run -c release movq convert Tools/out/demo_movq -o Sources/movq/Resources/demo.mvq
 """
 import argparse
@@ -22,11 +22,12 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-sys.path.insert(0, os.path.dirname(__file__))
+TOOLS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # Tools/
+sys.path.insert(0, os.path.join(TOOLS, "reference"))
 from movq_reference import MultichannelQuantizer, build_vqmodel, decode_zq, encode_latent
 
 DATA = "/usr/share/datasets/fashion-mnist"
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = TOOLS
 
 
 def load_idx(name):

@@ -1,9 +1,11 @@
-/// Integer dot products on pairs of signed 16-bit values packed in 32-bit
-/// lanes (low half, high half): the int16 Winograd GEMM's multiply-add.
-/// x86 tiers map it to one instruction (`vpmaddwd` + `vpaddd`, or AVX-512
-/// VNNI `vpdpwssd`); `PortablePairDot` is the plain-Swift definition they
+/// Integer dot products of small integers packed in 32-bit lanes, summed
+/// into 32-bit accumulators: pairs of signed 16-bit values (low half, high
+/// half; the int16 GEMMs of Winograd and the linears), or on VNNI quads of
+/// u8 x s8 bytes (`VNNIQuadDot`, the u8 x s8 linears). x86 tiers map `dot`
+/// to one instruction (`vpmaddwd` + `vpaddd`, AVX-512 VNNI `vpdpwssd` or
+/// `vpdpbusd`); `PortablePairDot` is the plain-Swift pair definition they
 /// must match exactly.
-public protocol PairDot {
+public protocol IntegerDot {
     /// 32-bit integer lanes, as many as `Floats`.
     associatedtype Lanes: SIMD where Lanes.Scalar == Int32
     /// The tier's float vector.
@@ -17,8 +19,8 @@ public protocol PairDot {
     static func max(_ a: Lanes, _ b: Lanes) -> Lanes
 }
 
-/// The reference `PairDot`, written with shifts and multiplies.
-public enum PortablePairDot<F: SIMD, L: SIMD>: PairDot where F.Scalar == Float, L.Scalar == Int32 {
+/// The reference `IntegerDot`, written with shifts and multiplies.
+public enum PortablePairDot<F: SIMD, L: SIMD>: IntegerDot where F.Scalar == Float, L.Scalar == Int32 {
     public typealias Lanes = L
     public typealias Floats = F
 

@@ -1,5 +1,5 @@
 """Trains the embedded demo prior: a class-conditional MaskGIT
-(Tools/maskgit_reference.py, post-LN) on the demo MoVQ's Fashion-MNIST
+(Tools/reference/maskgit_reference.py, post-LN) on the demo MoVQ's Fashion-MNIST
 tokens (8x8 positions x 2 indices of a 256-entry codebook), and a small
 CNN classifier used to judge how recognisable sampled classes are.
 
@@ -8,7 +8,7 @@ images with the packed demo model (Sources/movq/Resources/demo.mvq).
 Writes Tools/out/demo_prior/{prior.pt, prior.json} and
 Tools/out/classifier.pt.
 
-Run: $(Tools/setup_venv.sh) Tools/train_demo_prior.py [--minutes 15]
+Run: $(Tools/setup_venv.sh) Tools/training/train_demo_prior.py [--minutes 15]
 Then: swift run -c release movq convert Tools/out/demo_prior/prior.pt --precision fp16 -o Sources/movq/Resources/demo-prior.mvq
 """
 import argparse
@@ -23,13 +23,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(__file__))
+TOOLS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # Tools/
+sys.path.insert(0, os.path.join(TOOLS, "reference"))
 from maskgit_reference import MaskGITTransformer, default_config
 from movq_reference import MultichannelQuantizer, build_vqmodel, encode_latent
 from mvq_file import read_mvq
 from train_demo import load_idx, to_tensor
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = TOOLS
 DEMO = os.path.join(HERE, "..", "Sources", "movq", "Resources", "demo.mvq")
 
 

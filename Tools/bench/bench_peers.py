@@ -13,8 +13,8 @@ torch_cl, torch_bf16, ort, ort_int8 (onnxruntime static QDQ, per-channel s8
 weights, u8 activations, convs and matmuls only, calibrated on 4 random
 latents: the setting KERNELS.md found to keep 42.5 dB).
 
-Run (after Tools/make_kandinsky_random.py and `swift build -c release`):
-  $(Tools/setup_venv.sh) Tools/bench_peers.py --size 256 --threads 2 --rounds 3
+Run (after Tools/fixtures/make_kandinsky_random.py and `swift build -c release`):
+  $(Tools/setup_venv.sh) Tools/bench/bench_peers.py --size 256 --threads 2 --rounds 3
 """
 import argparse
 import json
@@ -23,10 +23,12 @@ import resource
 import statistics
 import subprocess
 import sys
+TOOLS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # Tools/
+sys.path.insert(0, os.path.join(TOOLS, "reference"))
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+HERE = TOOLS
+ROOT = os.path.dirname(TOOLS)
 MODEL = os.path.join(HERE, "out", "kandinsky_random")
 
 
@@ -34,7 +36,7 @@ def worker(kind, size, threads, runs):
     import numpy as np
     import torch
     torch.set_num_threads(threads)
-    sys.path.insert(0, HERE)
+    sys.path.insert(0, os.path.join(TOOLS, "reference"))
     from diffusers import VQModel
     from movq_reference import decode_zq
     m = VQModel.from_pretrained(os.path.join(MODEL, "diffusers")).eval()

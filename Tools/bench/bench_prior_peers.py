@@ -5,7 +5,7 @@ with int16 GEMMs) vs PyTorch (fp32 eager, bf16 autocast) on an ImageNet-shaped M
 each in its own child process).
 
 Run (after `swift build -c release`):
-  $(Tools/setup_venv.sh) Tools/bench_prior_peers.py --threads 2 --rounds 3 --runs 5
+  $(Tools/setup_venv.sh) Tools/bench/bench_prior_peers.py --threads 2 --rounds 3 --runs 5
 """
 import argparse
 import json
@@ -13,10 +13,12 @@ import os
 import statistics
 import subprocess
 import sys
+TOOLS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # Tools/
+sys.path.insert(0, os.path.join(TOOLS, "reference"))
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+HERE = TOOLS
+ROOT = os.path.dirname(TOOLS)
 OUT = os.path.join(HERE, "out", "imagenet_prior")
 CONFIG = dict(codes=1024, channels=1, height=16, width=16, classes=1000, hidden=768, heads=16, layers=24, mlp=3072,
               norm="layernorm", norm_position="post", activation="gelu", norm_eps=1e-12)
@@ -24,7 +26,7 @@ CONFIG = dict(codes=1024, channels=1, height=16, width=16, classes=1000, hidden=
 
 # The same transformer over the Kandinsky-shaped decoder's tokens at 256x256
 # (32x32 positions of 16384 codes: sequence 1025), for the whole-sample timing:
-#   $(Tools/setup_venv.sh) Tools/bench_prior_peers.py --build-kandinsky-prior
+#   $(Tools/setup_venv.sh) Tools/bench/bench_prior_peers.py --build-kandinsky-prior
 #   .build/release/movq convert Tools/out/kandinsky_prior/prior.pt --precision int8 -o Tools/out/kandinsky_prior/prior-int8.mvq
 #   .build/release/movq bench Tools/out/kandinsky_prior/prior-int8.mvq --decoder Tools/out/kandinsky_random/kandinsky-int8.mvq --steps 8 --runs 1
 KANDINSKY = dict(CONFIG, codes=16384, height=32, width=32)
@@ -32,7 +34,7 @@ KANDINSKY = dict(CONFIG, codes=16384, height=32, width=32)
 
 def build(config=CONFIG, out=OUT):
     import torch
-    sys.path.insert(0, HERE)
+    sys.path.insert(0, os.path.join(TOOLS, "reference"))
     from maskgit_reference import MaskGITTransformer
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(0)
@@ -44,7 +46,7 @@ def build(config=CONFIG, out=OUT):
 
 def worker(kind, threads, runs):
     import torch
-    sys.path.insert(0, HERE)
+    sys.path.insert(0, os.path.join(TOOLS, "reference"))
     from maskgit_reference import MaskGITTransformer
     torch.set_num_threads(threads)
     m = MaskGITTransformer(CONFIG).eval()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side A/B of two movq binaries on the benchmark models, alternating
 # A and B in every round (machines here are shared and noisy).
-#   Tools/ab_bench.sh BIN_A BIN_B [ROUNDS]
+#   Tools/bench/ab_bench.sh BIN_A BIN_B [ROUNDS]
 # Prints one line per (round, case, binary): the median of `movq bench`.
 set -euo pipefail
 A="$1"; B="$2"; ROUNDS="${3:-3}"

@@ -1,5 +1,5 @@
 """Reference MaskGIT prior (PyTorch) and the official sampling loop (NumPy),
-the behaviour the Swift runtime reproduces (../shared/reference/MASKGIT.md).
+the behaviour the Swift runtime reproduces (Docs/MASKGIT.md).
 
 Transformer ("MaskGIT layout", BERT-style; knobs for pre-LN / RMSNorm / GEGLU):
   sequence = [class token] + N positions (raster order), hidden d, H heads.
