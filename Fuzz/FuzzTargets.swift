@@ -10,7 +10,7 @@ let fuzzTargets: [String: (UnsafeRawBufferPointer) throws -> Void] = [
     // The .mvq reader: header, tensor table, checksums, int8 scales.
     "packed": { bytes in
         let file = try PackedFile(path: try scratchFile(bytes))
-        for e in file.header.tensors.prefix(4) { _ = try? file.floats(e.name, shape: e.shape) }
+        for e in file.header.tensors.prefix(4) { _ = try? file.floatArray(e.name, shape: e.shape) }
     },
     // safetensors header (strict JSON) and tensor ranges.
     "safetensors": { bytes in _ = try Safetensors.parse(bytes, path: "<fuzz>") },

@@ -26,6 +26,8 @@ public struct KernelSet: Sendable {
     /// u8 x s8 linear layer (`QuadGemm`, words of 4 channels, `rowOffsets`
     /// set), on tiers with a one-instruction quad dot product (VNNI); nil elsewhere.
     public var quadLinear: (@Sendable (PairLinearArgs, Range<Int>) -> Void)? = nil
+    /// One query over cached keys (`TransformerKernels.attendOne`).
+    public var attendOne: @Sendable (AttendOneArgs) -> Void = { _ in }
 
     public init(name: String, lanes: Int,
                 conv: @escaping @Sendable (PlanarConvArgs, Range<Int>, Range<Int>, Range<Int>) -> Void,
@@ -71,6 +73,19 @@ public struct KernelSet: Sendable {
                                      bias: a.bias, residual: a.residual, D.self)
             },
             columnSoftmax: { x, ps, n, r, s in TransformerKernels<V, M>.columnSoftmax(x, planeStride: ps, planes: n, positions: r, scale: s) })
+            .adding(attendOne: { a in
+                TransformerKernels<V, M>.attendOne(q: a.query, queryStride: a.queryStride, k: a.keys, v: a.values, keyStride: a.keyStride,
+                                                   keys: a.count, channels: a.channels, scale: a.scale, out: a.output, outStride: a.outputStride,
+                                                   scores: a.scores)
+            })
+    }
+
+    /// This tier with `attendOne` set.
+    @inlinable
+    public func adding(attendOne f: @escaping @Sendable (AttendOneArgs) -> Void) -> KernelSet {
+        var k = self
+        k.attendOne = f
+        return k
     }
 }
 
@@ -145,5 +160,22 @@ public struct PairLinearArgs: @unchecked Sendable {
         self.input = input; self.planeStride = planeStride; self.inputs = inputs; self.outputs = outputs; self.weights = weights
         self.rowScales = rowScales; self.limit = limit; self.bias = bias; self.residual = residual; self.output = output
         self.words = words; self.columnScales = columnScales; self.inverse = inverse
+    }
+}
+
+/// Arguments of `KernelSet.attendOne` (see `TransformerKernels.attendOne`).
+public struct AttendOneArgs: @unchecked Sendable {
+    public var query: UnsafePointer<Float>, queryStride: Int
+    public var keys: UnsafePointer<Float>, values: UnsafePointer<Float>, keyStride: Int, count: Int
+    public var channels: Int, scale: Float
+    public var output: UnsafeMutablePointer<Float>, outputStride: Int
+    /// Scratch for `count` scores rounded up to a vector.
+    public var scores: UnsafeMutablePointer<Float>
+
+    public init(query: UnsafePointer<Float>, queryStride: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, keyStride: Int,
+                count: Int, channels: Int, scale: Float, output: UnsafeMutablePointer<Float>, outputStride: Int, scores: UnsafeMutablePointer<Float>) {
+        self.query = query; self.queryStride = queryStride; self.keys = keys; self.values = values; self.keyStride = keyStride
+        self.count = count; self.channels = channels; self.scale = scale; self.output = output; self.outputStride = outputStride
+        self.scores = scores
     }
 }

@@ -59,6 +59,17 @@ enum Attention {
         }
     }
 
+    /// One query column over `keys` cached key/value columns (an
+    /// autoregressive step): the same function as `attend` with one query,
+    /// run along the keys without packing. `scores` holds `keys` rounded up
+    /// to a vector.
+    static func attendOne(q: UnsafePointer<Float>, queryStride: Int, k: UnsafePointer<Float>, v: UnsafePointer<Float>, keys n: Int,
+                          keyStride: Int, out: UnsafeMutablePointer<Float>, outStride: Int, channels c: Int, scale: Float,
+                          scores: UnsafeMutablePointer<Float>, _ ctx: ExecutionContext) {
+        ctx.kernels.attendOne(AttendOneArgs(query: q, queryStride: queryStride, keys: k, values: v, keyStride: keyStride, count: n,
+                                            channels: c, scale: scale, output: out, outputStride: outStride, scores: scores))
+    }
+
     /// Packs a weight matrix given by strides (`w[o][i] = src[o * outStride + i * inStride]`)
     /// into `PlanarConv`'s `[ceil(O/6)][I][1][6]` layout (zero rows past `outputs`).
     static func pack(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, outputs o: Int, inputs i: Int, outStride: Int, inStride: Int) {

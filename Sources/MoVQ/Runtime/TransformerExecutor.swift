@@ -79,8 +79,9 @@ final class TransformerExecutor: @unchecked Sendable {
                 if let ops = operators, case .linear(let o) = ops[i] { return o.scratchFloats(planeStride: np) }
                 return ((l.inputs + 1) / 2 + 2) * np
             case .selfAttention(let heads, let qkv, _, let s, let cache):
-                let keys = cache?.length ?? s
-                return Attention.scratchFloats(channels: plan.values[qkv].channels / 3 / heads, keys: keys, chunk: chunk) * threads
+                let dh = plan.values[qkv].channels / 3 / heads
+                if let cache { return Attention.aligned(cache.length + chunk) * threads }  // scores per worker
+                return Attention.scratchFloats(channels: dh, keys: s, chunk: chunk) * threads
             default: return 0
             }
         }
@@ -191,9 +192,11 @@ final class TransformerExecutor: @unchecked Sendable {
             }
             return
         }
-        // One step: append each sequence's key and value at `step`, then attend its query over keys 0...step.
+        // One step: append each sequence's key and value at `step`, then attend its query over keys 0...step
+        // (each (sequence, head) an item of its own, with its own scores).
         let ks = Self.planeStride(columns: plan.values[cache.keys].width, chunk: chunk)
         let kc = UnsafeSendableBox(arena.value(cache.keys)), vc = UnsafeSendableBox(arena.value(cache.values))
+        let scoreFloats = Attention.aligned(cache.length + chunk)
         ctx.timed("attention \(heads) heads, cached", flops: 4 * Double((step + 1) * columns * d)) {
             for i in 0..<columns {
                 let col = i * cache.length + step
@@ -202,13 +205,14 @@ final class TransformerExecutor: @unchecked Sendable {
                     vc.value[k * ks + col] = q.value[(2 * d + k) * np + i]
                 }
             }
-            for i in 0..<columns {
-                ctx.parallelism.forEachItem(heads) { worker, hd in
-                    Attention.attend(q: q.value + hd * dh * np + i, queries: 1, queryStride: np,
-                                     k: kc.value + hd * dh * ks + i * cache.length, v: vc.value + hd * dh * ks + i * cache.length,
-                                     keys: step + 1, keyStride: ks, out: a.value + hd * dh * np + i, outStride: np, channels: dh, scale: scale,
-                                     scratch: sb.value + worker * per, serial)
-                }
+            // Short caches are too little work per item to pay for a dispatch.
+            let workers = (step + 1) * d * columns >= 1 << 16 ? ctx.parallelism : Parallelism(threads: 1)
+            workers.forEachItem(columns * heads) { worker, item in
+                let i = item / heads, hd = item % heads
+                Attention.attendOne(q: q.value + hd * dh * np + i, queryStride: np,
+                                    k: kc.value + hd * dh * ks + i * cache.length, v: vc.value + hd * dh * ks + i * cache.length,
+                                    keys: step + 1, keyStride: ks, out: a.value + hd * dh * np + i, outStride: np, channels: dh, scale: scale,
+                                    scores: sb.value + worker * scoreFloats, serial)
             }
         }
     }

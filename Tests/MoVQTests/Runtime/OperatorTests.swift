@@ -248,6 +248,32 @@ final class OperatorTests: XCTestCase {
         }
     }
 
+    /// The single-query attention (autoregressive steps) against a Double
+    /// computation, on key counts below, at and past a vector, with strides.
+    func testSingleQueryAttentionOnEveryTier() {
+        for k in tiers {
+            for (n, c) in [(1, 1), (5, 3), (16, 8), (17, 4), (40, 7)] {
+                let ks = n + 9, qs = 3, os = 2
+                let keys = random(c * ks, seed: UInt64(n * 10 + c)), values = random(c * ks, seed: UInt64(n * 10 + c + 1))
+                let q = random(c * qs, seed: UInt64(n + c)).map { $0 * 4 }
+                var out = [Float](repeating: 0, count: c * os)
+                var scores = [Float](repeating: .nan, count: n + 2 * k.lanes)
+                keys.withUnsafeBufferPointer { kp in values.withUnsafeBufferPointer { vp in q.withUnsafeBufferPointer { qp in
+                    out.withUnsafeMutableBufferPointer { op in scores.withUnsafeMutableBufferPointer { sp in
+                        k.attendOne(AttendOneArgs(query: qp.baseAddress!, queryStride: qs, keys: kp.baseAddress!, values: vp.baseAddress!, keyStride: ks,
+                                                  count: n, channels: c, scale: 0.6, output: op.baseAddress!, outputStride: os, scores: sp.baseAddress!))
+                    } }
+                } } }
+                let s = (0..<n).map { j in 0.6 * (0..<c).reduce(0.0) { $0 + Double(q[$1 * qs]) * Double(keys[$1 * ks + j]) } }
+                let e = s.map { Foundation.exp($0 - s.max()!) }, total = e.reduce(0, +)
+                for ch in 0..<c {
+                    let want = (0..<n).reduce(0.0) { $0 + e[$1] / total * Double(values[ch * ks + $1]) }
+                    XCTAssertEqual(Double(out[ch * os]), want, accuracy: 1e-5, "\(k.name) n \(n) c \(c) channel \(ch)")
+                }
+            }
+        }
+    }
+
     func testSoftmaxAndExpOnEveryTier() {
         // Softmax down planes (attention scores, key-major): every column is its own softmax.
         for k in tiers {
