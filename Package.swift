@@ -33,9 +33,16 @@ let package = Package(
     products: [
         .library(name: "MoVQ", targets: ["MoVQ"]),
         .executable(name: "movq", targets: ["movq"]),
+        // The HTTP server is its own product: building `movq` never builds the HTTP stack.
+        .executable(name: "movq-server", targets: ["movq-server"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // movq-server only.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: tierTargets + [
         .target(name: "CPUFeatures"),
@@ -48,15 +55,43 @@ let package = Package(
             swiftSettings: unchecked,
             linkerSettings: [.linkedLibrary("m")]
         ),
+        // The demo model, prior and images both executables ship.
+        .target(
+            name: "MoVQDemo",
+            dependencies: ["MoVQ"],
+            resources: [.copy("Resources/demo.mvq"), .copy("Resources/demo-prior.mvq"), .copy("Resources/demo_images")],
+            swiftSettings: checked
+        ),
         .executableTarget(
             name: "movq",
-            dependencies: ["MoVQ", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            resources: [.copy("Resources/demo.mvq"), .copy("Resources/demo-prior.mvq"), .copy("Resources/demo_images")],
+            dependencies: ["MoVQ", "MoVQDemo", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: checked
+        ),
+        // The edge server: routes, bounded queue, batching scheduler, metrics (a library so tests drive it in process).
+        .target(
+            name: "MoVQServer",
+            dependencies: [
+                "MoVQ", "MoVQDemo",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: checked
+        ),
+        .executableTarget(
+            name: "movq-server",
+            dependencies: ["MoVQServer", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: checked
+        ),
+        .testTarget(
+            name: "MoVQServerTests",
+            dependencies: ["MoVQServer", "MoVQDemo", .product(name: "HummingbirdTesting", package: "hummingbird")],
             swiftSettings: checked
         ),
         .testTarget(
             name: "MoVQTests",
-            dependencies: ["MoVQ", "MoVQIO", "movq", "MoVQKernelCore"],
+            dependencies: ["MoVQ", "MoVQIO", "MoVQDemo", "movq", "MoVQKernelCore"],
             exclude: ["Fixtures"],
             swiftSettings: checked
         ),

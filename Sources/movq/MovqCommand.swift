@@ -75,56 +75,6 @@ func reportingErrors(_ body: () throws -> Void) throws {
     }
 }
 
-/// The demo model, prior and images that ship with the CLI: SwiftPM copies
-/// them into `MoVQ_movq.resources` next to the binary. They are looked up
-/// there (following symlinks to the binary), in `MOVQ_DEMO_DIR`, and in
-/// `../share/movq` beside the binary (an installed layout); never through
-/// `Bundle.module`, which aborts the process when the folder is missing.
-enum DemoAssets {
-    static let folderName = "MoVQ_movq.resources"
-
-    /// Folders searched, in order.
-    static var searchPath: [String] {
-        var dirs: [String] = []
-        if let d = ProcessInfo.processInfo.environment["MOVQ_DEMO_DIR"], !d.isEmpty { dirs.append(d) }
-        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        let candidates = [exe] + (Bundle.main.executableURL.map { [$0.resolvingSymlinksInPath()] } ?? [])
-        for e in candidates {
-            let bin = e.deletingLastPathComponent()
-            dirs.append(bin.appendingPathComponent(folderName).path)
-            dirs.append(bin.deletingLastPathComponent().appendingPathComponent("share/movq").path)
-        }
-        var seen = Set<String>()
-        return dirs.filter { seen.insert($0).inserted }
-    }
-
-    /// The first `name` found on the search path, or an error that says where it looked.
-    static func find(_ name: String, what: String) throws -> String {
-        let dirs = searchPath
-        for d in dirs {
-            let p = URL(fileURLWithPath: d).appendingPathComponent(name).path
-            if FileManager.default.fileExists(atPath: p) { return p }
-        }
-        throw MoVQError.io(path: name, reason: "the \(what) that ships with movq was not found (looked in \(dirs.joined(separator: ", "))); "
-            + "give a model path, or keep \(folderName) next to the binary (see README, Installing)")
-    }
-
-    static func model() throws -> String { try find("demo.mvq", what: "demo model") }
-    static func prior() throws -> String { try find("demo-prior.mvq", what: "demo prior") }
-    static func images() throws -> [String] {
-        let d = URL(fileURLWithPath: try find("demo_images", what: "demo images"))
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: d.path)) ?? []
-        return names.filter { $0.hasSuffix(".png") }.sorted().map { d.appendingPathComponent($0).path }
-    }
-
-    /// Splits positional paths into an optional model (`*.mvq`) and the rest;
-    /// without a model, the demo model is used.
-    static func modelAndInputs(_ paths: [String]) throws -> (model: String, inputs: [String]) {
-        if let first = paths.first, first.hasSuffix(".mvq") { return (first, Array(paths.dropFirst())) }
-        return (try model(), paths)
-    }
-}
-
 /// Progress on stderr: one line rewritten in place on a terminal, plain
 /// lines otherwise (logs stay readable), nothing when quiet.
 final class ProgressLine: @unchecked Sendable {

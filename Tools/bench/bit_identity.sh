@@ -34,7 +34,7 @@ for m in tiny_movq tiny_vqgan tiny_multichannel; do
     done
   done
 done
-run encode Sources/movq/Resources/demo_images/*.png -o "$OUT/demo-encode-idx.npy" --latent-output "$OUT/demo-encode-latent.npy"
+run encode Sources/MoVQDemo/Resources/demo_images/*.png -o "$OUT/demo-encode-idx.npy" --latent-output "$OUT/demo-encode-latent.npy"
 run reconstruct -o "$OUT/demo-reconstruct.png"
 run sample -o "$OUT/demo-sample-t1.png" --tokens "$OUT/demo-sample-t1.npy" --threads 1
 run sample -o "$OUT/demo-sample-t2.png" --tokens "$OUT/demo-sample-t2.npy" --threads 2 --kernels avx2

@@ -7,7 +7,7 @@ Writes Tools/out/demo_movq/{diffusion_pytorch_model.safetensors,config.json},
 the demo images (one held-out test image per class) and prints held-out PSNR.
 
 Run: $(Tools/setup_venv.sh) Tools/training/train_demo.py [--minutes 15]
-Then: swift run -c release movq convert Tools/out/demo_movq -o Sources/movq/Resources/demo.mvq
+Then: swift run -c release movq convert Tools/out/demo_movq -o Sources/MoVQDemo/Resources/demo.mvq
 """
 import argparse
 import gzip

@@ -4,12 +4,12 @@ tokens (8x8 positions x 2 indices of a 256-entry codebook), and a small
 CNN classifier used to judge how recognisable sampled classes are.
 
 Data: Debian package dataset-fashion-mnist. Tokens come from encoding the
-images with the packed demo model (Sources/movq/Resources/demo.mvq).
+images with the packed demo model (Sources/MoVQDemo/Resources/demo.mvq).
 Writes Tools/out/demo_prior/{prior.pt, prior.json} and
 Tools/out/classifier.pt.
 
 Run: $(Tools/setup_venv.sh) Tools/training/train_demo_prior.py [--minutes 15]
-Then: swift run -c release movq convert Tools/out/demo_prior/prior.pt --precision fp16 -o Sources/movq/Resources/demo-prior.mvq
+Then: swift run -c release movq convert Tools/out/demo_prior/prior.pt --precision fp16 -o Sources/MoVQDemo/Resources/demo-prior.mvq
 """
 import argparse
 import json

@@ -14,7 +14,8 @@ public struct AutoregressiveSettings: Sendable, Equatable {
         self.temperature = temperature; self.topK = topK; self.topP = topP
     }
 
-    func validate() throws {
+    /// Throws `MoVQError.invalidInput` on a non-positive temperature, negative top-k or top-p outside (0, 1].
+    public func validate() throws {
         guard temperature > 0 && temperature.isFinite else { throw MoVQError.invalidInput("temperature must be positive") }
         guard topK >= 0 else { throw MoVQError.invalidInput("top-k must be >= 0") }
         guard topP > 0 && topP <= 1 else { throw MoVQError.invalidInput("top-p must be in (0, 1]") }

@@ -18,6 +18,11 @@ public enum NPY {
         return try data.withUnsafeBytes { try parse($0, path: path) }
     }
 
+    /// Parses `.npy` bytes held in memory (as `read`); `name` names the source in errors.
+    public static func decode(_ bytes: [UInt8], name: String = "<npy>") throws -> Array {
+        try bytes.withUnsafeBytes { try parse($0, path: name) }
+    }
+
     /// Element types by `descr` (little-endian or byte-order-free only).
     static let dtypes: [String: DType] = ["<f4": .f32, "<f8": .f64, "<f2": .f16, "<i8": .i64, "<i4": .i32, "<i2": .i16,
                                           "|i1": .i8, "<i1": .i8, "|u1": .u8, "<u1": .u8, "|b1": .bool]
@@ -128,5 +133,31 @@ public enum NPY {
         out.append(contentsOf: Swift.Array(header.utf8))
         out.append(body)
         return out
+    }
+}
+
+extension NPY.Array {
+    /// The array as a float tensor (float dtypes only); `name` names it in errors.
+    public func floatTensor(name: String) throws -> Tensor {
+        guard dtype == .f32 || dtype == .f64 || dtype == .f16 else {
+            throw MoVQError.invalidInput("\(name): latent must be float, got \(dtype)")
+        }
+        return try Tensor(shape: shape, data: values.map { Float($0) })
+    }
+
+    /// The array as an index map: integers, `[B, h, w]` (one index per
+    /// position, given a channel axis) or `[B, c, h, w]`; `name` names it in errors.
+    public func indexMap(name: String) throws -> IndexMap {
+        guard [.i64, .i32, .i16, .i8, .u8].contains(dtype) else {
+            throw MoVQError.invalidInput("\(name): indices must be integers, got \(dtype)")
+        }
+        var s = shape
+        if s.count == 3 { s.insert(1, at: 1) }
+        guard s.count == 4 else { throw MoVQError.invalidInput("\(name): indices must be [B, h, w] or [B, c, h, w], got \(shape)") }
+        let v = try values.map { x -> Int32 in
+            guard x >= 0 && x < Double(Int32.max) else { throw MoVQError.invalidInput("\(name): index \(Int64(x)) is negative or too large") }
+            return Int32(x)
+        }
+        return try IndexMap(shape: s, values: v)
     }
 }

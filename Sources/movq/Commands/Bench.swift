@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import MoVQ
+import MoVQDemo
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(

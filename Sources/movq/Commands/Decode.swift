@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MoVQ
+import MoVQDemo
 
 struct Decode: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -47,20 +48,10 @@ struct Decode: ParsableCommand {
 /// Reads an integer index map, adding the channel axis for `[B, h, w]` files.
 func loadIndexMap(_ path: String, model: MoVQModel) throws -> IndexMap {
     let a = try NPY.read(path: path)
-    guard [.i64, .i32, .i16, .i8, .u8].contains(a.dtype) else {
-        throw MoVQError.invalidInput("\(path): indices must be integers, got \(a.dtype)")
-    }
     var shape = a.shape
     if shape.count == 3 { shape.insert(1, at: 1) }
-    guard shape.count == 4 else { throw MoVQError.invalidInput("\(path): indices must be [B, h, w] or [B, c, h, w], got \(a.shape)") }
-    try model.checkDecodeMemory(batch: shape[0], latentHeight: shape[2], latentWidth: shape[3])
-    let values = try a.values.map { v -> Int32 in
-        guard v >= 0 && v < Double(Int32.max) else {
-            throw MoVQError.invalidInput("\(path): index \(Int64(v)) is outside the codebook (0..<\(model.config.numVQEmbeddings))")
-        }
-        return Int32(v)
-    }
-    return try IndexMap(shape: shape, values: values)
+    if shape.count == 4 { try model.checkDecodeMemory(batch: shape[0], latentHeight: shape[2], latentWidth: shape[3]) }
+    return try a.indexMap(name: path)
 }
 
 /// A reproducible random latent (uniform in [-2, 2]) for `size` x `size`
@@ -79,9 +70,5 @@ func randomLatent(_ m: MoVQModel, size: Int, batch: Int, seed: UInt64) throws ->
 
 /// Reads a float latent `.npy` (f32, f64 or f16) as a tensor.
 func loadLatent(_ path: String) throws -> Tensor {
-    let a = try NPY.read(path: path)
-    guard a.dtype == .f32 || a.dtype == .f64 || a.dtype == .f16 else {
-        throw MoVQError.invalidInput("\(path): latent must be float, got \(a.dtype)")
-    }
-    return try Tensor(shape: a.shape, data: a.values.map { Float($0) })
+    try NPY.read(path: path).floatTensor(name: path)
 }

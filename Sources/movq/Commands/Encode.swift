@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MoVQ
+import MoVQDemo
 
 struct Encode: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Encode PNG images to an index map [B, c, h, w] (int64 .npy).")

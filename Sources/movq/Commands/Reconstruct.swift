@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MoVQ
+import MoVQDemo
 
 struct Reconstruct: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MoVQ
+import MoVQDemo
 
 struct Sample: ParsableCommand {
     static let configuration = CommandConfiguration(

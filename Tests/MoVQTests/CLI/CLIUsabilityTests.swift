@@ -20,10 +20,10 @@ final class CLIUsabilityTests: XCTestCase {
         XCTAssertEqual(r.err.split(separator: "\n").count, 1, r.err)
         r = try movq(["decode", "--indices", TestPaths.fixture("tiny_movq/indices.npy"), "-o", d + "/x.png"], binary: copy)
         XCTAssertEqual(r.status, 1); XCTAssertTrue(r.err.contains("demo model"), r.err)
-        let resources = URL(fileURLWithPath: CLI.binary).deletingLastPathComponent().appendingPathComponent("MoVQ_movq.resources").path
+        let resources = URL(fileURLWithPath: CLI.binary).deletingLastPathComponent().appendingPathComponent("MoVQ_MoVQDemo.resources").path
         r = try movq(["sample", "-o", d + "/env.png", "--batch", "1", "--steps", "1", "--class", "0"], binary: copy, environment: ["MOVQ_DEMO_DIR": resources])
         XCTAssertEqual(r.status, 0, r.err)
-        try FileManager.default.copyItem(atPath: resources, toPath: d + "/MoVQ_movq.resources")
+        try FileManager.default.copyItem(atPath: resources, toPath: d + "/MoVQ_MoVQDemo.resources")
         r = try movq(["sample", "-o", d + "/s.png", "--batch", "1", "--steps", "1", "--class", "0"], binary: copy)
         XCTAssertEqual(r.status, 0, r.err)
         XCTAssertEqual(try PNG.read(path: d + "/s.png").width, 32 + 4)

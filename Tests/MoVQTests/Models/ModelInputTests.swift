@@ -28,7 +28,7 @@ final class ModelInputTests: XCTestCase {
         let deep = Crafted.png([Crafted.ihdr(width: 16384, height: 16384, depth: 16), idat, Crafted.chunk("IEND", [])])
         assertThrows("pixels this reader accepts") { try PNG.decode(deep) }
         // Priors: a guided batch is refused by its estimate.
-        let prior = try MaskGITPrior(contentsOf: TestPaths.packageRoot.appendingPathComponent("Sources/movq/Resources/demo-prior.mvq").path,
+        let prior = try MaskGITPrior(contentsOf: TestPaths.packageRoot.appendingPathComponent("Sources/MoVQDemo/Resources/demo-prior.mvq").path,
                                      memoryLimit: 64 << 20)
         let c = prior.config
         assertThrows("needs an estimated") {

@@ -9,9 +9,9 @@ enum TestPaths {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     static func fixture(_ p: String) -> String { root.appendingPathComponent("Fixtures").appendingPathComponent(p).path }
     static let packageRoot = root.deletingLastPathComponent().deletingLastPathComponent()
-    static var demoModel: String { packageRoot.appendingPathComponent("Sources/movq/Resources/demo.mvq").path }
+    static var demoModel: String { packageRoot.appendingPathComponent("Sources/MoVQDemo/Resources/demo.mvq").path }
     static var demoImages: [String] {
-        let d = packageRoot.appendingPathComponent("Sources/movq/Resources/demo_images")
+        let d = packageRoot.appendingPathComponent("Sources/MoVQDemo/Resources/demo_images")
         return ((try? FileManager.default.contentsOfDirectory(atPath: d.path)) ?? []).filter { $0.hasSuffix(".png") }.sorted().map { d.appendingPathComponent($0).path }
     }
 

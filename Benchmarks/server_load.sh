@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Load benchmark of movq-server on loopback with wrk (Debian package), bounded in time.
+#   Benchmarks/server_load.sh [SECONDS_PER_RUN]      (default 10)
+# Prints, side by side in one run: images/s and p50/p99 latency of
+# /v1/images/generations (n = 1, demo prior, 8 steps) at concurrency 1, 4, 16, 64
+# with batching on (--max-batch 8 --batch-window-ms 10) and off (--max-batch 1);
+# then an overload run (queue depth 4, concurrency 64) counting statuses (only
+# 200 and 429 are expected), and two replicas behind nginx with one killed
+# mid-run (only 200s expected beyond nginx's retry).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS="${1:-10}"
+BIN=.build/release/movq-server
+[ -x "$BIN" ] || swift build -c release --product movq-server >&2
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+cat > "$WORK/gen.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"class": 3, "n": 1, "seed": 1, "steps": 8}'
+wrk.headers["Content-Type"] = "application/json"
+local counts = {}
+response = function(status, headers, body) counts[status] = (counts[status] or 0) + 1 end
+done = function(summary, latency, requests)
+  io.write(string.format("requests %d errors(connect %d, read %d, write %d, timeout %d) p50 %.1f ms p99 %.1f ms statuses",
+    summary.requests, summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.timeout,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+  for s, n in pairs(counts) do io.write(string.format(" %d:%d", s, n)) end
+  io.write("\n")
+end
+LUA
+# wrk's response() runs per thread; the status counts it prints come from the
+# thread that runs done(), so use 1 thread for exact counts.
+
+serve() {  # port, extra options...
+  local port=$1; shift
+  "$BIN" --port "$port" --threads 2 "$@" 2>"$WORK/server-$port.log" &
+  for _ in $(seq 1 100); do curl -sf "localhost:$port/readyz" >/dev/null && return 0; sleep 0.1; done
+  echo "server on $port did not start" >&2; cat "$WORK/server-$port.log" >&2; return 1
+}
+
+echo "## throughput and latency (${SECS}s per run, 2 compute threads)"
+serve 18180 --max-batch 8 --batch-window-ms 10 --queue-depth 256
+serve 18181 --max-batch 1 --queue-depth 256
+for c in 1 4 16 64; do
+  for mode in on off; do
+    port=18180; [ $mode = off ] && port=18181
+    out=$(wrk -t1 -c$c -d${SECS}s --timeout 60s -s "$WORK/gen.lua" "http://127.0.0.1:$port/v1/images/generations" | tail -1)
+    reqs=$(echo "$out" | awk '{print $2}')
+    echo "concurrency $c batching $mode: $(awk -v r=$reqs -v s=$SECS 'BEGIN {printf "%.1f images/s", r / s}') $out"
+  done
+done
+kill %1 %2 2>/dev/null || true; wait 2>/dev/null || true
+
+echo "## overload: queue depth 4, concurrency 64"
+serve 18182 --max-batch 8 --batch-window-ms 10 --queue-depth 4
+wrk -t1 -c64 -d${SECS}s --timeout 60s -s "$WORK/gen.lua" "http://127.0.0.1:18182/v1/images/generations" | tail -1
+kill %1 2>/dev/null || true; wait 2>/dev/null || true
+
+echo "## schemathesis against Docs/openapi.yaml (property-based API fuzzing)"
+serve 18186 --max-batch 8 --batch-window-ms 5 --max-body-bytes 1048576
+PY=$(Tools/setup_venv.sh)
+"$(dirname "$PY")/schemathesis" run Docs/openapi.yaml --url http://127.0.0.1:18186 --checks all -n "${MOVQ_SCHEMATHESIS_EXAMPLES:-100}" \
+  --request-timeout 60 2>&1 | tail -25 || true
+kill %1 2>/dev/null || true; wait 2>/dev/null || true
+
+echo "## two replicas behind nginx, one killed mid-run"
+serve 18183 --max-batch 8 --batch-window-ms 10
+serve 18184 --max-batch 8 --batch-window-ms 10
+cat > "$WORK/nginx.conf" <<NGINX
+worker_processes 1;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  upstream movq { server 127.0.0.1:18183 max_fails=1 fail_timeout=5s; server 127.0.0.1:18184 max_fails=1 fail_timeout=5s; }
+  server {
+    listen 127.0.0.1:18185;
+    location / { proxy_pass http://movq; proxy_next_upstream error timeout http_502 non_idempotent; proxy_read_timeout 60s; }
+  }
+}
+NGINX
+nginx -c "$WORK/nginx.conf" -p "$WORK"
+sleep 0.5
+( sleep $((SECS / 2)); kill "$(pgrep -f -- '--port 18184' | head -1)" ) &
+wrk -t1 -c16 -d${SECS}s --timeout 60s -s "$WORK/gen.lua" "http://127.0.0.1:18185/v1/images/generations" | tail -1
+nginx -c "$WORK/nginx.conf" -p "$WORK" -s stop
