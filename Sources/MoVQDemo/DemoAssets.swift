@@ -7,6 +7,7 @@ import MoVQ
 /// `../share/movq` beside the binary (an installed layout); never through
 /// `Bundle.module`, which aborts the process when the folder is missing.
 public enum DemoAssets {
+    /// The resource folder SwiftPM writes next to the binaries.
     public static let folderName = "MoVQ_MoVQDemo.resources"
 
     /// Folders searched, in order.

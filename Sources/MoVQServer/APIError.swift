@@ -5,11 +5,14 @@ import MoVQ
 /// A failed request: an HTTP status and a one-line message, sent as
 /// `{"error": "..."}`.
 public struct APIError: Error, Sendable {
+    /// The HTTP status.
     public var status: HTTPResponse.Status
+    /// What is wrong, in one line.
     public var message: String
     /// Extra headers (`Retry-After` for 429).
     public var headers: HTTPFields = [:]
 
+    /// An error answering `status` with `message`.
     public init(_ status: HTTPResponse.Status, _ message: String) { self.status = status; self.message = message }
 
     static func badRequest(_ m: String) -> APIError { APIError(.badRequest, m) }

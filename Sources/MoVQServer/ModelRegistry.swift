@@ -30,7 +30,7 @@ public final class ModelRegistry: @unchecked Sendable {
             if header.prior != nil { priorFiles.append((name, path)); continue }
             let t0 = Date()
             let m = try MoVQModel(contentsOf: path)
-            _ = try m.decode(latent: Tensor(zeros: [1, m.config.vqEmbedDim, 1, 1]), threads: threads)  // warm: plan and arena
+            _ = try m.decode(latent: Tensor(zeros: [1, m.config.vqEmbedDim, 1, 1]), threads: threads)  // warm: touch the packed weights
             decoders[name] = m; names.append(name); loadSeconds[name] = Date().timeIntervalSince(t0)
         }
         for (name, path) in priorFiles {

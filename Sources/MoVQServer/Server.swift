@@ -7,7 +7,9 @@ import ServiceLifecycle
 /// The `movq-server` application: models loaded once, one compute
 /// scheduler, the routes of Docs/openapi.yaml.
 public struct MoVQServer: Sendable {
+    /// The options it runs with.
     public let options: ServerOptions
+    /// The loaded models.
     public let registry: ModelRegistry
     let scheduler: ComputeScheduler
     let metrics: ServerMetrics

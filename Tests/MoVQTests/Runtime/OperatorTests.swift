@@ -223,7 +223,7 @@ final class OperatorTests: XCTestCase {
                 let gamma = random(c, seed: 1), beta = random(c, seed: 2)
                 let cy = random(c * 2, seed: 3), cyb = random(c, seed: 4), cb = random(c * 2, seed: 5), cbb = random(c, seed: 6)
                 let zq = try Tensor(shape: [1, 2, mh, mw], data: random(2 * mh * mw, seed: 7))
-                try [gamma, beta, cy, cyb, cb, cbb].withPointers { p in
+                [gamma, beta, cy, cyb, cb, cbb].withPointers { p in
                     let g1 = Conv2DGeometry(inChannels: 2, outChannels: c, kernel: 1), one = Parallelism(threads: 1)
                     let mod = SpatialModulation(scale: Conv2DReference.forward(zq, weight: p[2], bias: p[3], geometry: g1, parallelism: one),
                                                 shift: Conv2DReference.forward(zq, weight: p[4], bias: p[5], geometry: g1, parallelism: one))
