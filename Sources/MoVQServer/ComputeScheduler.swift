@@ -181,7 +181,6 @@ public final class ComputeScheduler: @unchecked Sendable {
             }
             if images >= options.maxBatch || !condition.wait(until: until) { break }
         }
-        // One last sweep after the window closed.
         return batch
     }
 
@@ -239,16 +238,15 @@ public final class ComputeScheduler: @unchecked Sendable {
         case .decode(let name, _, let quantize):
             guard let m = registry.decoders[name] else { throw APIError.notFound("no decoder named '\(name)'") }
             let inputs = works.map { w -> DecodeInput in if case .decode(_, let i, _) = w { return i }; fatalError("mixed batch") }
+            let batch = inputs.reduce(0) { $0 + $1.batch }  // the batch key makes every other dimension equal
             let out: Tensor
             switch inputs[0] {
             case .latent(let first):
                 let data = inputs.flatMap { i -> [Float] in if case .latent(let t) = i { return t.data }; return [] }
-                out = try m.decode(latent: try Tensor(shape: [data.count / (first.count / first.shape[0])] + first.shape.dropFirst(), data: data),
-                                   quantize: quantize, threads: threads)
+                out = try m.decode(latent: try Tensor(shape: [batch] + first.shape.dropFirst(), data: data), quantize: quantize, threads: threads)
             case .indices(let first):
                 let values = inputs.flatMap { i -> [Int32] in if case .indices(let x) = i { return x.values }; return [] }
-                out = try m.decode(indices: try IndexMap(shape: [values.count / (first.values.count / first.shape[0])] + first.shape.dropFirst(), values: values),
-                                   threads: threads)
+                out = try m.decode(indices: try IndexMap(shape: [batch] + first.shape.dropFirst(), values: values), threads: threads)
             }
             let per = out.count / out.shape[0]
             var start = 0

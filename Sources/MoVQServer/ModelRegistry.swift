@@ -23,24 +23,27 @@ public final class ModelRegistry: @unchecked Sendable {
     /// Loads `models` (or the demo pair when empty) with `threads` threads.
     public init(models: [(name: String, path: String)], threads: Int) throws {
         let list = models.isEmpty ? [("demo", try DemoAssets.model()), ("demo-prior", try DemoAssets.prior())] : models
-        var priorFiles: [(String, String)] = []
+        var priorFiles: [(String, String, PriorConfig)] = []
         for (name, path) in list {
             guard decoders[name] == nil, !priorFiles.contains(where: { $0.0 == name }) else { throw MoVQError.invalidInput("model name '\(name)' given twice") }
             let header = try PackedFile(path: path, verifyChecksums: false).header
-            if header.prior != nil { priorFiles.append((name, path)); continue }
+            if let c = header.prior { priorFiles.append((name, path, c)); continue }
             let t0 = Date()
             let m = try MoVQModel(contentsOf: path)
             _ = try m.decode(latent: Tensor(zeros: [1, m.config.vqEmbedDim, 1, 1]), threads: threads)  // warm: touch the packed weights
             decoders[name] = m; names.append(name); loadSeconds[name] = Date().timeIntervalSince(t0)
         }
-        for (name, path) in priorFiles {
+        for (name, path, c) in priorFiles {
             let t0 = Date()
-            let file = try PackedFile(path: path, verifyChecksums: false)
-            let c = file.header.prior!
-            let prior: Prior = c.isAutoregressive ? .gpt(try GPTPrior(contentsOf: path)) : .maskgit(try MaskGITPrior(contentsOf: path))
-            // Its decoder: the one the file names (loaded if not yet), else the only decoder, else the demo one for the demo prior.
+            let prior: Prior, named: String?
+            if c.isAutoregressive {
+                let p = try GPTPrior(contentsOf: path); prior = .gpt(p); named = p.decoderPath
+            } else {
+                let p = try MaskGITPrior(contentsOf: path); prior = .maskgit(p); named = p.decoderPath
+            }
+            // Its decoder: the one the file names (loaded if not yet), else the only decoder loaded.
             var decoder: String
-            if let named = file.namedDecoderPath {
+            if let named {
                 let canonical = URL(fileURLWithPath: named).standardizedFileURL.path
                 if let hit = list.first(where: { URL(fileURLWithPath: $0.1).standardizedFileURL.path == canonical && decoders[$0.0] != nil }) {
                     decoder = hit.0

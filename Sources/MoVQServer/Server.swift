@@ -137,8 +137,7 @@ public struct MoVQServer: Sendable {
                                                           seeds: (0..<UInt64(n)).map { seed + $0 }, settings: settings))
         guard case .images(let images) = result.output else { throw APIError(.internalServerError, "unexpected result") }
         if format == "png" {
-            return Outcome(response: Response(status: .ok, headers: [.contentType: "image/png"], body: .init(byteBuffer: ByteBuffer(bytes: PNG.encode(images[0])))),
-                           model: name, result: result)
+            return Outcome(response: binary(PNG.encode(images[0]), type: "image/png"), model: name, result: result)
         }
         let data = images.enumerated().map { ["b64_json": PNG.encode($0.element).base64EncodedString(), "seed": seed + UInt64($0.offset)] as [String: Any] }
         return Outcome(response: jsonObject(["created": Int(Date().timeIntervalSince1970), "data": data]), model: name, result: result)
@@ -179,11 +178,9 @@ public struct MoVQServer: Sendable {
         let result = try await scheduler.submit(.decode(model: name, input: input, quantize: quantize))
         guard case .tensor(let t) = result.output else { throw APIError(.internalServerError, "unexpected result") }
         if format == "png" {
-            return Outcome(response: Response(status: .ok, headers: [.contentType: "image/png"],
-                                              body: .init(byteBuffer: ByteBuffer(bytes: PNG.encode(ImageConversion.images(from: t)[0])))), model: name, result: result)
+            return Outcome(response: binary(PNG.encode(ImageConversion.images(from: t)[0]), type: "image/png"), model: name, result: result)
         }
-        return Outcome(response: Response(status: .ok, headers: [.contentType: "application/octet-stream"],
-                                          body: .init(byteBuffer: ByteBuffer(bytes: NPY.encode(shape: t.shape, float32: t.data)))), model: name, result: result)
+        return Outcome(response: binary(NPY.encode(shape: t.shape, float32: t.data)), model: name, result: result)
     }
 
     func encode(_ body: [UInt8], _ query: Parameters) async throws -> Outcome {
@@ -194,9 +191,7 @@ public struct MoVQServer: Sendable {
         let t = try ImageConversion.tensor(from: [image], channels: m.config.inChannels)
         let result = try await scheduler.submit(.encode(model: name, images: t))
         guard case .indices(let x) = result.output else { throw APIError(.internalServerError, "unexpected result") }
-        return Outcome(response: Response(status: .ok, headers: [.contentType: "application/octet-stream"],
-                                          body: .init(byteBuffer: ByteBuffer(bytes: NPY.encode(shape: x.shape, int64: x.values.map { Int64($0) })))),
-                       model: name, result: result)
+        return Outcome(response: binary(NPY.encode(shape: x.shape, int64: x.values.map { Int64($0) })), model: name, result: result)
     }
 }
 
@@ -234,6 +229,11 @@ final class RequestCounter: @unchecked Sendable {
 }
 
 func json(_ object: [String: String], status: HTTPResponse.Status = .ok) -> Response { jsonObject(object, status: status) }
+
+/// A 200 answer carrying `data` (`.npy` unless `type` says otherwise).
+func binary(_ data: Data, type: String = "application/octet-stream") -> Response {
+    Response(status: .ok, headers: [.contentType: type], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+}
 
 func jsonObject(_ object: [String: Any], status: HTTPResponse.Status = .ok) -> Response {
     let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)

@@ -20,6 +20,9 @@ public final class MoVQModel: @unchecked Sendable {
     public let backend: Backend
     /// Bytes a decode or encode may plan to use (see `MemoryLimit`).
     public let memoryLimit: Int
+    /// The decoder's plan for a latent of (height, width), and the encoder's for an image.
+    let decoderPlan: @Sendable (Int, Int) -> ModelPlan
+    let encoderPlan: @Sendable (Int, Int) -> ModelPlan
     let decoder: SIMDExecutor?
     let encoder: SIMDExecutor?
     let quantizer: Quantizer?
@@ -43,10 +46,12 @@ public final class MoVQModel: @unchecked Sendable {
             guard let e = file.entry(spec.name) else { throw MoVQError.missingTensor(spec.name) }
             guard e.shape == spec.shape else { throw MoVQError.shapeMismatch(tensor: spec.name, expected: spec.shape, found: e.shape) }
         }
+        let decoderPlan: @Sendable (Int, Int) -> ModelPlan = { AutoencoderPlans.decoder(c, latentHeight: $0, latentWidth: $1) }
+        let encoderPlan: @Sendable (Int, Int) -> ModelPlan = { AutoencoderPlans.encoder(c, height: $0, width: $1) }
+        self.decoderPlan = decoderPlan; self.encoderPlan = encoderPlan
         if case .simd(let tier) = backend {
-            let kernels = tier.kernels
-            decoder = try SIMDExecutor(file: file, kernels: kernels) { AutoencoderPlans.decoder(c, latentHeight: $0, latentWidth: $1) }
-            encoder = c.hasEncoder ? try SIMDExecutor(file: file, kernels: kernels) { AutoencoderPlans.encoder(c, height: $0, width: $1) } : nil
+            decoder = try SIMDExecutor(file: file, kernels: tier.kernels, planAt: decoderPlan)
+            encoder = c.hasEncoder ? try SIMDExecutor(file: file, kernels: tier.kernels, planAt: encoderPlan) : nil
         } else {
             decoder = nil; encoder = nil
         }
@@ -77,9 +82,7 @@ public final class MoVQModel: @unchecked Sendable {
 
     /// Runs the decoder on z_q.
     func runDecoder(_ zq: Tensor, threads: Int, progress: ProgressHandler?) throws -> Tensor {
-        let c = config
-        return try run(decoder, plan: { AutoencoderPlans.decoder(c, latentHeight: $0, latentWidth: $1) }, zq, task: "decode",
-                       threads: threads, progress: progress)
+        try run(decoder, plan: decoderPlan, zq, task: "decode", threads: threads, progress: progress)
     }
 
     /// The narrowest weight type in the file (int8 before fp16 before fp32).
@@ -104,7 +107,7 @@ public final class MoVQModel: @unchecked Sendable {
     /// `executed`, the FLOPs the SIMD operators execute (Winograd and the
     /// upsample convolutions do fewer).
     public func decoderFLOPs(latentHeight h: Int, latentWidth w: Int, executed: Bool = false) -> Double {
-        let plan = AutoencoderPlans.decoder(config, latentHeight: h, latentWidth: w)
+        let plan = decoderPlan(h, w)
         guard executed, let decoder else { return plan.flops }
         return decoder.executedFLOPs(plan)
     }
@@ -136,9 +139,7 @@ public final class MoVQModel: @unchecked Sendable {
             throw MoVQError.invalidInput("images must be [B, \(config.inChannels), H, W], got \(images.shape)")
         }
         try checkEncodeMemory(batch: images.shape[0], height: images.shape[2], width: images.shape[3], threads: threads)
-        let c = config
-        return try run(encoder, plan: { AutoencoderPlans.encoder(c, height: $0, width: $1) }, images, task: "encode",
-                       threads: threads, progress: progress)
+        return try run(encoder, plan: encoderPlan, images, task: "encode", threads: threads, progress: progress)
     }
 
     /// Nearest codebook indices of a latent.
@@ -207,9 +208,7 @@ public final class MoVQModel: @unchecked Sendable {
         let pixels = Double(batch) * Double(h) * Double(w) * f * f
         let outputs = pixels * Double(c.outChannels) * (4 * 3 + 1)  // the tensor, its batch copy, the images
         let inputs = Double(batch) * Double(h) * Double(w) * Double(c.vqEmbedDim) * 4 * 3
-        let activations = activationBytes(decoder, batch: batch, inputHeight: h, inputWidth: w, scale: f, threads: threads) {
-            AutoencoderPlans.decoder(c, latentHeight: $0, latentWidth: $1)
-        }
+        let activations = activationBytes(decoder, batch: batch, inputHeight: h, inputWidth: w, scale: f, threads: threads, plan: decoderPlan)
         return weightBytes + activations + outputs + inputs + 64e6  // + slack
     }
 
@@ -219,9 +218,7 @@ public final class MoVQModel: @unchecked Sendable {
         let c = config
         let pixels = Double(batch) * Double(height) * Double(width)
         let inputs = pixels * Double(c.inChannels) * (4 * 2 + 4)  // the tensor, its feature-map copy, the decoded PNGs
-        let activations = activationBytes(encoder, batch: batch, inputHeight: height, inputWidth: width, scale: 1, threads: threads) {
-            AutoencoderPlans.encoder(c, height: $0, width: $1)
-        }
+        let activations = activationBytes(encoder, batch: batch, inputHeight: height, inputWidth: width, scale: 1, threads: threads, plan: encoderPlan)
         return weightBytes + activations + inputs + 64e6
     }
 

@@ -42,10 +42,10 @@ final class SIMDExecutor: @unchecked Sendable {
                     channels: n.channels, conditionChannels: y.inChannels,
                     weights: (try file.floatArray(y.weightName, shape: y.weightShape), try file.floatArray(b.weightName, shape: b.weightShape)),
                     biases: (try file.floatArray(y.biasName, shape: [n.channels]), try file.floatArray(b.biasName, shape: [n.channels]))))
-            case .groupNorm(let n, _, _, let m, _):
+            case .groupNorm(let n, _, _, _, _):
                 return .groupNorm(GroupNormOperator(gamma: try file.floatArray(n.gammaName, shape: [n.channels]),
                                                     beta: try file.floatArray(n.betaName, shape: [n.channels]),
-                                                    groups: n.groups, eps: n.eps, spatial: m != nil))
+                                                    groups: n.groups, eps: n.eps))
             case .attention(let a, _, _, _):
                 let c = a.channels
                 let p = try AttentionWeights.projections.map { proj in

@@ -68,16 +68,14 @@ final class TransformerExecutor: @unchecked Sendable {
     /// Plane stride of a value `width` columns wide: a GEMM chunk of overrun slack past the last column.
     static func planeStride(columns n: Int, chunk: Int) -> Int { (n + chunk - 1) / chunk * chunk + 2 * chunk }
 
-    /// The arena layout of `plan` (nothing allocated). `operators` nil
-    /// sizes linear scratch for integer mode (an upper bound).
-    static func layout(_ plan: ModelPlan, operators: [Operator]?, chunk: Int, threads: Int) -> ActivationLayout {
+    /// The arena layout of `plan` run by `operators` (nothing allocated).
+    static func layout(_ plan: ModelPlan, operators: [Operator], chunk: Int, threads: Int) -> ActivationLayout {
         let values = plan.values.map { $0.channels * planeStride(columns: $0.width, chunk: chunk) }
         let scratch = plan.ops.indices.map { i -> Int in
             switch plan.ops[i] {
-            case .linear(let l, let x, _, _):
-                let np = planeStride(columns: plan.values[x].width, chunk: chunk)
-                if let ops = operators, case .linear(let o) = ops[i] { return o.scratchFloats(planeStride: np) }
-                return ((l.inputs + 1) / 2 + 2) * np
+            case .linear(_, let x, _, _):
+                guard case .linear(let o) = operators[i] else { return 0 }
+                return o.scratchFloats(planeStride: planeStride(columns: plan.values[x].width, chunk: chunk))
             case .selfAttention(let heads, let qkv, _, let s, let cache):
                 let dh = plan.values[qkv].channels / 3 / heads
                 if let cache { return Attention.aligned(cache.length + chunk) * threads }  // scores per worker
@@ -175,11 +173,10 @@ final class TransformerExecutor: @unchecked Sendable {
                            scratch: UnsafeMutablePointer<Float>, _ ctx: ExecutionContext) {
         let d = plan.values[qkv].channels / 3, dh = d / heads, columns = plan.values[qkv].width, chunk = kernels.chunk
         let np = Self.planeStride(columns: columns, chunk: chunk), scale = 1 / Float(dh).squareRoot()
-        let keys = cache?.length ?? s
-        let per = Attention.scratchFloats(channels: dh, keys: keys, chunk: chunk)
         let serial = ExecutionContext(kernels: kernels, parallelism: Parallelism(threads: 1))
         let q = UnsafeSendableBox(arena.value(qkv)), a = UnsafeSendableBox(arena.value(out)), sb = UnsafeSendableBox(scratch)
         guard let cache else {
+            let per = Attention.scratchFloats(channels: dh, keys: s, chunk: chunk)
             ctx.timed("attention \(heads) heads x \(s)", flops: 4 * Double(s * columns * d)) {
                 for i in 0..<(columns / s) {
                     ctx.parallelism.forEachItem(heads) { worker, hd in

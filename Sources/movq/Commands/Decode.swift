@@ -47,11 +47,10 @@ struct Decode: ParsableCommand {
 
 /// Reads an integer index map, adding the channel axis for `[B, h, w]` files.
 func loadIndexMap(_ path: String, model: MoVQModel) throws -> IndexMap {
-    let a = try NPY.read(path: path)
-    var shape = a.shape
-    if shape.count == 3 { shape.insert(1, at: 1) }
-    if shape.count == 4 { try model.checkDecodeMemory(batch: shape[0], latentHeight: shape[2], latentWidth: shape[3]) }
-    return try a.indexMap(name: path)
+    let indices = try NPY.read(path: path).indexMap(name: path)
+    let s = indices.shape
+    try model.checkDecodeMemory(batch: s[0], latentHeight: s[2], latentWidth: s[3])
+    return indices
 }
 
 /// A reproducible random latent (uniform in [-2, 2]) for `size` x `size`

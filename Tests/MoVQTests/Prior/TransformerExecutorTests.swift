@@ -34,7 +34,8 @@ final class TransformerExecutorTests: XCTestCase {
                 }
                 XCTAssertLessThan(err, 1e-4 * max(1, scale), "\(name) \(tier)")
             }
-            XCTAssertFalse(TransformerExecutor.layout(plan, operators: nil, chunk: 16, threads: 3).overlaps)
+            let prior = try MaskGITPrior(contentsOf: path)
+            XCTAssertFalse(TransformerExecutor.layout(plan, operators: prior.executor.operators, chunk: 16, threads: 3).overlaps)
         }
     }
 
@@ -61,6 +62,6 @@ final class TransformerExecutorTests: XCTestCase {
                 }
             }
         }
-        XCTAssertFalse(TransformerExecutor.layout(plan, operators: nil, chunk: 16, threads: 2).overlaps)
+        XCTAssertFalse(TransformerExecutor.layout(plan, operators: try GPTPrior(contentsOf: path).executor.operators, chunk: 16, threads: 2).overlaps)
     }
 }

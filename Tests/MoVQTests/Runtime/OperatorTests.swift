@@ -234,7 +234,7 @@ final class OperatorTests: XCTestCase {
                     ModulationOperator(channels: c, conditionChannels: 2, weights: (cy, cb), biases: (cyb, cbb))(planar(zq, image: 0, ws), scale: scale, shift: shift, ctx)
                     XCTAssertEqual(Array(UnsafeBufferPointer(start: scale, count: c * mh * mw)), mod.scale.data, "\(k.name) modulation scale")
                     XCTAssertEqual(Array(UnsafeBufferPointer(start: shift, count: c * mh * mw)), mod.shift.data, "\(k.name) modulation shift")
-                    let norm = GroupNormOperator(gamma: gamma, beta: beta, groups: groups, eps: 1e-6, spatial: true)
+                    let norm = GroupNormOperator(gamma: gamma, beta: beta, groups: groups, eps: 1e-6)
                     for silu in [false, true] {
                         let want = GroupNormReference.forward(x, gamma: p[0], beta: p[1], groups: groups, eps: 1e-6, modulation: mod, silu: silu, parallelism: one)
                         let inp = planar(x, image: 0, ws), out = ws.map(channels: c, height: h, width: w)

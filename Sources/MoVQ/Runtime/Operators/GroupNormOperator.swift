@@ -6,8 +6,6 @@ import MoVQKernelCore
 struct GroupNormOperator: @unchecked Sendable {
     let gamma: [Float], beta: [Float]
     let groups: Int, eps: Float
-    /// Whether the norm is SCN-modulated (for the profile names).
-    let spatial: Bool
 
     var residentBytes: Int { (gamma.count + beta.count) * 4 }
 
