@@ -86,7 +86,8 @@ let package = Package(
         ),
         .testTarget(
             name: "MoVQServerTests",
-            dependencies: ["MoVQServer", "MoVQDemo", .product(name: "HummingbirdTesting", package: "hummingbird")],
+            dependencies: ["MoVQServer", "MoVQDemo", .product(name: "HummingbirdTesting", package: "hummingbird"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: checked
         ),
         .testTarget(

@@ -11,7 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${1:-10}"
 BIN=.build/release/movq-server
-[ -x "$BIN" ] || swift build -c release --product movq-server >&2
+# MOVQ_SKIP_BUILD=1 uses the binary as built (e.g. by the test build's flags).
+[ -n "${MOVQ_SKIP_BUILD:-}" ] || swift build -c release --product movq-server >&2
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
@@ -60,7 +61,7 @@ echo "## schemathesis against Docs/openapi.yaml (property-based API fuzzing)"
 serve 18186 --max-batch 8 --batch-window-ms 5 --max-body-bytes 1048576 --api-key bench-key
 curl -sf localhost:18186/healthz >/dev/null
 PY=$(Tools/setup_venv.sh)
-"$(dirname "$PY")/schemathesis" run Docs/openapi.yaml --url http://127.0.0.1:18186 --checks all -n "${MOVQ_SCHEMATHESIS_EXAMPLES:-100}" \
+"$(dirname "$PY")/schemathesis" --config-file Benchmarks/schemathesis.toml run Docs/openapi.yaml --url http://127.0.0.1:18186 --checks all -n "${MOVQ_SCHEMATHESIS_EXAMPLES:-100}" \
   -H "Authorization: Bearer bench-key" --request-timeout 60 2>&1 | tail -25 || true
 kill %1 2>/dev/null || true; wait 2>/dev/null || true
 
@@ -87,3 +88,32 @@ sleep 0.5
 wrk -t1 -c16 -d${SECS}s --timeout 60s -s "$WORK/gen.lua" "http://127.0.0.1:18185/v1/images/generations" | grep -E "Non-2xx|^requests" || true
 echo "(no Non-2xx line: every request answered 200)"
 nginx -c "$WORK/nginx.conf" -p "$WORK" -s stop
+
+SOAK="${MOVQ_SOAK_SECONDS:-600}"
+echo "## soak: ${SOAK}s at concurrency 16 (generations and decodes), resident memory sampled every 30 s"
+serve 18187 --max-batch 8 --batch-window-ms 10 --queue-depth 64
+PID=$(pgrep -f -- '--port 18187' | head -1)
+# A [1, 8, 8, 8] float32 latent for the demo decoder (.npy version 1.0, written by hand).
+python3 - "$WORK/latent.npy" <<'PY'
+import array, struct, sys
+header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 8, 8, 8), }"
+header += " " * (63 - (10 + len(header)) % 64) + "\n"
+data = array.array("f", [((i * 37) % 17) / 17 - 0.5 for i in range(512)]).tobytes()
+open(sys.argv[1], "wb").write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + data)
+PY
+cat > "$WORK/decode.lua" <<LUA
+wrk.method = "POST"
+local f = io.open("$WORK/latent.npy", "rb"); wrk.body = f:read("*all"); f:close()
+wrk.headers["Content-Type"] = "application/octet-stream"
+LUA
+( for i in $(seq 0 30 "$SOAK"); do
+    echo "t=${i}s rss=$(awk '/VmRSS/ {print $2}' /proc/$PID/status) kB"; sleep 30
+  done ) &
+SAMPLER=$!
+wrk -t1 -c8 -d${SOAK}s --timeout 60s -s "$WORK/gen.lua" "http://127.0.0.1:18187/v1/images/generations" > "$WORK/soak-gen.txt" &
+GEN=$!
+wrk -t1 -c8 -d${SOAK}s --timeout 60s -s "$WORK/decode.lua" "http://127.0.0.1:18187/v1/decode" | grep -E "Non-2xx|requests in|Socket errors" | sed 's/^/decodes: /'
+wait $GEN
+grep -E "Non-2xx|^requests|Socket errors" "$WORK/soak-gen.txt" | sed 's/^/generations: /'
+kill $SAMPLER 2>/dev/null || true
+echo "statuses logged: $(grep -o 'status=[0-9]*' "$WORK/server-18187.log" | sort | uniq -c | tr '\n' ' ')"

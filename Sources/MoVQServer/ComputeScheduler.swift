@@ -70,6 +70,8 @@ public final class ComputeScheduler: @unchecked Sendable {
         let work: Work, enqueued = Date(), deadline: Date
         var continuation: CheckedContinuation<WorkResult, any Error>? = nil
         var cancelled = false
+        /// Answers 503 if the job is still queued at its deadline; cancelled when it leaves the queue.
+        var expiry: Task<Void, Never>? = nil
         init(_ work: Work, deadline: Date) { self.work = work; self.deadline = deadline }
     }
 
@@ -105,6 +107,11 @@ public final class ComputeScheduler: @unchecked Sendable {
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<WorkResult, any Error>) in
                 condition.lock()
+                if job.cancelled {
+                    condition.unlock()
+                    c.resume(throwing: CancellationError())
+                    return
+                }
                 if !accepting {
                     condition.unlock()
                     c.resume(throwing: APIError(.serviceUnavailable, "the server is shutting down"))
@@ -120,18 +127,31 @@ public final class ComputeScheduler: @unchecked Sendable {
                 job.continuation = c
                 queue.append(job)
                 metrics.queueDepth.set(Double(queue.count))
-                condition.signal()
-                condition.unlock()
                 // Still queued at its deadline: answer 503 then, not when the worker gets to it.
                 let seconds = options.requestTimeoutSeconds
-                Task { [weak self] in
-                    try? await Task.sleep(nanoseconds: UInt64(seconds * 1e9))
+                job.expiry = Task { [weak self] in
+                    guard (try? await Task.sleep(nanoseconds: UInt64(seconds * 1e9))) != nil else { return }
                     self?.expire(job)
                 }
+                condition.signal()
+                condition.unlock()
             }
         } onCancel: {
-            condition.lock(); job.cancelled = true; condition.unlock()
+            cancel(job)
         }
+    }
+
+    /// The client has gone: a queued job leaves the queue at once; one already
+    /// taken into a batch is dropped before it runs.
+    private func cancel(_ job: Job) {
+        condition.lock(); defer { condition.unlock() }
+        job.cancelled = true
+        guard let i = queue.firstIndex(where: { $0 === job }) else { return }
+        job.expiry?.cancel()
+        queue.remove(at: i)
+        metrics.queueDepth.set(Double(queue.count))
+        metrics.droppedBeforeStart.increment()
+        job.continuation?.resume(throwing: CancellationError())
     }
 
     private func expire(_ job: Job) {
@@ -166,7 +186,7 @@ public final class ComputeScheduler: @unchecked Sendable {
             condition.wait()
         }
         var batch = [queue.removeFirst()]
-        guard let key = batch[0].work.batchKey else { return batch }
+        guard let key = batch[0].work.batchKey else { batch[0].expiry?.cancel(); return batch }
         var images = batch[0].work.images
         let until = Date(timeIntervalSinceNow: Double(options.batchWindowMilliseconds) / 1000)
         while images < options.maxBatch {
@@ -181,6 +201,7 @@ public final class ComputeScheduler: @unchecked Sendable {
             }
             if images >= options.maxBatch || !condition.wait(until: until) { break }
         }
+        for j in batch { j.expiry?.cancel() }
         return batch
     }
 
@@ -190,6 +211,7 @@ public final class ComputeScheduler: @unchecked Sendable {
         condition.lock()
         for j in jobs {
             if j.cancelled {
+                metrics.droppedBeforeStart.increment()
                 j.continuation?.resume(throwing: CancellationError())
             } else if now > j.deadline {
                 j.continuation?.resume(throwing: APIError(.serviceUnavailable, "the request could not start within \(options.requestTimeoutSeconds) s"))

@@ -26,15 +26,24 @@ public struct MoVQServer: Sendable {
     }
 
     /// The HTTP application (run it with `runService()`: SIGTERM/SIGINT stop
-    /// accepting, finish accepted work, then return).
-    public func application() -> some ApplicationProtocol {
+    /// accepting, finish accepted work, then return). `onListening` gets the
+    /// port it listens on (the one chosen by the system when `port` is 0).
+    public func application(onListening: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
         Application(router: router(), configuration: .init(address: .hostname(options.host, port: options.port), serverName: "movq-server"),
-                    services: [DrainService(scheduler: scheduler)], logger: logger)
+                    services: [DrainService(scheduler: scheduler)], onServerRunning: { await onListening($0.localAddress?.port ?? 0) },
+                    logger: logger)
     }
+
+    /// Each route's path and method (what 405 answers name in `Allow`).
+    static let routes: [String: HTTPRequest.Method] = [
+        "/healthz": .get, "/readyz": .get, "/metrics": .get, "/v1/models": .get,
+        "/v1/images/generations": .post, "/v1/decode": .post, "/v1/encode": .post,
+    ]
 
     /// The routes.
     public func router() -> Router<BasicRequestContext> {
         let router = Router()
+        router.add(middleware: JSONErrorMiddleware())
         router.add(middleware: AuthMiddleware(key: options.apiKey))
         router.get("/healthz") { _, _ in json(["status": "ok"]) }
         router.get("/readyz") { _, _ in
@@ -57,21 +66,25 @@ public struct MoVQServer: Sendable {
     }
 
     /// What a route reports for its log line.
-    struct Outcome { var response: Response; var model: String? = nil; var result: WorkResult? = nil }
+    struct Outcome: Sendable { var response: Response; var model: String? = nil; var result: WorkResult? = nil }
 
     /// Reads the body (413 past the limit), runs `body`, turns errors into
-    /// JSON answers, and records the metrics and one log line.
-    func handle(_ route: String, _ request: Request, _ body: ([UInt8]) async throws -> Outcome) async -> Response {
-        let t0 = Date(), id = requestCounter.next()
+    /// JSON answers, and records the metrics and one log line. A client that
+    /// closes its connection cancels the work (dropped if it has not started).
+    func handle(_ route: String, _ request: Request, _ body: @escaping @Sendable ([UInt8]) async throws -> Outcome) async -> Response {
+        let t0 = Date(), id = requestCounter.next(), limit = options.maxBodyBytes
         var outcome: Outcome
         do {
-            var buffer: ByteBuffer
-            do { buffer = try await request.body.collect(upTo: options.maxBodyBytes) } catch {
-                throw APIError(.contentTooLarge, "the body is larger than \(options.maxBodyBytes) bytes")
+            outcome = try await request.body.consumeWithCancellationOnInboundClose { requestBody in
+                var buffer: ByteBuffer
+                do { buffer = try await requestBody.collect(upTo: limit) } catch {
+                    throw APIError(.contentTooLarge, "the body is larger than \(limit) bytes")
+                }
+                return try await body(buffer.readBytes(length: buffer.readableBytes) ?? [])
             }
-            outcome = try await body(buffer.readBytes(length: buffer.readableBytes) ?? [])
         } catch is CancellationError {
-            outcome = Outcome(response: APIError(.serviceUnavailable, "cancelled").response)
+            // 499 (client closed request, as nginx logs it): there is no one to read the answer.
+            outcome = Outcome(response: APIError(.init(code: 499, reasonPhrase: "Client Closed Request"), "the client closed the connection").response)
         } catch {
             outcome = Outcome(response: APIError.from(error).response)
         }
@@ -91,14 +104,24 @@ public struct MoVQServer: Sendable {
 
     /// The JSON fields of `POST /v1/images/generations`.
     struct GenerationRequest: Decodable {
-        var model: String?, `class`: Int?, n: Int?, seed: UInt64?, steps: Int?, guidance: Float?, temperature: Float?
-        var choice_temperature: Float?, schedule: String?, response_format: String?, top_k: Int?, top_p: Double?
+        // Numbers as Double: JSON allows values (5e-324) a Float field fails to decode.
+        var model: String?, `class`: Int?, n: Int?, seed: UInt64?, steps: Int?, guidance: Double?, temperature: Double?
+        var choice_temperature: Double?, schedule: String?, response_format: String?, top_k: Int?, top_p: Double?
+        static let fields: Set<String> = ["model", "class", "n", "seed", "steps", "guidance", "temperature", "choice_temperature",
+                                          "schedule", "response_format", "top_k", "top_p"]
     }
 
     func generate(_ body: [UInt8]) async throws -> Outcome {
         let r: GenerationRequest
         do { r = try JSONDecoder().decode(GenerationRequest.self, from: Data(body)) } catch {
             throw APIError.badRequest("malformed JSON: \(String(describing: error).prefix(200))")
+        }
+        let fields = (try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any]) ?? [:]
+        if let unknown = Set(fields.keys).subtracting(GenerationRequest.fields).sorted().first {
+            throw APIError.badRequest("unknown field '\(unknown)' (fields: \(GenerationRequest.fields.sorted().joined(separator: ", ")))")
+        }
+        if let null = fields.filter({ $0.value is NSNull }).keys.sorted().first {
+            throw APIError.badRequest("field '\(null)' is null: leave it out for its default")
         }
         guard let name = r.model ?? registry.priors.keys.sorted().first else { throw APIError.badRequest("no prior is loaded") }
         guard let (prior, _) = registry.priors[name] else {
@@ -112,25 +135,27 @@ public struct MoVQServer: Sendable {
         let format = r.response_format ?? "b64_json"
         guard format == "b64_json" || format == "png" else { throw APIError.badRequest("response_format must be b64_json or png, got '\(format)'") }
         guard format == "b64_json" || n == 1 else { throw APIError.badRequest("response_format png answers one image: use n = 1 or b64_json") }
+        // Ranges checked on the values as sent (before narrowing to Float).
+        guard (0.01...10).contains(r.temperature ?? 1) else { throw APIError.badRequest("temperature must be 0.01...10, got \(r.temperature!)") }
+        guard (0...20).contains(r.guidance ?? 0) else { throw APIError.badRequest("guidance must be 0...20, got \(r.guidance!)") }
+        guard (0...100).contains(r.choice_temperature ?? 0) else { throw APIError.badRequest("choice_temperature must be 0...100, got \(r.choice_temperature!)") }
         var settings = GenerationSettings(maskgit: MaskGITSettings(), autoregressive: AutoregressiveSettings())
         if case .maskgit(let p) = prior {
             settings.maskgit.steps = r.steps ?? 8
-            settings.maskgit.guidance = r.guidance ?? p.file.header.metadata["guidance"].flatMap { Float($0) } ?? 0
-            settings.maskgit.temperature = r.temperature ?? 1
-            settings.maskgit.choiceTemperature = r.choice_temperature ?? 4.5
+            settings.maskgit.guidance = r.guidance.map { Float($0) } ?? p.file.header.metadata["guidance"].flatMap { Float($0) } ?? 0
+            settings.maskgit.temperature = Float(r.temperature ?? 1)
+            settings.maskgit.choiceTemperature = Float(r.choice_temperature ?? 4.5)
             if let s = r.schedule {
                 guard let schedule = MaskSchedule(name: s) else { throw APIError.badRequest("schedule must be cosine, linear, pow<k>, log or exp, got '\(s)'") }
                 settings.maskgit.schedule = schedule
             }
             guard (1...64).contains(settings.maskgit.steps) else { throw APIError.badRequest("steps must be 1...64, got \(settings.maskgit.steps)") }
-            guard (0...20).contains(settings.maskgit.guidance) else { throw APIError.badRequest("guidance must be 0...20, got \(settings.maskgit.guidance)") }
-            guard settings.maskgit.temperature > 0 && settings.maskgit.temperature <= 10 else { throw APIError.badRequest("temperature must be in (0, 10]") }
-            guard (0...100).contains(settings.maskgit.choiceTemperature) else { throw APIError.badRequest("choice_temperature must be 0...100") }
+            guard r.top_k == nil, r.top_p == nil else { throw APIError.badRequest("top_k and top_p apply to autoregressive priors only") }
         } else {
             guard r.steps == nil, r.guidance == nil, r.choice_temperature == nil, r.schedule == nil else {
                 throw APIError.badRequest("steps, guidance, choice_temperature and schedule apply to MaskGIT priors only")
             }
-            settings.autoregressive = AutoregressiveSettings(temperature: Double(r.temperature ?? 1), topK: r.top_k ?? 0, topP: r.top_p ?? 1)
+            settings.autoregressive = AutoregressiveSettings(temperature: r.temperature ?? 1, topK: r.top_k ?? 0, topP: r.top_p ?? 1)
             try settings.autoregressive.validate()
         }
         let result = try await scheduler.submit(.generate(prior: name, classes: [Int](repeating: cls, count: n),
@@ -143,6 +168,13 @@ public struct MoVQServer: Sendable {
         return Outcome(response: jsonObject(["created": Int(Date().timeIntervalSince1970), "data": data]), model: name, result: result)
     }
 
+    /// Refuses query parameters a route does not take (a typo would otherwise be ignored).
+    func checkQuery(_ query: Parameters, allowed: Set<String>) throws {
+        if let unknown = query.map({ String($0.key) }).filter({ !allowed.contains($0) }).sorted().first {
+            throw APIError.badRequest("unknown query parameter '\(unknown)' (this route takes: \(allowed.sorted().joined(separator: ", ")))")
+        }
+    }
+
     func decoderName(_ query: Parameters) throws -> String {
         guard let name = query["model"].map(String.init) ?? registry.decoders.keys.sorted().first else { throw APIError.badRequest("no decoder is loaded") }
         guard registry.decoders[name] != nil else {
@@ -152,8 +184,14 @@ public struct MoVQServer: Sendable {
     }
 
     func decode(_ body: [UInt8], _ query: Parameters) async throws -> Outcome {
+        try checkQuery(query, allowed: ["model", "quantize", "format"])
         let name = try decoderName(query), m = registry.decoders[name]!
-        let quantize = ["1", "true", "yes"].contains(query["quantize"].map(String.init) ?? "false")
+        let quantize: Bool
+        switch query["quantize"].map(String.init) ?? "false" {
+        case "true", "1": quantize = true
+        case "false", "0": quantize = false
+        case let other: throw APIError.badRequest("quantize must be true or false, got '\(other)'")
+        }
         let format = query["format"].map(String.init) ?? "npy"
         guard format == "npy" || format == "png" else { throw APIError.badRequest("format must be npy or png, got '\(format)'") }
         let array = try NPY.decode(body, name: "body")
@@ -184,6 +222,7 @@ public struct MoVQServer: Sendable {
     }
 
     func encode(_ body: [UInt8], _ query: Parameters) async throws -> Outcome {
+        try checkQuery(query, allowed: ["model"])
         let name = try decoderName(query), m = registry.decoders[name]!
         guard m.config.hasEncoder else { throw APIError.badRequest("model '\(name)' has no encoder") }
         let image = try PNG.decode(body, path: "body", maxPixels: 1 << 24)
@@ -192,6 +231,24 @@ public struct MoVQServer: Sendable {
         let result = try await scheduler.submit(.encode(model: name, images: t))
         guard case .indices(let x) = result.output else { throw APIError(.internalServerError, "unexpected result") }
         return Outcome(response: binary(NPY.encode(shape: x.shape, int64: x.values.map { Int64($0) })), model: name, result: result)
+    }
+}
+
+/// Router errors as JSON `{"error": ...}`: 405 with `Allow` for a known path
+/// called with the wrong method, 404 naming an unknown path.
+struct JSONErrorMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError {
+            guard error.status == .notFound else { return APIError(error.status, error.body ?? error.status.reasonPhrase).response }
+            guard let method = MoVQServer.routes[request.uri.path] else { return APIError.notFound("no route \(request.uri.path)").response }
+            var e = APIError(.methodNotAllowed, "\(request.uri.path) answers \(method.rawValue), not \(request.method.rawValue)")
+            e.headers[.allow] = method.rawValue
+            return e.response
+        }
     }
 }
 

@@ -8,6 +8,7 @@ public final class ServerMetrics: Sendable {
     let inFlight: Gauge
     let batchSize: ValueHistogram
     let imagesGenerated: Counter
+    let droppedBeforeStart: Counter
     /// Request latency buckets: milliseconds to minutes.
     static let latencyBuckets: [Duration] = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 120_000, 300_000, 600_000]
         .map { .milliseconds($0) }
@@ -21,6 +22,8 @@ public final class ServerMetrics: Sendable {
         inFlight = registry.makeGauge(descriptor: Self.name("inflight_batches", "Batches being computed"))
         batchSize = registry.makeValueHistogram(descriptor: Self.name("batch_images", "Images per computed batch"), buckets: [1, 2, 4, 8, 16, 32, 64])
         imagesGenerated = registry.makeCounter(descriptor: Self.name("images_generated", unit: "total", "Images generated"))
+        droppedBeforeStart = registry.makeCounter(descriptor: Self.name("dropped_before_start", unit: "total",
+                                                                        "Requests whose client left before their work started"))
     }
 
     /// Counts a finished request and its latency.

@@ -14,9 +14,10 @@ public struct AutoregressiveSettings: Sendable, Equatable {
         self.temperature = temperature; self.topK = topK; self.topP = topP
     }
 
-    /// Throws `MoVQError.invalidInput` on a non-positive temperature, negative top-k or top-p outside (0, 1].
+    /// Throws `MoVQError.invalidInput` on a temperature below 0.01 (logits
+    /// divided by less overflow), negative top-k or top-p outside (0, 1].
     public func validate() throws {
-        guard temperature > 0 && temperature.isFinite else { throw MoVQError.invalidInput("temperature must be positive") }
+        guard temperature >= 0.01 && temperature.isFinite else { throw MoVQError.invalidInput("temperature must be at least 0.01, got \(temperature)") }
         guard topK >= 0 else { throw MoVQError.invalidInput("top-k must be >= 0") }
         guard topP > 0 && topP <= 1 else { throw MoVQError.invalidInput("top-p must be in (0, 1]") }
     }

@@ -22,7 +22,8 @@ public struct MaskGITSettings: Sendable, Equatable {
 
     func validate() throws {
         guard steps >= 1 && steps <= 1024 else { throw MoVQError.invalidInput("steps must be 1...1024, got \(steps)") }
-        guard temperature > 0 && temperature.isFinite else { throw MoVQError.invalidInput("temperature must be positive") }
+        // Below 0.01 the scaled logits overflow (the draw would be NaN).
+        guard temperature >= 0.01 && temperature.isFinite else { throw MoVQError.invalidInput("temperature must be at least 0.01, got \(temperature)") }
         guard choiceTemperature >= 0 && choiceTemperature.isFinite else { throw MoVQError.invalidInput("choice temperature must be >= 0") }
         guard guidance.isFinite else { throw MoVQError.invalidInput("guidance must be finite") }
     }

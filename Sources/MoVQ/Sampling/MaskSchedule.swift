@@ -23,7 +23,7 @@ public enum MaskSchedule: Sendable, Equatable {
         case "log": self = .log
         case "exp": self = .exp
         default:
-            guard name.hasPrefix("pow"), let k = Float(name.dropFirst(3)), k > 0 else { return nil }
+            guard name.hasPrefix("pow"), let k = Float(name.dropFirst(3)), k > 0 && k < 1000 else { return nil }
             self = .power(k)
         }
     }
