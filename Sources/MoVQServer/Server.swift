@@ -70,7 +70,9 @@ public struct MoVQServer: Sendable {
 
     /// Reads the body (413 past the limit), runs `body`, turns errors into
     /// JSON answers, and records the metrics and one log line. A client that
-    /// closes its connection cancels the work (dropped if it has not started).
+    /// closes its connection cancels the work (dropped if it has not started);
+    /// the price is one connection per compute request (`Connection: close`),
+    /// nothing next to the compute.
     func handle(_ route: String, _ request: Request, _ body: @escaping @Sendable ([UInt8]) async throws -> Outcome) async -> Response {
         let t0 = Date(), id = requestCounter.next(), limit = options.maxBodyBytes
         var outcome: Outcome
@@ -97,7 +99,10 @@ public struct MoVQServer: Sendable {
             meta["batch_images"] = "\(r.batchImages)"
         }
         logger.info("request", metadata: meta)
-        return outcome.response
+        // Watching the connection for a disconnect consumes it: this answer is its last.
+        var response = outcome.response
+        response.headers[.connection] = "close"
+        return response
     }
 
     // MARK: Routes
