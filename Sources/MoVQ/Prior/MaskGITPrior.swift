@@ -106,7 +106,7 @@ extension MaskGITPrior {
         let start = initial ?? classes.map { _ in [Int32](repeating: Int32(c.codes), count: n * c.channels) }
         var noise = seeds.map { SeededGenerator(seed: $0) }
         let steps = try MaskGITSampler.sample(initial: start, classes: classes, codes: c.codes, channels: c.channels,
-                                              unconditionalClass: c.classes, settings: settings, noise: &noise,
+                                              unconditionalClass: c.classes, settings: settings, noise: &noise, threads: threads,
                                               logits: { try self.logits(tokens: $0, classes: $1, threads: threads) }, onStep: onStep)
         // [B][N][c] -> [B, c, h, w]
         var values = [Int32](repeating: 0, count: classes.count * n * c.channels)

@@ -54,9 +54,10 @@ public enum MaskGITSampler {
     /// none); `classes[i]` its label. Returns every step's sampled map per
     /// image (`[B][T][N*c]`; the last is the result). With guidance, `logits`
     /// gets one batch of `2B` (conditional, then unconditional labels).
+    /// `threads` split each step's positions (the result does not depend on it).
     public static func sample<U: UniformSource>(initial: [[Int32]], classes: [Int], codes: Int, channels: Int,
                                                 unconditionalClass: Int, settings: MaskGITSettings, noise: inout [U],
-                                                logits: Logits, onStep: (Int) -> Void = { _ in }) throws -> [[[Int32]]] {
+                                                threads: Int = 1, logits: Logits, onStep: (Int) -> Void = { _ in }) throws -> [[[Int32]]] {
         try settings.validate()
         let b = initial.count, k = codes, mask = Int32(codes)
         guard b >= 1, classes.count == b, noise.count == b, channels >= 1, let n0 = initial.first?.count, n0 % channels == 0,
@@ -89,7 +90,7 @@ public enum MaskGITSampler {
             for i in 0..<b {
                 let (sampled, next) = step(logits: all[(i * n * channels * k)..<((i + 1) * n * channels * k)], current: cur[i],
                                            positions: n, channels: channels, codes: k, r: r, unknownAtStart: unknownAtStart[i],
-                                           settings: settings, noise: &noise[i])
+                                           settings: settings, noise: &noise[i], parallelism: Parallelism(threads: threads))
                 outputs[i].append(sampled)
                 cur[i] = next
             }
@@ -99,44 +100,47 @@ public enum MaskGITSampler {
     }
 
     /// One step for one image: returns (sampled map, map with the least
-    /// confident positions re-masked).
+    /// confident positions re-masked). The uniforms are taken first, in the
+    /// documented order, so threads split positions without changing a bit.
     static func step<U: UniformSource>(logits: ArraySlice<Float>, current: [Int32], positions n: Int, channels: Int, codes k: Int,
-                                       r: Double, unknownAtStart n0: Int, settings: MaskGITSettings, noise: inout U) -> ([Int32], [Int32]) {
-        let mask = Int32(k), base = logits.startIndex
+                                       r: Double, unknownAtStart n0: Int, settings: MaskGITSettings, noise: inout U,
+                                       parallelism: Parallelism = Parallelism(threads: 1)) -> ([Int32], [Int32]) {
+        let mask = Int32(k)
+        let tokenUniforms = (0..<(n * channels)).map { _ in noise.nextUniform() }
+        let gumbelUniforms = (0..<n).map { _ in noise.nextUniform() }
         var sampled = current
         var confidence = [Float](repeating: 0, count: n)
-        var logp = [Float](repeating: 0, count: k)
-        for q in 0..<n {
-            let unknown = current[q * channels] == mask
-            var conf: Float = 0
-            for ch in 0..<channels {
-                // log softmax(logits / temperature) in Double, stored as Float.
-                let row = base + (q * channels + ch) * k
-                var mx = -Double.infinity
-                for j in 0..<k { mx = max(mx, Double(logits[row + j] / settings.temperature)) }
-                var sum = 0.0
-                for j in 0..<k { sum += Foundation.exp(Double(logits[row + j] / settings.temperature) - mx) }
-                let lse = Foundation.log(sum)
-                for j in 0..<k { logp[j] = Float(Double(logits[row + j] / settings.temperature) - mx - lse) }
-                // Categorical draw by inverse CDF, in code order.
-                let u = noise.nextUniform()
-                var cdf = [Double](repeating: 0, count: k), acc = 0.0
-                for j in 0..<k { acc += Foundation.exp(Double(logp[j])); cdf[j] = acc }
-                let target = u * acc
-                var draw = 0
-                for j in 0..<k where cdf[j] < target { draw += 1 }
-                let token = unknown ? Int32(min(draw, k - 1)) : current[q * channels + ch]
-                sampled[q * channels + ch] = token
-                conf += logp[Int(token)]
+        let inverseTemperature = 1 / settings.temperature
+        logits.withUnsafeBufferPointer { lp in
+            sampled.withUnsafeMutableBufferPointer { sp in
+                confidence.withUnsafeMutableBufferPointer { cp in
+                    let box = UnsafeSendableBox((lp.baseAddress!, sp.baseAddress!, cp.baseAddress!))
+                    parallelism.forEachRange(n, minimumChunk: 8) { range in
+                        let (logits, sampled, confidence) = box.value
+                        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: CategoricalDraw.scratchCount(codes: k))
+                        defer { scratch.deallocate() }
+                        // Known positions keep their tokens; their confidence is +inf below.
+                        for q in range where current[q * channels] == mask {
+                            var conf: Float = 0
+                            for ch in 0..<channels {
+                                let i = q * channels + ch
+                                let (token, logp) = CategoricalDraw.draw(logits + i * k, codes: k, inverseTemperature: inverseTemperature,
+                                                                         uniform: tokenUniforms[i], scratch: scratch)
+                                sampled[i] = Int32(token)
+                                conf += logp
+                            }
+                            confidence[q] = conf
+                        }
+                    }
+                }
             }
-            confidence[q] = conf
         }
         let unknownNow = (0..<n).filter { current[$0 * channels] == mask }.count
         var maskLen = Int((Float(n0) * settings.schedule.gamma(r, unknownAtStart: n0)).rounded(.down))
         maskLen = max(1, min(unknownNow - 1, maskLen))
         let anneal = Float(Double(settings.choiceTemperature) * (1 - r))
         for q in 0..<n {
-            let g = Float(-Foundation.log(-Foundation.log(noise.nextUniform())))
+            let g = Float(-Foundation.log(-Foundation.log(gumbelUniforms[q])))
             confidence[q] = current[q * channels] == mask ? confidence[q] + anneal * g : .infinity
         }
         var next = sampled

@@ -127,6 +127,16 @@ struct Bench: ParsableCommand {
         let profiler = Profiler()
         let fwd = try timeRuns("forward") { _ = try p.logits(tokens: tokens, classes: classes, threads: compute.threads) }
         if layers { p.profiler = profiler; _ = try p.logits(tokens: tokens, classes: classes, threads: compute.threads); p.profiler = nil }
+        // The sampling loop alone on fixed random logits: what a whole sample costs beyond its forwards.
+        var rng = SeededGenerator(seed: 1)
+        let fixedLogits = (0..<(batch * c.positions * c.channels * c.codes)).map { _ in Float(rng.nextUniform() * 16 - 8) }
+        let blank = [Int32](repeating: Int32(c.codes), count: c.positions * c.channels)
+        let loop = try timeRuns("sampler") {
+            var noise = classes.indices.map { SeededGenerator(seed: UInt64($0)) }
+            _ = try MaskGITSampler.sample(initial: classes.map { _ in blank }, classes: classes, codes: c.codes, channels: c.channels,
+                                          unconditionalClass: c.classes, settings: MaskGITSettings(steps: steps), noise: &noise,
+                                          threads: compute.threads, logits: { _, _ in fixedLogits })
+        }
         var whole: (median: Double, p90: Double)? = nil
         var split = (sampling: 0.0, decoding: 0.0)
         if let dp = decoder ?? p.decoderPath, FileManager.default.fileExists(atPath: dp) {
@@ -146,7 +156,8 @@ struct Bench: ParsableCommand {
                                       "weights": Set(p.file.header.tensors.map(\.dtype)).map(\.rawValue).sorted().joined(separator: ","),
                                       "forward_median_s": fwd.median, "forward_p90_s": fwd.p90, "forward_gflop": flops / 1e9,
                                       "forward_gflops": flops / fwd.median / 1e9, "peak_gflops": peak / 1e9,
-                                      "fraction_of_peak": flops / fwd.median / peak, "peak_rss_bytes": rss, "median_s": fwd.median]
+                                      "fraction_of_peak": flops / fwd.median / peak, "peak_rss_bytes": rss, "median_s": fwd.median,
+                                      "sampler_loop_median_s": loop.median]
             if let w = whole { obj["sample_median_s"] = w.median; obj["sample_steps"] = steps; obj["last_sampling_s"] = split.sampling; obj["last_decoding_s"] = split.decoding }
             print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
             return
@@ -155,6 +166,8 @@ struct Bench: ParsableCommand {
                      batch, c.positions + 1, compute.threads, kernels.name, fwd.median, fwd.p90, runs))
         print(String(format: "%.2f GFLOP per forward: %.1f GFLOP/s = %.0f%% of the measured fp32 FMA peak (%.1f GFLOP/s; int8 linears can exceed it)",
                      flops / 1e9, flops / fwd.median / 1e9, 100 * flops / fwd.median / peak, peak / 1e9))
+        print(String(format: "sampling loop alone (%d steps, %d x %d positions x %d codes, fixed logits): median %.4f s, p90 %.4f s",
+                     steps, batch, c.positions * c.channels, c.codes, loop.median, loop.p90))
         if let w = whole {
             print(String(format: "whole %d-step sample + decode: median %.3f s, p90 %.3f s (last run: sampling %.3f s, decoding %.3f s)",
                          steps, w.median, w.p90, split.sampling, split.decoding))

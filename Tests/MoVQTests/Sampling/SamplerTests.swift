@@ -88,7 +88,7 @@ final class SamplerTests: XCTestCase {
         func run(_ seeds: [UInt64], _ classes: [Int], threads: Int) throws -> [[Int32]] {
             var noise = seeds.map { SeededGenerator(seed: $0) }
             return try MaskGITSampler.sample(initial: seeds.map { _ in blank }, classes: classes, codes: c.codes, channels: c.channels,
-                                             unconditionalClass: c.classes, settings: settings, noise: &noise,
+                                             unconditionalClass: c.classes, settings: settings, noise: &noise, threads: threads,
                                              logits: { t, cl in try prior.logits(tokens: t, classes: cl, threads: threads) }).map { $0.last! }
         }
         let batch = try run([5, 9, 5], [1, 3, 1], threads: 2)
@@ -96,6 +96,38 @@ final class SamplerTests: XCTestCase {
         XCTAssertEqual(batch[1], try run([9], [3], threads: 3)[0])
         XCTAssertEqual(batch[0], batch[2])
         XCTAssertNotEqual(batch[0], batch[1])
+    }
+
+    /// The vectorized draw equals its one-code-at-a-time reference bit for
+    /// bit, on code counts around the 16-lane chunks, for uniforms across (0, 1).
+    func testCategoricalDrawMatchesReference() {
+        var rng = SeededGenerator(seed: 11)
+        for k in [1, 2, 15, 16, 17, 31, 33, 100, 1000, 1024, 16384] {
+            let logits = (0..<k).map { _ in Float(rng.nextUniform() * 24 - 12) }
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: CategoricalDraw.scratchCount(codes: k))
+            defer { scratch.deallocate() }
+            var drawn = Set<Int>()
+            for (i, u) in ([1e-12, 0.5, 1 - 1e-12] + (0..<40).map { _ in rng.nextUniform() }).enumerated() {
+                let t: Float = i % 2 == 0 ? 1 : 0.7
+                let got = logits.withUnsafeBufferPointer { CategoricalDraw.draw($0.baseAddress!, codes: k, inverseTemperature: 1 / t, uniform: u, scratch: scratch) }
+                let want = CategoricalDrawReference.draw(logits, inverseTemperature: 1 / t, uniform: u)
+                XCTAssertEqual(got.token, want.token, "k \(k) u \(u)")
+                XCTAssertEqual(got.logProbability.bitPattern, want.logProbability.bitPattern, "k \(k) u \(u)")
+                XCTAssert((0..<k).contains(got.token))
+                drawn.insert(got.token)
+            }
+            if k >= 100 { XCTAssertGreaterThan(drawn.count, 5, "draws spread over the codes") }
+        }
+        // The draw follows the distribution: two codes with probabilities 1/4, 3/4.
+        let two: [Float] = [0, Float(Foundation.log(3.0))]
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: CategoricalDraw.scratchCount(codes: 2))
+        defer { scratch.deallocate() }
+        let ones = (0..<4000).filter { i in
+            two.withUnsafeBufferPointer { CategoricalDraw.draw($0.baseAddress!, codes: 2, inverseTemperature: 1, uniform: (Double(i) + 0.5) / 4000, scratch: scratch).token } == 1
+        }.count
+        XCTAssertEqual(ones, 3000, accuracy: 2)
+        let lp = two.withUnsafeBufferPointer { CategoricalDraw.draw($0.baseAddress!, codes: 2, inverseTemperature: 1, uniform: 0.1, scratch: scratch) }
+        XCTAssertEqual(lp.token, 0); XCTAssertEqual(lp.logProbability, Float(Foundation.log(0.25)), accuracy: 1e-5)
     }
 
     func testSchedulesAndMaskCounts() {
