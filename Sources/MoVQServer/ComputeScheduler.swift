@@ -146,21 +146,27 @@ public final class ComputeScheduler: @unchecked Sendable {
     private func cancel(_ job: Job) {
         condition.lock(); defer { condition.unlock() }
         job.cancelled = true
-        guard let i = queue.firstIndex(where: { $0 === job }) else { return }
-        job.expiry?.cancel()
-        queue.remove(at: i)
-        metrics.queueDepth.set(Double(queue.count))
-        metrics.droppedBeforeStart.increment()
-        job.continuation?.resume(throwing: CancellationError())
+        if removeQueued(job, answering: CancellationError()) { metrics.droppedBeforeStart.increment() }
     }
 
     private func expire(_ job: Job) {
         condition.lock(); defer { condition.unlock() }
-        guard let i = queue.firstIndex(where: { $0 === job }) else { return }
+        removeQueued(job, answering: timedOut)
+    }
+
+    /// Takes `job` out of the queue and answers it with `error`; false if it
+    /// had already left (taken into a batch, expired or cancelled). Call with the lock held.
+    @discardableResult
+    private func removeQueued(_ job: Job, answering error: any Error) -> Bool {
+        guard let i = queue.firstIndex(where: { $0 === job }) else { return false }
+        job.expiry?.cancel()
         queue.remove(at: i)
         metrics.queueDepth.set(Double(queue.count))
-        job.continuation?.resume(throwing: APIError(.serviceUnavailable, "the request could not start within \(options.requestTimeoutSeconds) s"))
+        job.continuation?.resume(throwing: error)
+        return true
     }
+
+    private var timedOut: APIError { APIError(.serviceUnavailable, "the request could not start within \(options.requestTimeoutSeconds) s") }
 
     /// Stops accepting work, finishes what was accepted, returns when the queue is empty.
     func drain() {
@@ -186,7 +192,8 @@ public final class ComputeScheduler: @unchecked Sendable {
             condition.wait()
         }
         var batch = [queue.removeFirst()]
-        guard let key = batch[0].work.batchKey else { batch[0].expiry?.cancel(); return batch }
+        defer { for j in batch { j.expiry?.cancel() } }  // they left the queue
+        guard let key = batch[0].work.batchKey else { return batch }
         var images = batch[0].work.images
         let until = Date(timeIntervalSinceNow: Double(options.batchWindowMilliseconds) / 1000)
         while images < options.maxBatch {
@@ -201,7 +208,6 @@ public final class ComputeScheduler: @unchecked Sendable {
             }
             if images >= options.maxBatch || !condition.wait(until: until) { break }
         }
-        for j in batch { j.expiry?.cancel() }
         return batch
     }
 
@@ -214,7 +220,7 @@ public final class ComputeScheduler: @unchecked Sendable {
                 metrics.droppedBeforeStart.increment()
                 j.continuation?.resume(throwing: CancellationError())
             } else if now > j.deadline {
-                j.continuation?.resume(throwing: APIError(.serviceUnavailable, "the request could not start within \(options.requestTimeoutSeconds) s"))
+                j.continuation?.resume(throwing: timedOut)
             } else {
                 live.append(j)
             }

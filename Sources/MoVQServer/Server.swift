@@ -112,8 +112,10 @@ public struct MoVQServer: Sendable {
         // Numbers as Double: JSON allows values (5e-324) a Float field fails to decode.
         var model: String?, `class`: Int?, n: Int?, seed: UInt64?, steps: Int?, guidance: Double?, temperature: Double?
         var choice_temperature: Double?, schedule: String?, response_format: String?, top_k: Int?, top_p: Double?
-        static let fields: Set<String> = ["model", "class", "n", "seed", "steps", "guidance", "temperature", "choice_temperature",
-                                          "schedule", "response_format", "top_k", "top_p"]
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case model, `class`, n, seed, steps, guidance, temperature, choice_temperature, schedule, response_format, top_k, top_p
+        }
+        static let fields = Set(CodingKeys.allCases.map(\.rawValue))
     }
 
     func generate(_ body: [UInt8]) async throws -> Outcome {
