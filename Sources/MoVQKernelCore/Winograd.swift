@@ -81,18 +81,24 @@ public enum WinogradWeights {
     /// `[points][ceil(O/6)][I][6]`, zero padded, for the 16 points or only
     /// the 9 of upsample mode.
     public static func pack(_ w: UnsafeBufferPointer<Float>, outChannels o: Int, inChannels i: Int, upsample: Bool = false) -> [Float] {
-        let g: [[Double]] = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]
+        // G row by row; the sums below keep the (ky, kx) order of `U = G g G^T`
+        // term by term, with no allocation per channel pair (this runs at load).
+        let g: [Double] = [1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1]
         let groups = (o + 5) / 6, panel = groups * i * 6
         let points = upsample ? upsamplePoints : Array(0..<16)
         var out = [Float](repeating: 0, count: points.count * panel)
-        for oc in 0..<o {
-            for ic in 0..<i {
-                let k = (0..<9).map { Double(w[(oc * i + ic) * 9 + $0]) }
-                for (slot, p) in points.enumerated() {
-                    let (a, b) = (p / 4, p % 4)
-                    var s = 0.0
-                    for ky in 0..<3 { for kx in 0..<3 { s += g[a][ky] * k[ky * 3 + kx] * g[b][kx] } }
-                    out[slot * panel + ((oc / 6) * i + ic) * 6 + oc % 6] = Float(s)
+        out.withUnsafeMutableBufferPointer { dst in
+            g.withUnsafeBufferPointer { g in
+                for oc in 0..<o {
+                    for ic in 0..<i {
+                        let k = w.baseAddress! + (oc * i + ic) * 9
+                        for (slot, p) in points.enumerated() {
+                            let (a, b) = (p / 4, p % 4)
+                            var s = 0.0
+                            for ky in 0..<3 { for kx in 0..<3 { s += g[a * 3 + ky] * Double(k[ky * 3 + kx]) * g[b * 3 + kx] } }
+                            dst[slot * panel + ((oc / 6) * i + ic) * 6 + oc % 6] = Float(s)
+                        }
+                    }
                 }
             }
         }

@@ -43,28 +43,42 @@ public enum WinogradInt16Weights {
     /// word (low half: the even channel), zero padded.
     public static func pack(_ q: [Int8], scales: [Float], outChannels o: Int, inChannels i: Int, upsample: Bool = false) -> Packed {
         precondition(q.count == o * i * 9 && scales.count == o)
-        let g2: [[Int]] = [[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]]  // 2G
         let points = upsample ? WinogradWeights.upsamplePoints : Array(0..<16)
-        let groups = (o + 5) / 6
-        // U' per point as an [O][I] integer matrix, then packed like any PairGemm weights.
-        var u = [[Int32]](repeating: [Int32](repeating: 0, count: o * i), count: points.count)
-        var uMax = 0
-        for oc in 0..<o {
-            for ic in 0..<i {
-                let k = (0..<9).map { Int(q[(oc * i + ic) * 9 + $0]) }
-                for (slot, p) in points.enumerated() {
-                    let (a, b) = (p / 4, p % 4)
-                    var s = 0
-                    for ky in 0..<3 { for kx in 0..<3 { s += g2[a][ky] * k[ky * 3 + kx] * g2[b][kx] } }
-                    uMax = max(uMax, abs(s))
-                    u[slot][oc * i + ic] = Int32(s)
+        let groups = (o + 5) / 6, pairs = (i + 1) / 2, panel = groups * pairs * 6
+        // U' = (2G) q (2G)^T, separably (integers: exact in any order), each
+        // point written straight into its PairGemm word (low half: the even
+        // input channel); no allocation per channel pair (this runs at load).
+        @inline(__always) func g2(_ x: SIMD4<Int32>) -> SIMD4<Int32> {  // (2G) (x0, x1, x2)
+            SIMD4(2 &* x[0], x[0] &+ x[1] &+ x[2], x[0] &- x[1] &+ x[2], 2 &* x[2])
+        }
+        var words = [Int32](repeating: 0, count: points.count * panel)
+        var uMax: Int32 = 0
+        words.withUnsafeMutableBufferPointer { dst in
+            q.withUnsafeBufferPointer { q in
+                points.withUnsafeBufferPointer { points in
+                    for oc in 0..<o {
+                        for ic in 0..<i {
+                            let k = q.baseAddress! + (oc * i + ic) * 9
+                            @inline(__always) func row(_ r: Int) -> SIMD4<Int32> { SIMD4(Int32(k[3 * r]), Int32(k[3 * r + 1]), Int32(k[3 * r + 2]), 0) }
+                            let (r0, r1, r2) = (row(0), row(1), row(2))
+                            // Rows a of (2G) q (vectors over kx), then each row times (2G)^T: U'[a][b].
+                            let t0 = 2 &* r0, t1 = r0 &+ r1 &+ r2, t2 = r0 &- r1 &+ r2, t3 = 2 &* r2
+                            let u = SIMD16(lowHalf: SIMD8(lowHalf: g2(t0), highHalf: g2(t1)), highHalf: SIMD8(lowHalf: g2(t2), highHalf: g2(t3)))
+                            let word = ((oc / 6) * pairs + ic / 2) * 6 + oc % 6
+                            for slot in 0..<points.count {
+                                let s = u[points[slot]]
+                                uMax = max(uMax, abs(s))
+                                let half = UInt32(UInt16(truncatingIfNeeded: s))
+                                dst[slot * panel + word] |= Int32(bitPattern: ic % 2 == 0 ? half : half << 16)
+                            }
+                        }
+                    }
                 }
             }
         }
-        let words = u.flatMap { PairGemmWeights.pack($0, outputs: o, inputs: i) }
         var out = [Float](repeating: 0, count: groups * 6)
         for oc in 0..<o { out[oc] = scales[oc] / 4 }
-        let limit = PairGemmWeights.limit(inputs: i, maxWeight: uMax)
+        let limit = PairGemmWeights.limit(inputs: i, maxWeight: Int(uMax))
         return Packed(words: words, scales: out, limit: limit)
     }
 }

@@ -20,43 +20,57 @@ final class SIMDExecutor: @unchecked Sendable {
     private var prepared: (key: [Int], plan: ModelPlan, firstWriters: [Int], arena: ActivationArena)? = nil
     private let lock = NSLock()
 
-    /// Packs the weights of `planAt(1, 1)`'s ops from `file`.
+    /// Packs the weights of `planAt(1, 1)`'s ops from `file`, operators
+    /// spread over all cores (packing is most of a cold start; each
+    /// operator's packing is the same whichever worker does it, and the
+    /// first error in op order is the one thrown).
     init(file: PackedFile, kernels: KernelSet, planAt: @escaping @Sendable (Int, Int) -> ModelPlan) throws {
         self.kernels = kernels; self.planAt = planAt
+        let ops = planAt(1, 1).ops
+        var made = [Result<Operator, Error>?](repeating: nil, count: ops.count)
+        made.withUnsafeMutableBufferPointer { made in
+            let slots = UnsafeSendableBox(made)
+            Parallelism.allCores.forEachItem(ops.count) { _, i in
+                slots.value[i] = Result { try Self.makeOperator(ops[i], file: file) }
+            }
+        }
+        operators = try made.map { try $0!.get() }
+    }
+
+    /// The operator of plan op `op`, its weights packed from `file`.
+    private static func makeOperator(_ op: PlanOp, file: PackedFile) throws -> Operator {
         func conv(_ w: ConvWeights, _ make: (UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>?) -> Operator) throws -> Operator {
             try file.withFloats(w.weightName, shape: w.weightShape) { wt in
                 try file.withFloats(w.biasName, shape: [w.outChannels]) { b in make(wt, b, file.int8Scales(of: w.weightName)) }
             }
         }
-        operators = try planAt(1, 1).ops.map { op in
-            switch op {
-            case .conv(let w, _, _, _):
-                return try conv(w) { .conv(ConvOperator(weight: $0, bias: $1, int8Scales: $2, inChannels: w.inChannels, outChannels: w.outChannels, kernel: w.kernel)) }
-            case .upsampleConv(let w, _, _):
-                return try conv(w) { .upsampleConv(UpsampleConvOperator(weight: $0, bias: $1, int8Scales: $2, inChannels: w.inChannels, outChannels: w.outChannels)) }
-            case .downsampleConv(let w, _, _):
-                return try conv(w) { wt, b, _ in .downsampleConv(DownsampleConvOperator(weight: wt, bias: b, inChannels: w.inChannels, outChannels: w.outChannels)) }
-            case .modulation(let n, _, _, _):
-                let y = n.convY!, b = n.convB!
-                return .modulation(ModulationOperator(
-                    channels: n.channels, conditionChannels: y.inChannels,
-                    weights: (try file.floatArray(y.weightName, shape: y.weightShape), try file.floatArray(b.weightName, shape: b.weightShape)),
-                    biases: (try file.floatArray(y.biasName, shape: [n.channels]), try file.floatArray(b.biasName, shape: [n.channels]))))
-            case .groupNorm(let n, _, _, _, _):
-                return .groupNorm(GroupNormOperator(gamma: try file.floatArray(n.gammaName, shape: [n.channels]),
-                                                    beta: try file.floatArray(n.betaName, shape: [n.channels]),
-                                                    groups: n.groups, eps: n.eps))
-            case .attention(let a, _, _, _):
-                let c = a.channels
-                let p = try AttentionWeights.projections.map { proj in
-                    try file.withFloats(a.weightName(proj), shape: [c, c]) { w in
-                        try file.withFloats(a.biasName(proj), shape: [c]) { ConvOperator(weight: w, bias: $0, inChannels: c, outChannels: c, kernel: 1) }
-                    }
+        switch op {
+        case .conv(let w, _, _, _):
+            return try conv(w) { .conv(ConvOperator(weight: $0, bias: $1, int8Scales: $2, inChannels: w.inChannels, outChannels: w.outChannels, kernel: w.kernel)) }
+        case .upsampleConv(let w, _, _):
+            return try conv(w) { .upsampleConv(UpsampleConvOperator(weight: $0, bias: $1, int8Scales: $2, inChannels: w.inChannels, outChannels: w.outChannels)) }
+        case .downsampleConv(let w, _, _):
+            return try conv(w) { wt, b, _ in .downsampleConv(DownsampleConvOperator(weight: wt, bias: b, inChannels: w.inChannels, outChannels: w.outChannels)) }
+        case .modulation(let n, _, _, _):
+            let y = n.convY!, b = n.convB!
+            return .modulation(ModulationOperator(
+                channels: n.channels, conditionChannels: y.inChannels,
+                weights: (try file.floatArray(y.weightName, shape: y.weightShape), try file.floatArray(b.weightName, shape: b.weightShape)),
+                biases: (try file.floatArray(y.biasName, shape: [n.channels]), try file.floatArray(b.biasName, shape: [n.channels]))))
+        case .groupNorm(let n, _, _, _, _):
+            return .groupNorm(GroupNormOperator(gamma: try file.floatArray(n.gammaName, shape: [n.channels]),
+                                                beta: try file.floatArray(n.betaName, shape: [n.channels]),
+                                                groups: n.groups, eps: n.eps))
+        case .attention(let a, _, _, _):
+            let c = a.channels
+            let p = try AttentionWeights.projections.map { proj in
+                try file.withFloats(a.weightName(proj), shape: [c, c]) { w in
+                    try file.withFloats(a.biasName(proj), shape: [c]) { ConvOperator(weight: w, bias: $0, inChannels: c, outChannels: c, kernel: 1) }
                 }
-                return .attention(SpatialAttentionOperator(q: p[0], k: p[1], v: p[2], out: p[3], channels: c))
-            case .embed, .linear, .layerNorm, .gelu, .selfAttention:
-                throw MoVQError.unsupported("transformer op in a feature-map plan (TransformerExecutor runs those)")
             }
+            return .attention(SpatialAttentionOperator(q: p[0], k: p[1], v: p[2], out: p[3], channels: c))
+        case .embed, .linear, .layerNorm, .gelu, .selfAttention:
+            throw MoVQError.unsupported("transformer op in a feature-map plan (TransformerExecutor runs those)")
         }
     }
 

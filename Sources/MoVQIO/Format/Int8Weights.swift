@@ -25,11 +25,18 @@ public enum Int8Weights {
     /// The int8 values back from widened weights `w = q * scales[o]` (exact:
     /// the product was rounded once, so the division rounds back to `q`).
     public static func recover(_ w: UnsafeBufferPointer<Float>, scales: UnsafeBufferPointer<Float>) -> [Int8] {
-        let per = w.count / max(1, scales.count)
-        return w.indices.map { i -> Int8 in
-            let scale = scales[i / per]
-            return scale == 0 ? 0 : Int8(max(-127, min(127, (w[i] / scale).rounded())))
+        let rows = max(1, scales.count), per = w.count / rows
+        var q = [Int8](repeating: 0, count: w.count)
+        q.withUnsafeMutableBufferPointer { q in
+            for r in 0..<min(rows, scales.count) where scales[r] != 0 {
+                let scale = scales[r]
+                for i in (r * per)..<((r + 1) * per) {
+                    // w / scale is an integer here, so any rounding mode gives it; this one is one instruction.
+                    q[i] = Int8(max(-127, min(127, (w[i] / scale).rounded(.toNearestOrEven))))
+                }
+            }
         }
+        return q
     }
 
     /// The name of the scale tensor that belongs to int8 tensor `name`.

@@ -74,12 +74,23 @@ public final class PackedFile: @unchecked Sendable {
             }
             guard index[e.name] == nil else { throw MoVQError.corruptFile(path: path, reason: "duplicate tensor '\(e.name)'") }
             index[e.name] = e
-            if verifyChecksums {
+        }
+        if verifyChecksums {
+            // Tensors are checked on all cores (the CRC is most of opening a
+            // large model); the first mismatch in table order is reported.
+            let tensors = header.tensors, map = map
+            let matches = UnsafeMutableBufferPointer<Bool>.allocate(capacity: tensors.count)
+            matches.initialize(repeating: false)
+            defer { matches.deallocate() }
+            let slots = SendableBools(matches)
+            DispatchQueue.concurrentPerform(iterations: tensors.count) { t in
+                let e = tensors[t]
                 let raw = UnsafeRawBufferPointer(rebasing: map.bytes[e.offset..<(e.offset + e.bytes)])
-                guard CRC32.update(0, raw) == e.crc32 else {
-                    throw MoVQError.corruptFile(path: path, reason: "checksum mismatch in tensor '\(e.name)'")
-                }
+                slots.base[t] = CRC32.update(0, raw) == e.crc32
                 map.releaseResidentPages(e.offset..<(e.offset + e.bytes))  // verified: no need to keep it in memory
+            }
+            if let bad = matches.firstIndex(of: false) {
+                throw MoVQError.corruptFile(path: path, reason: "checksum mismatch in tensor '\(tensors[bad].name)'")
             }
         }
         // int8 tensors need their per-output-channel scales: f32, one per row, finite.
@@ -137,4 +148,10 @@ public final class PackedFile: @unchecked Sendable {
         guard let e = index[name], e.dtype == .i8, let sname = e.scales, let se = index[sname] else { return nil }  // validated at open
         return rawBytes(se).bindMemory(to: Float.self)
     }
+}
+
+/// One result slot per tensor, written by concurrent workers (each its own index).
+private struct SendableBools: @unchecked Sendable {
+    let base: UnsafeMutableBufferPointer<Bool>
+    init(_ base: UnsafeMutableBufferPointer<Bool>) { self.base = base }
 }

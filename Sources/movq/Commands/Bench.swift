@@ -18,6 +18,8 @@ struct Bench: ParsableCommand {
     var runs: Int = 5
     @Flag(help: "Print time per operator.")
     var layers = false
+    @Flag(help: "Decoder only: also report the cold start, opening the model (map, validate, pack weights) plus the first decode, against the steady-state median.")
+    var cold = false
     @Flag(help: "Print one JSON object.")
     var json = false
     @Option(help: "Prior only: MaskGIT steps of the timed whole sample.")
@@ -33,7 +35,10 @@ struct Bench: ParsableCommand {
                 return try prior.isAutoregressive ? benchAutoregressive(path) : benchPrior(path)
             }
             let backend = try compute.backend()
+            let openStart = DispatchTime.now().uptimeNanoseconds
             let m = try compute.openModel(path)
+            let openSeconds = Double(DispatchTime.now().uptimeNanoseconds - openStart) / 1e9
+            var firstSeconds = 0.0
             let f = m.config.downsampleFactor
             guard runs >= 1 else { throw MoVQError.invalidInput("--runs must be at least 1") }
             let z = try randomLatent(m, size: size, batch: batch, seed: 0)
@@ -53,7 +58,7 @@ struct Bench: ParsableCommand {
                 _ = try m.decode(latent: z, threads: compute.threads)
                 let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
                 m.profiler = nil
-                if i > 0 { times.append(dt) }
+                if i > 0 { times.append(dt) } else { firstSeconds = dt }
                 if !json { line.update(String(format: "%@ %d/%d: %.3f s", i == 0 ? "warm-up" : "run", i, runs, dt)) }
             }
             line.finish()
@@ -64,7 +69,7 @@ struct Bench: ParsableCommand {
             let rss = peakRSSBytes()
             let estimate = m.estimatedDecodeBytes(batch: batch, latentHeight: h, latentWidth: h, threads: compute.threads)
             if json {
-                let obj: [String: Any] = [
+                var obj: [String: Any] = [
                     "model": path, "size": size, "batch": batch, "threads": compute.threads, "kernels": backend.name,
                     "weights": m.weightPrecision.rawValue, "compute": m.computeMode,
                     "median_s": median, "p90_s": p90, "runs": runs, "gflop": flops / 1e9, "gflops": gflops,
@@ -73,6 +78,7 @@ struct Bench: ParsableCommand {
                     "workspace_bytes": m.workspaceBytes, "estimated_bytes": estimate,
                     "runtime_options": RuntimeOptions.current.description,
                 ]
+                if cold { obj["open_s"] = openSeconds; obj["first_decode_s"] = firstSeconds; obj["cold_over_steady"] = (openSeconds + firstSeconds) / median }
                 print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
             } else {
                 print(String(format: "decode %dx%d batch %d, %d threads, kernels %@, %@ weights, %@ compute: median %.3f s, p90 %.3f s (%d runs)",
@@ -83,6 +89,10 @@ struct Bench: ParsableCommand {
                 print("runtime options: \(RuntimeOptions.current)")
                 print(String(format: "peak RSS %.0f MB (workspace %.0f MB, weights mmapped %.0f MB; estimated before the run: %.0f MB)",
                              Double(rss) / 1e6, Double(m.workspaceBytes) / 1e6, Double(m.file.fileSize) / 1e6, estimate / 1e6))
+                if cold {
+                    print(String(format: "cold start: open %.3f s + first decode %.3f s = %.3f s, %.2fx the steady-state median",
+                                 openSeconds, firstSeconds, openSeconds + firstSeconds, (openSeconds + firstSeconds) / median))
+                }
                 if layers {
                     let rows = profiler.report
                     let total = rows.reduce(0) { $0 + $1.seconds }
