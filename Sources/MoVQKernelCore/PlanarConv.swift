@@ -97,7 +97,16 @@ public enum PlanarConv<V: SIMD, M: MulAdd> where V.Scalar == Float {
         let k = K.value
         let w = V.scalarCount, taps = k * k
         let first = inputs.lowerBound == 0, last = inputs.upperBound == a.inChannels
-        for g in groups {
+        var g = groups.lowerBound
+        // With 32 vector registers a 1x1 kernel takes two groups at once (a
+        // 12 x 2-vector tile: half the input loads per FMA). Sums keep their order.
+        if k == 1 && V.scalarCount >= 16 {
+            while g + 1 < groups.upperBound {
+                runGroupPair(a, group: g, chunks: chunks, inputs: inputs, first: first, last: last)
+                g += 2
+            }
+        }
+        for g in g..<groups.upperBound {
             let rows = min(6, a.outChannels - g * 6)
             let wg = a.weights + (g * a.inChannels + inputs.lowerBound) * taps * 6
             let o = a.output + g * 6 * a.outputPlaneStride + a.outputShift
@@ -150,6 +159,142 @@ public enum PlanarConv<V: SIMD, M: MulAdd> where V.Scalar == Float {
                 put(0, c00, c01); put(1, c10, c11); put(2, c20, c21)
                 put(3, c30, c31); put(4, c40, c41); put(5, c50, c51)
             }
+        }
+    }
+}
+
+extension PlanarConv {
+    /// Groups `g` and `g + 1` of a 1x1 kernel over `chunks` (see `run`).
+    @inlinable
+    static func runGroupPair(_ a: PlanarConvArgs, group g: Int, chunks: Range<Int>, inputs: Range<Int>, first: Bool, last: Bool) {
+        let w = V.scalarCount, ps = a.outputPlaneStride
+        let rows1 = min(6, a.outChannels - (g + 1) * 6)
+        let w0 = a.weights + (g * a.inChannels + inputs.lowerBound) * 6, w1 = w0 + a.inChannels * 6
+        let o = a.output + g * 6 * ps + a.outputShift
+        for c in chunks {
+            let q = c * 2 * w
+            if q + w >= a.positions {
+                // The last chunk has positions in its first vector only: compute just that one.
+                var t0: Rows6x1, t1: Rows6x1
+                if first {
+                    t0 = Rows6x1(bias: a.bias + g * 6); t1 = Rows6x1(bias: a.bias + g * 6 + 6)
+                } else {
+                    t0 = Rows6x1(partial: o + q, planeStride: ps, rows: 6); t1 = Rows6x1(partial: o + q + 6 * ps, planeStride: ps, rows: rows1)
+                }
+                var src = a.input + inputs.lowerBound * a.inputPlaneStride + q + a.tapOrigin
+                var p0 = w0, p1 = w1
+                for _ in inputs {
+                    let x: V = load(src)
+                    t0.add(p0, x); t1.add(p1, x)
+                    p0 += 6; p1 += 6; src += a.inputPlaneStride
+                }
+                let r = last ? a.residual.map { $0 + g * 6 * ps + q + a.outputShift } : nil
+                t0.store(o + q, planeStride: ps, rows: 6, residual: r)
+                t1.store(o + q + 6 * ps, planeStride: ps, rows: rows1, residual: r.map { $0 + 6 * ps })
+                continue
+            }
+            var t0: Rows6, t1: Rows6
+            if first {
+                t0 = Rows6(bias: a.bias + g * 6); t1 = Rows6(bias: a.bias + g * 6 + 6)
+            } else {
+                t0 = Rows6(partial: o + q, planeStride: ps, rows: 6); t1 = Rows6(partial: o + q + 6 * ps, planeStride: ps, rows: rows1)
+            }
+            var src = a.input + inputs.lowerBound * a.inputPlaneStride + q + a.tapOrigin
+            var p0 = w0, p1 = w1
+            for _ in inputs {
+                let x0: V = load(src), x1: V = load(src + w)
+                t0.add(p0, x0, x1); t1.add(p1, x0, x1)
+                p0 += 6; p1 += 6; src += a.inputPlaneStride
+            }
+            let r = last ? a.residual.map { $0 + g * 6 * ps + q + a.outputShift } : nil
+            t0.store(o + q, planeStride: ps, rows: 6, residual: r)
+            t1.store(o + q + 6 * ps, planeStride: ps, rows: rows1, residual: r.map { $0 + 6 * ps })
+        }
+    }
+
+    /// Six output rows x two vectors of accumulators.
+    @usableFromInline
+    struct Rows6 {
+        @usableFromInline var c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51: V
+
+        /// Every row starts from its bias.
+        @inlinable @inline(__always)
+        init(bias b: UnsafePointer<Float>) {
+            c00 = V(repeating: b[0]); c01 = c00; c10 = V(repeating: b[1]); c11 = c10
+            c20 = V(repeating: b[2]); c21 = c20; c30 = V(repeating: b[3]); c31 = c30
+            c40 = V(repeating: b[4]); c41 = c40; c50 = V(repeating: b[5]); c51 = c50
+        }
+
+        /// Rows below `rows` continue from the partial sums at `po`; the rest start at 0 (never stored).
+        @inlinable @inline(__always)
+        init(partial po: UnsafePointer<Float>, planeStride ps: Int, rows: Int) {
+            let w = V.scalarCount
+            @inline(__always) func part(_ i: Int, _ off: Int) -> V { i < rows ? load(po + i * ps + off) : V(repeating: 0) }
+            c00 = part(0, 0); c01 = part(0, w); c10 = part(1, 0); c11 = part(1, w)
+            c20 = part(2, 0); c21 = part(2, w); c30 = part(3, 0); c31 = part(3, w)
+            c40 = part(4, 0); c41 = part(4, w); c50 = part(5, 0); c51 = part(5, w)
+        }
+
+        /// Adds the six weights at `wp` times the input vectors.
+        @inlinable @inline(__always)
+        mutating func add(_ wp: UnsafePointer<Float>, _ x0: V, _ x1: V) {
+            var s = V(repeating: wp[0]); c00 = M.madd(c00, s, x0); c01 = M.madd(c01, s, x1)
+            s = V(repeating: wp[1]); c10 = M.madd(c10, s, x0); c11 = M.madd(c11, s, x1)
+            s = V(repeating: wp[2]); c20 = M.madd(c20, s, x0); c21 = M.madd(c21, s, x1)
+            s = V(repeating: wp[3]); c30 = M.madd(c30, s, x0); c31 = M.madd(c31, s, x1)
+            s = V(repeating: wp[4]); c40 = M.madd(c40, s, x0); c41 = M.madd(c41, s, x1)
+            s = V(repeating: wp[5]); c50 = M.madd(c50, s, x0); c51 = M.madd(c51, s, x1)
+        }
+
+        /// Stores rows below `rows` at `o` (plus the residual's rows, when given).
+        @inlinable @inline(__always)
+        func store(_ o: UnsafeMutablePointer<Float>, planeStride ps: Int, rows: Int, residual r: UnsafePointer<Float>?) {
+            let w = V.scalarCount
+            @inline(__always) func put(_ i: Int, _ v0: V, _ v1: V) {
+                guard i < rows else { return }
+                let dst = o + i * ps
+                var y0 = v0, y1 = v1
+                if let r { y0 += load(r + i * ps); y1 += load(r + i * ps + w) }
+                MoVQKernelCore.store(y0, dst); MoVQKernelCore.store(y1, dst + w)
+            }
+            put(0, c00, c01); put(1, c10, c11); put(2, c20, c21)
+            put(3, c30, c31); put(4, c40, c41); put(5, c50, c51)
+        }
+    }
+}
+
+extension PlanarConv {
+    /// Six output rows x one vector of accumulators (a last, half-used chunk).
+    @usableFromInline
+    struct Rows6x1 {
+        @usableFromInline var c0, c1, c2, c3, c4, c5: V
+
+        @inlinable @inline(__always)
+        init(bias b: UnsafePointer<Float>) {
+            c0 = V(repeating: b[0]); c1 = V(repeating: b[1]); c2 = V(repeating: b[2])
+            c3 = V(repeating: b[3]); c4 = V(repeating: b[4]); c5 = V(repeating: b[5])
+        }
+
+        @inlinable @inline(__always)
+        init(partial po: UnsafePointer<Float>, planeStride ps: Int, rows: Int) {
+            @inline(__always) func part(_ i: Int) -> V { i < rows ? load(po + i * ps) : V(repeating: 0) }
+            c0 = part(0); c1 = part(1); c2 = part(2); c3 = part(3); c4 = part(4); c5 = part(5)
+        }
+
+        @inlinable @inline(__always)
+        mutating func add(_ wp: UnsafePointer<Float>, _ x: V) {
+            c0 = M.madd(c0, V(repeating: wp[0]), x); c1 = M.madd(c1, V(repeating: wp[1]), x)
+            c2 = M.madd(c2, V(repeating: wp[2]), x); c3 = M.madd(c3, V(repeating: wp[3]), x)
+            c4 = M.madd(c4, V(repeating: wp[4]), x); c5 = M.madd(c5, V(repeating: wp[5]), x)
+        }
+
+        @inlinable @inline(__always)
+        func store(_ o: UnsafeMutablePointer<Float>, planeStride ps: Int, rows: Int, residual r: UnsafePointer<Float>?) {
+            @inline(__always) func put(_ i: Int, _ v: V) {
+                guard i < rows else { return }
+                MoVQKernelCore.store(r.map { v + load($0 + i * ps) } ?? v, o + i * ps)
+            }
+            put(0, c0); put(1, c1); put(2, c2); put(3, c3); put(4, c4); put(5, c5)
         }
     }
 }

@@ -47,6 +47,9 @@ final class OperatorTests: XCTestCase {
         let shapes: [(cin: Int, cout: Int, h: Int, w: Int, k: Int, residual: Bool)] = [
             (3, 5, 7, 5, 3, false), (17, 19, 1, 1, 3, true), (4, 37, 6, 9, 1, true), (1, 1, 2, 2, 3, false),
             (20, 7, 13, 3, 3, true), (33, 13, 5, 17, 3, false), (8, 6, 4, 40, 1, false),
+            // 1x1: group pairs with a partial second group, a pair plus a single, exactly one pair; a half-used
+            // last position chunk; input channels past one L2 block (partial sums carried between blocks).
+            (600, 11, 30, 37, 1, true), (600, 11, 29, 38, 1, true), (7, 13, 2, 7, 1, true), (13, 12, 1, 30, 1, false), (5, 24, 3, 3, 1, false), (9, 13, 1, 10, 1, true), (700, 12, 2, 5, 1, true),
         ]
         for k in tiers {
             for (i, s) in shapes.enumerated() {
