@@ -13,8 +13,6 @@ public struct KernelSet: Sendable {
     public let winograd: @Sendable (WinogradArgs, Range<Int>, Int, UnsafeMutablePointer<Float>) -> Void
     public let planeSum: @Sendable (UnsafePointer<Float>, Int, Int, Int, Float?) -> Double
     public let normApply: @Sendable (NormApplyArgs, Range<Int>, UnsafeMutablePointer<Float>) -> Void
-    /// Softmax down planes (`TransformerKernels.columnSoftmax`): (buffer, plane stride, planes, positions, scale).
-    public let columnSoftmax: @Sendable (UnsafeMutablePointer<Float>, Int, Int, Range<Int>, Float) -> Void
     /// FMA peak probe: runs n rounds of `24 * lanes` FLOPs, returns a sink value.
     public let peakProbe: @Sendable (Int) -> Float
     /// Transformer kernels (`TransformerKernels`): GELU, GEGLU, per-position norms.
@@ -28,6 +26,11 @@ public struct KernelSet: Sendable {
     public var quadLinear: (@Sendable (PairLinearArgs, Range<Int>) -> Void)? = nil
     /// One query over cached keys (`TransformerKernels.attendOne`).
     public var attendOne: @Sendable (AttendOneArgs) -> Void = { _ in }
+    /// One key block of the online softmax (`TransformerKernels.softmaxBlock`): (args, positions).
+    public var softmaxBlock: @Sendable (SoftmaxBlockArgs, Range<Int>) -> Void = { _, _ in }
+    /// Per-position scaling of planes (`TransformerKernels.scaleColumns`):
+    /// (buffer, plane stride, planes, positions, factors, divide).
+    public var scaleColumns: @Sendable (UnsafeMutablePointer<Float>, Int, Int, Range<Int>, UnsafePointer<Float>, Bool) -> Void = { _, _, _, _, _, _ in }
 
     public init(name: String, lanes: Int,
                 conv: @escaping @Sendable (PlanarConvArgs, Range<Int>, Range<Int>, Range<Int>) -> Void,
@@ -38,12 +41,10 @@ public struct KernelSet: Sendable {
                 gelu: @escaping @Sendable (UnsafeMutablePointer<Float>, Int) -> Void,
                 geglu: @escaping @Sendable (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void,
                 columnNorm: @escaping @Sendable (ColumnNormArgs, Range<Int>) -> Void,
-                pairLinear: @escaping @Sendable (PairLinearArgs, Range<Int>) -> Void,
-                columnSoftmax: @escaping @Sendable (UnsafeMutablePointer<Float>, Int, Int, Range<Int>, Float) -> Void) {
+                pairLinear: @escaping @Sendable (PairLinearArgs, Range<Int>) -> Void) {
         self.name = name; self.lanes = lanes; self.conv = conv; self.winograd = winograd; self.planeSum = planeSum
         self.normApply = normApply; self.peakProbe = peakProbe
         self.gelu = gelu; self.geglu = geglu; self.columnNorm = columnNorm; self.pairLinear = pairLinear
-        self.columnSoftmax = columnSoftmax
     }
 
     /// Builds a tier from a SIMD type, multiply-add policy and integer pair
@@ -71,8 +72,8 @@ public struct KernelSet: Sendable {
                 PairGemm<V>.multiply(words: a.words, pairs: (a.inputs + 1) / 2, columns: cols, weights: a.weights, rowScales: a.rowScales,
                                      columnScales: a.columnScales, outputs: a.outputs, out: a.output, outStride: a.planeStride,
                                      bias: a.bias, residual: a.residual, D.self)
-            },
-            columnSoftmax: { x, ps, n, r, s in TransformerKernels<V, M>.columnSoftmax(x, planeStride: ps, planes: n, positions: r, scale: s) })
+            })
+            .addingBlockedAttention(V.self, M.self)
             .adding(attendOne: { a in
                 TransformerKernels<V, M>.attendOne(q: a.query, queryStride: a.queryStride, k: a.keys, v: a.values, keyStride: a.keyStride,
                                                    keys: a.count, channels: a.channels, scale: a.scale, out: a.output, outStride: a.outputStride,
@@ -85,6 +86,20 @@ public struct KernelSet: Sendable {
     public func adding(attendOne f: @escaping @Sendable (AttendOneArgs) -> Void) -> KernelSet {
         var k = self
         k.attendOne = f
+        return k
+    }
+
+    /// This tier with the blocked-attention helpers of `V` and `M` set
+    /// (call it from the tier's module so they specialize there).
+    @inlinable
+    public func addingBlockedAttention<V: SIMD, M: MulAdd>(_: V.Type, _: M.Type) -> KernelSet
+    where V.Scalar == Float, V: SendableMetatype, M: SendableMetatype {
+        var k = self
+        k.softmaxBlock = { a, r in
+            TransformerKernels<V, M>.softmaxBlock(a.scores, planeStride: a.planeStride, planes: a.planes, positions: r, scale: a.scale,
+                                                  runningMax: a.runningMax, runningSum: a.runningSum, correction: a.correction)
+        }
+        k.scaleColumns = { x, ps, n, r, f, d in TransformerKernels<V, M>.scaleColumns(x, planeStride: ps, planes: n, positions: r, factors: f, divide: d) }
         return k
     }
 }
@@ -160,6 +175,19 @@ public struct PairLinearArgs: @unchecked Sendable {
         self.input = input; self.planeStride = planeStride; self.inputs = inputs; self.outputs = outputs; self.weights = weights
         self.rowScales = rowScales; self.limit = limit; self.bias = bias; self.residual = residual; self.output = output
         self.words = words; self.columnScales = columnScales; self.inverse = inverse
+    }
+}
+
+/// Arguments of `KernelSet.softmaxBlock` (see `TransformerKernels.softmaxBlock`).
+public struct SoftmaxBlockArgs: @unchecked Sendable {
+    public var scores: UnsafeMutablePointer<Float>
+    public var planeStride: Int, planes: Int, scale: Float
+    public var runningMax: UnsafeMutablePointer<Float>, runningSum: UnsafeMutablePointer<Float>, correction: UnsafeMutablePointer<Float>
+
+    public init(scores: UnsafeMutablePointer<Float>, planeStride: Int, planes: Int, scale: Float, runningMax: UnsafeMutablePointer<Float>,
+                runningSum: UnsafeMutablePointer<Float>, correction: UnsafeMutablePointer<Float>) {
+        self.scores = scores; self.planeStride = planeStride; self.planes = planes; self.scale = scale
+        self.runningMax = runningMax; self.runningSum = runningSum; self.correction = correction
     }
 }
 

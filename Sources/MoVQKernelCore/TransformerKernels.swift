@@ -52,25 +52,44 @@ public enum TransformerKernels<V: SIMD, M: MulAdd> where V.Scalar == Float {
         }
     }
 
-    /// Softmax down the planes of each position in `positions` (whole
-    /// vectors), in place: `p[j][q] = exp(s (x[j][q] - max_j x[j][q])) / sum`,
-    /// for `planes` planes `planeStride` apart (attention scores stored
-    /// key-major, so queries run along the vectors).
+    /// One key block of an online (blocked) softmax, per query lane in
+    /// `positions` (whole vectors): with `t[j] = scale * x[j][q]` over `n`
+    /// planes `planeStride` apart, the running maximum `m` becomes `m' =
+    /// max(m, max_j t[j])`, `x[j][q]` becomes `exp(t[j] - m')`, `correction`
+    /// gets `exp(m - m')` and the running sum `l` becomes `l * correction +
+    /// sum_j x[j][q]`. Start with `m = -inf` and `l = 0`.
     @inlinable
-    public static func columnSoftmax(_ x: UnsafeMutablePointer<Float>, planeStride ps: Int, planes n: Int, positions: Range<Int>, scale: Float) {
+    public static func softmaxBlock(_ x: UnsafeMutablePointer<Float>, planeStride ps: Int, planes n: Int, positions: Range<Int>, scale: Float,
+                                    runningMax: UnsafeMutablePointer<Float>, runningSum: UnsafeMutablePointer<Float>,
+                                    correction: UnsafeMutablePointer<Float>) {
         let w = V.scalarCount, s = V(repeating: scale)
         var q = positions.lowerBound
         while q < positions.upperBound {
             var mx = V(repeating: -.infinity)
             for j in 0..<n { mx = pointwiseMax(mx, load(x + j * ps + q)) }
-            let m = mx * s
+            let old: V = load(runningMax + q), m = pointwiseMax(old, mx * s)
             var sum = V(repeating: 0)
             for j in 0..<n {
                 let e = vexp(M.madd(-m, load(x + j * ps + q, as: V.self), s), M.self)
                 store(e, x + j * ps + q); sum += e
             }
-            let inv = V(repeating: 1) / sum
-            for j in 0..<n { store(load(x + j * ps + q, as: V.self) * inv, x + j * ps + q) }
+            let c = vexp(old - m, M.self)
+            store(m, runningMax + q); store(c, correction + q)
+            store(M.madd(sum, load(runningSum + q, as: V.self), c), runningSum + q)
+            q += w
+        }
+    }
+
+    /// `x[j][q] *= f[q]` (or `/= f[q]` with `divide`) over `n` planes
+    /// `planeStride` apart, for the positions in `positions` (whole vectors).
+    @inlinable
+    public static func scaleColumns(_ x: UnsafeMutablePointer<Float>, planeStride ps: Int, planes n: Int, positions: Range<Int>,
+                                    factors f: UnsafePointer<Float>, divide: Bool) {
+        let w = V.scalarCount
+        var q = positions.lowerBound
+        while q < positions.upperBound {
+            let v: V = load(f + q), k = divide ? V(repeating: 1) / v : v
+            for j in 0..<n { store(load(x + j * ps + q, as: V.self) * k, x + j * ps + q) }
             q += w
         }
     }

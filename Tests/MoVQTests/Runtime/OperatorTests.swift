@@ -277,21 +277,84 @@ final class OperatorTests: XCTestCase {
         }
     }
 
+    /// The blocked attention against a direct Double computation: key counts
+    /// below, at and past one key block (and not multiples of 6), in one
+    /// block and in forced blocks of 12 and 96 keys, query counts that leave a
+    /// half-used or nearly empty last chunk or span two query blocks.
+    func testBlockedAttentionMatchesDirectSoftmaxOnEveryTier() {
+        for k in tiers {
+            for (i, s) in [(c: 5, m: 3, n: 1), (c: 48, m: 257, n: 257), (c: 7, m: 40, n: 96), (c: 13, m: 17, n: 97), (c: 64, m: 33, n: 200)].enumerated() {
+              for kb in [nil, 12, 96] {
+                let chunk = k.chunk, np = (max(s.m, s.n) + chunk - 1) / chunk * chunk + 2 * chunk
+                let q = random(s.c * np, seed: UInt64(300 + i)).map { $0 * 3 }, key = random(s.c * np, seed: UInt64(400 + i)).map { $0 * 3 }
+                let v = random(s.c * np, seed: UInt64(500 + i))
+                let scale = 1 / Float(s.c).squareRoot()
+                let outs = [1, 3].map { threads -> [Float] in
+                    var out = [Float](repeating: 0, count: s.c * np)
+                    var scratch = [Float](repeating: .nan, count: Attention.scratchFloats(channels: s.c, keys: s.n, chunk: chunk, keyBlock: kb))
+                    q.withUnsafeBufferPointer { qp in key.withUnsafeBufferPointer { kp in v.withUnsafeBufferPointer { vp in
+                        out.withUnsafeMutableBufferPointer { op in scratch.withUnsafeMutableBufferPointer { sp in
+                            Attention.attend(q: qp.baseAddress!, queries: s.m, queryStride: np, k: kp.baseAddress!, v: vp.baseAddress!, keys: s.n,
+                                             keyStride: np, out: op.baseAddress!, outStride: np, channels: s.c, scale: scale,
+                                             scratch: sp.baseAddress!, keyBlock: kb, ExecutionContext(kernels: k, parallelism: Parallelism(threads: threads)))
+                        } }
+                    } } }
+                    return out
+                }
+                let out = outs[0]
+                for ch in 0..<s.c { for qi in 0..<s.m { XCTAssertEqual(outs[1][ch * np + qi], out[ch * np + qi], "\(k.name) threads 3 vs 1") } }
+                var worst = 0.0
+                for qi in 0..<s.m {
+                    let scores = (0..<s.n).map { j in (0..<s.c).reduce(0.0) { $0 + Double(q[$1 * np + qi]) * Double(key[$1 * np + j]) } * Double(scale) }
+                    let mx = scores.max()!, e = scores.map { Foundation.exp($0 - mx) }, sum = e.reduce(0, +)
+                    for ch in 0..<s.c {
+                        let want = (0..<s.n).reduce(0.0) { $0 + e[$1] * Double(v[ch * np + $1]) } / sum
+                        worst = max(worst, abs(Double(out[ch * np + qi]) - want))
+                    }
+                }
+                XCTAssertLessThan(worst, 2e-6, "\(k.name) shape \(s) key block \(String(describing: kb))")
+              }
+            }
+        }
+    }
+
+    func testKeyBlocks() {
+        XCTAssertEqual(Attention.keyBlock(keys: 257), 257)
+        XCTAssertEqual(Attention.keyBlock(keys: 1024), 1024)
+        XCTAssertEqual(Attention.keyBlock(keys: 1025), 516)   // two blocks, scores within the budget
+        XCTAssertLessThanOrEqual(Attention.keyBlock(keys: 4097) * Attention.queryBlock, Attention.maxScoreFloats)
+    }
+
     func testSoftmaxAndExpOnEveryTier() {
-        // Softmax down planes (attention scores, key-major): every column is its own softmax.
+        // Online softmax down planes (attention scores, key-major, in key blocks): every column is its own
+        // softmax; after the blocks the running maximum and sum are those of all planes, each block's
+        // correction is exp(old max - new max), and a block's values are exp(scaled score - running max).
         for k in tiers {
             for n in [1, 5, 16, 37] {
-                let columns = 2 * k.lanes + 3, stride = 3 * k.lanes
+                let columns = 2 * k.lanes + 3, stride = 3 * k.lanes, vectors = (columns + k.lanes - 1) / k.lanes
                 var buf = random(n * stride, seed: UInt64(n)).map { $0 * 20 }
                 let original = buf
-                let vectors = (columns + k.lanes - 1) / k.lanes
-                buf.withUnsafeMutableBufferPointer { k.columnSoftmax($0.baseAddress!, stride, n, 0..<(vectors * k.lanes), 0.7) }
+                var mx = [Float](repeating: -.infinity, count: stride), sum = [Float](repeating: 0, count: stride)
+                var corr = [Float](repeating: 0, count: stride)
+                let blocks = n == 1 ? [0..<1] : [0..<(n / 2), (n / 2)..<n]
+                var before = mx
+                for b in blocks {
+                    before = mx
+                    buf.withUnsafeMutableBufferPointer { bp in mx.withUnsafeMutableBufferPointer { m in sum.withUnsafeMutableBufferPointer { l in
+                        corr.withUnsafeMutableBufferPointer { c in
+                            k.softmaxBlock(SoftmaxBlockArgs(scores: bp.baseAddress! + b.lowerBound * stride, planeStride: stride, planes: b.count,
+                                                            scale: 0.7, runningMax: m.baseAddress!, runningSum: l.baseAddress!,
+                                                            correction: c.baseAddress!), 0..<(vectors * k.lanes))
+                        }
+                    } } }
+                }
                 for q in 0..<columns {
-                    let col = (0..<n).map { original[$0 * stride + q] }
-                    let mx = col.max()! * 0.7
-                    let e = col.map { Foundation.exp(Double($0 * 0.7 - mx)) }
-                    let s = e.reduce(0, +)
-                    for j in 0..<n { XCTAssertEqual(Double(buf[j * stride + q]), e[j] / s, accuracy: 1e-6, "\(k.name) n \(n) column \(q)") }
+                    let col = (0..<n).map { Double(original[$0 * stride + q]) * 0.7 }
+                    let m = col.max()!
+                    XCTAssertEqual(Double(mx[q]), m, accuracy: 1e-5 * max(1, abs(m)), "\(k.name) n \(n) column \(q) max")
+                    XCTAssertEqual(Double(sum[q]), col.map { Foundation.exp($0 - m) }.reduce(0, +), accuracy: 1e-5 * Double(n), "\(k.name) n \(n) sum")
+                    if n > 1 { XCTAssertEqual(Double(corr[q]), Foundation.exp(Double(before[q]) - m), accuracy: 1e-6, "\(k.name) correction") }
+                    for j in blocks.last! { XCTAssertEqual(Double(buf[j * stride + q]), Foundation.exp(col[j] - m), accuracy: 1e-6, "\(k.name) n \(n) value") }
                 }
             }
         }
