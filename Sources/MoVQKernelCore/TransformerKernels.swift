@@ -65,8 +65,15 @@ public enum TransformerKernels<V: SIMD, M: MulAdd> where V.Scalar == Float {
         let w = V.scalarCount, s = V(repeating: scale)
         var q = positions.lowerBound
         while q < positions.upperBound {
-            var mx = V(repeating: -.infinity)
-            for j in 0..<n { mx = pointwiseMax(mx, load(x + j * ps + q)) }
+            // The block maximum on order-preserving integer keys of the float bits
+            // (`pointwiseMax` on floats went lane by lane here): exact, NaN-free inputs.
+            var keys = V.MaskStorage(repeating: .min)
+            for j in 0..<n {
+                let b = unsafeBitCast(load(x + j * ps + q, as: V.self), to: V.MaskStorage.self)
+                let k = b ^ ((b &>> 31) & V.MaskStorage(repeating: 0x7FFF_FFFF))
+                keys = keys.replacing(with: k, where: k .> keys)
+            }
+            let mx = unsafeBitCast(keys ^ ((keys &>> 31) & V.MaskStorage(repeating: 0x7FFF_FFFF)), to: V.self)
             let old: V = load(runningMax + q), m = pointwiseMax(old, mx * s)
             var sum = V(repeating: 0)
             for j in 0..<n {
