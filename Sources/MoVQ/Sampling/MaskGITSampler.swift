@@ -77,13 +77,17 @@ public enum MaskGITSampler {
         let unknownAtStart = cur.map { m in (0..<n).filter { m[$0 * channels] == mask }.count }
         var outputs = [[[Int32]]](repeating: [], count: b)
         for t in 0..<settings.steps {
-            let all: [Float]
+            let all: ArraySlice<Float>
             if settings.guidance != 0 {
-                let both = try logits((cur + cur).flatMap { $0 }, classes + [Int](repeating: unconditionalClass, count: b))
+                var both = try logits((cur + cur).flatMap { $0 }, classes + [Int](repeating: unconditionalClass, count: b))
                 let half = both.count / 2, s = settings.guidance
-                all = (0..<half).map { i in both[half + i] + s * (both[i] - both[half + i]) }
+                // Guided logits in place over the conditional half (no second logits-sized array per step).
+                both.withUnsafeMutableBufferPointer { p in
+                    for i in 0..<half { p[i] = p[half + i] + s * (p[i] - p[half + i]) }
+                }
+                all = both[0..<half]
             } else {
-                all = try logits(cur.flatMap { $0 }, classes)
+                all = try logits(cur.flatMap { $0 }, classes)[...]
             }
             guard all.count == b * n * channels * k else { throw MoVQError.invalidInput("logits have \(all.count) values, expected \(b * n * channels * k)") }
             let r = Double(t + 1) / Double(settings.steps)
