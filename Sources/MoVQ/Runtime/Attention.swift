@@ -77,7 +77,9 @@ enum Attention {
         let outGroups = 0..<((c + 5) / 6)
         var i0 = 0
         while i0 < m {
-            let rows = min(qb, m - i0), o = out + i0, chunks = 0..<((rows + chunk - 1) / chunk), lanes = 0..<(chunks.count * chunk)
+            // Per-lane steps stop at the last vector with a query (the GEMMs' last chunk may be half used).
+            let rows = min(qb, m - i0), o = out + i0, chunks = 0..<((rows + chunk - 1) / chunk)
+            let lanes = 0..<((rows + kernels.lanes - 1) / kernels.lanes * kernels.lanes)
             runningMax.update(repeating: -.infinity, count: qb)
             runningSum.update(repeating: 0, count: qb)
             var j0 = 0
