@@ -71,107 +71,45 @@ public enum PairGemm<V: SIMD> where V.Scalar == Float {
                                             residual: UnsafePointer<Float>?, wordStride: Int? = nil,
                                             rowOffsets: UnsafePointer<Int32>? = nil, _: D.Type) where D.Floats == V {
         let w = V.scalarCount, groups = (outputs + 5) / 6, ws = wordStride ?? outStride
-        let epilogue = IntegerEpilogue(rowScales: rowScales, columnScales: columnScales, outputs: outputs, out: out, outStride: outStride,
-                                       bias: bias, residual: residual, rowOffsets: rowOffsets)
         // Column blocks of two register tiles, so the block's words stay in L2 while every group reuses them.
         var blockStart = columns.lowerBound
         while blockStart < columns.upperBound {
-            let blockEnd = min(columns.upperBound, blockStart + 4 * w)
-            var g = 0
-            // With 32 vector registers two groups go at once (12 x 2 vectors: half the word loads per dot).
-            // Integer sums are exact, so the split cannot change a bit.
-            if w >= 16 {
-                while g + 1 < groups {
-                    let w0 = weights + g * pairs * 6, w1 = w0 + pairs * 6
-                    var c = blockStart
-                    while c < blockEnd {
-                        var t0 = IntegerRows6<D>(), t1 = IntegerRows6<D>()
-                        var src = UnsafeRawPointer(words + c), p0 = w0, p1 = w1
-                        for _ in 0..<pairs {
-                            let x0 = src.loadUnaligned(as: D.Lanes.self), x1 = src.loadUnaligned(fromByteOffset: 4 * w, as: D.Lanes.self)
-                            t0.add(p0, x0, x1); t1.add(p1, x0, x1)
-                            src += 4 * ws; p0 += 6; p1 += 6
-                        }
-                        epilogue.store(t0, group: g, column: c); epilogue.store(t1, group: g + 1, column: c)
-                        c += 2 * w
-                    }
-                    g += 2
+        let blockEnd = min(columns.upperBound, blockStart + 4 * w)
+        for g in 0..<groups {
+            let rows = min(6, outputs - g * 6)
+            let wg = weights + g * pairs * 6
+            var c = blockStart
+            while c < blockEnd {
+                let z = D.Lanes(repeating: 0)
+                var c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z, c40 = z, c41 = z, c50 = z, c51 = z
+                var src = UnsafeRawPointer(words + c), wp = wg
+                for _ in 0..<pairs {
+                    let x0 = src.loadUnaligned(as: D.Lanes.self), x1 = src.loadUnaligned(fromByteOffset: 4 * w, as: D.Lanes.self)
+                    var s = D.Lanes(repeating: wp[0]); c00 = D.dot(c00, x0, s); c01 = D.dot(c01, x1, s)
+                    s = D.Lanes(repeating: wp[1]); c10 = D.dot(c10, x0, s); c11 = D.dot(c11, x1, s)
+                    s = D.Lanes(repeating: wp[2]); c20 = D.dot(c20, x0, s); c21 = D.dot(c21, x1, s)
+                    s = D.Lanes(repeating: wp[3]); c30 = D.dot(c30, x0, s); c31 = D.dot(c31, x1, s)
+                    s = D.Lanes(repeating: wp[4]); c40 = D.dot(c40, x0, s); c41 = D.dot(c41, x1, s)
+                    s = D.Lanes(repeating: wp[5]); c50 = D.dot(c50, x0, s); c51 = D.dot(c51, x1, s)
+                    src += 4 * ws; wp += 6
                 }
-            }
-            while g < groups {
-                let wg = weights + g * pairs * 6
-                var c = blockStart
-                while c < blockEnd {
-                    var t = IntegerRows6<D>()
-                    var src = UnsafeRawPointer(words + c), wp = wg
-                    for _ in 0..<pairs {
-                        let x0 = src.loadUnaligned(as: D.Lanes.self), x1 = src.loadUnaligned(fromByteOffset: 4 * w, as: D.Lanes.self)
-                        t.add(wp, x0, x1)
-                        src += 4 * ws; wp += 6
-                    }
-                    epilogue.store(t, group: g, column: c)
-                    c += 2 * w
+                let cs0: V = load(columnScales + c), cs1: V = load(columnScales + c + w)
+                @inline(__always) func put(_ r: Int, _ b0: D.Lanes, _ b1: D.Lanes) {
+                    guard r < rows else { return }
+                    let o = g * 6 + r, s = V(repeating: rowScales[o]), dst = out + o * outStride + c
+                    var a0 = b0, a1 = b1
+                    if let rowOffsets { let z = D.Lanes(repeating: rowOffsets[o]); a0 &-= z; a1 &-= z }
+                    var y0 = D.float(a0) * s * cs0, y1 = D.float(a1) * s * cs1
+                    if let bias { let b = V(repeating: bias[o]); y0 += b; y1 += b }
+                    if let residual { y0 += load(residual + o * outStride + c); y1 += load(residual + o * outStride + c + w) }
+                    store(y0, dst); store(y1, dst + w)
                 }
-                g += 1
+                put(0, c00, c01); put(1, c10, c11); put(2, c20, c21)
+                put(3, c30, c31); put(4, c40, c41); put(5, c50, c51)
+                c += 2 * w
             }
-            blockStart = blockEnd
         }
-    }
-
-    /// Six output rows x two vectors of exact integer sums.
-    @usableFromInline
-    struct IntegerRows6<D: IntegerDot> where D.Floats == V {
-        @usableFromInline var c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51: D.Lanes
-
-        @inlinable @inline(__always)
-        init() {
-            let z = D.Lanes(repeating: 0)
-            c00 = z; c01 = z; c10 = z; c11 = z; c20 = z; c21 = z; c30 = z; c31 = z; c40 = z; c41 = z; c50 = z; c51 = z
-        }
-
-        /// Adds the dot products of the six weight words at `wp` with the two word vectors.
-        @inlinable @inline(__always)
-        mutating func add(_ wp: UnsafePointer<Int32>, _ x0: D.Lanes, _ x1: D.Lanes) {
-            var s = D.Lanes(repeating: wp[0]); c00 = D.dot(c00, x0, s); c01 = D.dot(c01, x1, s)
-            s = D.Lanes(repeating: wp[1]); c10 = D.dot(c10, x0, s); c11 = D.dot(c11, x1, s)
-            s = D.Lanes(repeating: wp[2]); c20 = D.dot(c20, x0, s); c21 = D.dot(c21, x1, s)
-            s = D.Lanes(repeating: wp[3]); c30 = D.dot(c30, x0, s); c31 = D.dot(c31, x1, s)
-            s = D.Lanes(repeating: wp[4]); c40 = D.dot(c40, x0, s); c41 = D.dot(c41, x1, s)
-            s = D.Lanes(repeating: wp[5]); c50 = D.dot(c50, x0, s); c51 = D.dot(c51, x1, s)
-        }
-    }
-
-    /// Integer sums to floats: `(sum - rowOffset) * rowScale * columnScale (+ bias) (+ residual)`.
-    @usableFromInline
-    struct IntegerEpilogue {
-        @usableFromInline let rowScales: UnsafePointer<Float>, columnScales: UnsafePointer<Float>, outputs: Int
-        @usableFromInline let out: UnsafeMutablePointer<Float>, outStride: Int
-        @usableFromInline let bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>?, rowOffsets: UnsafePointer<Int32>?
-
-        @inlinable
-        init(rowScales: UnsafePointer<Float>, columnScales: UnsafePointer<Float>, outputs: Int, out: UnsafeMutablePointer<Float>, outStride: Int,
-             bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>?, rowOffsets: UnsafePointer<Int32>?) {
-            self.rowScales = rowScales; self.columnScales = columnScales; self.outputs = outputs; self.out = out; self.outStride = outStride
-            self.bias = bias; self.residual = residual; self.rowOffsets = rowOffsets
-        }
-
-        /// Stores group `g`'s rows (those below `outputs`) at columns `c ..< c + 2 * lanes`.
-        @inlinable @inline(__always)
-        func store<D: IntegerDot>(_ t: IntegerRows6<D>, group g: Int, column c: Int) where D.Floats == V {
-            let w = V.scalarCount, rows = min(6, outputs - g * 6)
-            let cs0: V = load(columnScales + c), cs1: V = load(columnScales + c + w)
-            @inline(__always) func put(_ r: Int, _ b0: D.Lanes, _ b1: D.Lanes) {
-                guard r < rows else { return }
-                let o = g * 6 + r, s = V(repeating: rowScales[o]), dst = out + o * outStride + c
-                var a0 = b0, a1 = b1
-                if let rowOffsets { let z = D.Lanes(repeating: rowOffsets[o]); a0 &-= z; a1 &-= z }
-                var y0 = D.float(a0) * s * cs0, y1 = D.float(a1) * s * cs1
-                if let bias { let b = V(repeating: bias[o]); y0 += b; y1 += b }
-                if let residual { y0 += load(residual + o * outStride + c); y1 += load(residual + o * outStride + c + w) }
-                MoVQKernelCore.store(y0, dst); MoVQKernelCore.store(y1, dst + w)
-            }
-            put(0, t.c00, t.c01); put(1, t.c10, t.c11); put(2, t.c20, t.c21)
-            put(3, t.c30, t.c31); put(4, t.c40, t.c41); put(5, t.c50, t.c51)
+        blockStart = blockEnd
         }
     }
 }
