@@ -107,117 +107,67 @@ public enum PlanarConv<V: SIMD, M: MulAdd> where V.Scalar == Float {
             }
         }
         for g in g..<groups.upperBound {
-            let rows = min(6, a.outChannels - g * 6)
+            let rows = min(6, a.outChannels - g * 6), ps = a.outputPlaneStride
             let wg = a.weights + (g * a.inChannels + inputs.lowerBound) * taps * 6
-            let o = a.output + g * 6 * a.outputPlaneStride + a.outputShift
+            let o = a.output + g * 6 * ps + a.outputShift
             for c in chunks {
                 let q = c * 2 * w
-                var c00: V, c01: V, c10: V, c11: V, c20: V, c21: V, c30: V, c31: V, c40: V, c41: V, c50: V, c51: V
-                if first {
-                    let b = a.bias + g * 6
-                    c00 = V(repeating: b[0]); c01 = c00; c10 = V(repeating: b[1]); c11 = c10
-                    c20 = V(repeating: b[2]); c21 = c20; c30 = V(repeating: b[3]); c31 = c30
-                    c40 = V(repeating: b[4]); c41 = c40; c50 = V(repeating: b[5]); c51 = c50
-                } else {
-                    // Rows past `rows` belong to no channel: their partial sums are never stored, start them at 0.
-                    let ps = a.outputPlaneStride, po = o + q
-                    @inline(__always) func part(_ i: Int, _ off: Int) -> V { i < rows ? load(po + i * ps + off) : V(repeating: 0) }
-                    c00 = part(0, 0); c01 = part(0, w); c10 = part(1, 0); c11 = part(1, w)
-                    c20 = part(2, 0); c21 = part(2, w); c30 = part(3, 0); c31 = part(3, w)
-                    c40 = part(4, 0); c41 = part(4, w); c50 = part(5, 0); c51 = part(5, w)
-                }
+                var t = first ? Rows6(bias: a.bias + g * 6) : Rows6(partial: o + q, planeStride: ps, rows: rows)
                 var src = a.input + inputs.lowerBound * a.inputPlaneStride + q + a.tapOrigin
                 var wp = wg
                 for _ in inputs {
                     var row = src
                     for _ in 0..<k {
-                        for kx in 0..<k {
-                            let x0: V = load(row + kx), x1: V = load(row + kx + w)
-                            var s = V(repeating: wp[0]); c00 = M.madd(c00, s, x0); c01 = M.madd(c01, s, x1)
-                            s = V(repeating: wp[1]); c10 = M.madd(c10, s, x0); c11 = M.madd(c11, s, x1)
-                            s = V(repeating: wp[2]); c20 = M.madd(c20, s, x0); c21 = M.madd(c21, s, x1)
-                            s = V(repeating: wp[3]); c30 = M.madd(c30, s, x0); c31 = M.madd(c31, s, x1)
-                            s = V(repeating: wp[4]); c40 = M.madd(c40, s, x0); c41 = M.madd(c41, s, x1)
-                            s = V(repeating: wp[5]); c50 = M.madd(c50, s, x0); c51 = M.madd(c51, s, x1)
-                            wp += 6
-                        }
+                        for kx in 0..<k { t.add(wp, row + kx); wp += 6 }
                         row += a.rowStride
                     }
                     src += a.inputPlaneStride
                 }
-                let r = last ? a.residual.map { $0 + g * 6 * a.outputPlaneStride + q + a.outputShift } : nil
-                @inline(__always) func put(_ i: Int, _ v0: V, _ v1: V) {
-                    guard i < rows else { return }
-                    let dst = o + q + i * a.outputPlaneStride
-                    var y0 = v0, y1 = v1
-                    if let r {
-                        let rs = r + i * a.outputPlaneStride
-                        y0 += load(rs); y1 += load(rs + w)
-                    }
-                    store(y0, dst); store(y1, dst + w)
-                }
-                put(0, c00, c01); put(1, c10, c11); put(2, c20, c21)
-                put(3, c30, c31); put(4, c40, c41); put(5, c50, c51)
+                t.store(o + q, planeStride: ps, rows: rows, residual: last ? a.residual.map { $0 + g * 6 * ps + q + a.outputShift } : nil)
             }
         }
     }
 }
 
 extension PlanarConv {
-    /// Groups `g` and `g + 1` of a 1x1 kernel over `chunks` (see `run`).
+    /// Groups `g` and `g + 1` of a 1x1 kernel over `chunks` (see `run`); a
+    /// last chunk whose positions all lie in its first vector computes that vector only.
     @inlinable
     static func runGroupPair(_ a: PlanarConvArgs, group g: Int, chunks: Range<Int>, inputs: Range<Int>, first: Bool, last: Bool) {
-        let w = V.scalarCount, ps = a.outputPlaneStride
-        let rows1 = min(6, a.outChannels - (g + 1) * 6)
-        let w0 = a.weights + (g * a.inChannels + inputs.lowerBound) * 6, w1 = w0 + a.inChannels * 6
-        let o = a.output + g * 6 * ps + a.outputShift
         for c in chunks {
-            let q = c * 2 * w
-            if q + w >= a.positions {
-                // The last chunk has positions in its first vector only: compute just that one.
-                var t0: Rows6x1, t1: Rows6x1
-                if first {
-                    t0 = Rows6x1(bias: a.bias + g * 6); t1 = Rows6x1(bias: a.bias + g * 6 + 6)
-                } else {
-                    t0 = Rows6x1(partial: o + q, planeStride: ps, rows: 6); t1 = Rows6x1(partial: o + q + 6 * ps, planeStride: ps, rows: rows1)
-                }
-                var src = a.input + inputs.lowerBound * a.inputPlaneStride + q + a.tapOrigin
-                var p0 = w0, p1 = w1
-                for _ in inputs {
-                    let x: V = load(src)
-                    t0.add(p0, x); t1.add(p1, x)
-                    p0 += 6; p1 += 6; src += a.inputPlaneStride
-                }
-                let r = last ? a.residual.map { $0 + g * 6 * ps + q + a.outputShift } : nil
-                t0.store(o + q, planeStride: ps, rows: 6, residual: r)
-                t1.store(o + q + 6 * ps, planeStride: ps, rows: rows1, residual: r.map { $0 + 6 * ps })
-                continue
-            }
-            var t0: Rows6, t1: Rows6
-            if first {
-                t0 = Rows6(bias: a.bias + g * 6); t1 = Rows6(bias: a.bias + g * 6 + 6)
+            let q = c * 2 * V.scalarCount
+            if q + V.scalarCount >= a.positions {
+                runGroupPair(a, group: g, position: q, inputs: inputs, first: first, last: last, Rows6x1.self)
             } else {
-                t0 = Rows6(partial: o + q, planeStride: ps, rows: 6); t1 = Rows6(partial: o + q + 6 * ps, planeStride: ps, rows: rows1)
+                runGroupPair(a, group: g, position: q, inputs: inputs, first: first, last: last, Rows6.self)
             }
-            var src = a.input + inputs.lowerBound * a.inputPlaneStride + q + a.tapOrigin
-            var p0 = w0, p1 = w1
-            for _ in inputs {
-                let x0: V = load(src), x1: V = load(src + w)
-                t0.add(p0, x0, x1); t1.add(p1, x0, x1)
-                p0 += 6; p1 += 6; src += a.inputPlaneStride
-            }
-            let r = last ? a.residual.map { $0 + g * 6 * ps + q + a.outputShift } : nil
-            t0.store(o + q, planeStride: ps, rows: 6, residual: r)
-            t1.store(o + q + 6 * ps, planeStride: ps, rows: rows1, residual: r.map { $0 + 6 * ps })
         }
     }
 
-    /// Six output rows x two vectors of accumulators.
+    /// One tile `T` of groups `g` and `g + 1` at position `q`.
+    @inlinable @inline(__always)
+    static func runGroupPair<T: PlanarTile>(_ a: PlanarConvArgs, group g: Int, position q: Int, inputs: Range<Int>, first: Bool, last: Bool,
+                                            _: T.Type) {
+        let ps = a.outputPlaneStride, rows1 = min(6, a.outChannels - (g + 1) * 6)
+        let o = a.output + g * 6 * ps + a.outputShift + q
+        var t0 = first ? T(bias: a.bias + g * 6) : T(partial: o, planeStride: ps, rows: 6)
+        var t1 = first ? T(bias: a.bias + g * 6 + 6) : T(partial: o + 6 * ps, planeStride: ps, rows: rows1)
+        var src = a.input + inputs.lowerBound * a.inputPlaneStride + q + a.tapOrigin
+        var p0 = a.weights + (g * a.inChannels + inputs.lowerBound) * 6, p1 = p0 + a.inChannels * 6
+        for _ in inputs {
+            t0.add(p0, src); t1.add(p1, src)
+            p0 += 6; p1 += 6; src += a.inputPlaneStride
+        }
+        let r = last ? a.residual.map { $0 + g * 6 * ps + q + a.outputShift } : nil
+        t0.store(o, planeStride: ps, rows: 6, residual: r)
+        t1.store(o + 6 * ps, planeStride: ps, rows: rows1, residual: r.map { $0 + 6 * ps })
+    }
+
+    /// Six output rows x two vectors of accumulators (one position chunk).
     @usableFromInline
-    struct Rows6 {
+    struct Rows6: PlanarTile {
         @usableFromInline var c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51: V
 
-        /// Every row starts from its bias.
         @inlinable @inline(__always)
         init(bias b: UnsafePointer<Float>) {
             c00 = V(repeating: b[0]); c01 = c00; c10 = V(repeating: b[1]); c11 = c10
@@ -225,7 +175,6 @@ extension PlanarConv {
             c40 = V(repeating: b[4]); c41 = c40; c50 = V(repeating: b[5]); c51 = c50
         }
 
-        /// Rows below `rows` continue from the partial sums at `po`; the rest start at 0 (never stored).
         @inlinable @inline(__always)
         init(partial po: UnsafePointer<Float>, planeStride ps: Int, rows: Int) {
             let w = V.scalarCount
@@ -235,9 +184,9 @@ extension PlanarConv {
             c40 = part(4, 0); c41 = part(4, w); c50 = part(5, 0); c51 = part(5, w)
         }
 
-        /// Adds the six weights at `wp` times the input vectors.
         @inlinable @inline(__always)
-        mutating func add(_ wp: UnsafePointer<Float>, _ x0: V, _ x1: V) {
+        mutating func add(_ wp: UnsafePointer<Float>, _ src: UnsafePointer<Float>) {
+            let x0: V = load(src), x1: V = load(src + V.scalarCount)
             var s = V(repeating: wp[0]); c00 = M.madd(c00, s, x0); c01 = M.madd(c01, s, x1)
             s = V(repeating: wp[1]); c10 = M.madd(c10, s, x0); c11 = M.madd(c11, s, x1)
             s = V(repeating: wp[2]); c20 = M.madd(c20, s, x0); c21 = M.madd(c21, s, x1)
@@ -246,7 +195,6 @@ extension PlanarConv {
             s = V(repeating: wp[5]); c50 = M.madd(c50, s, x0); c51 = M.madd(c51, s, x1)
         }
 
-        /// Stores rows below `rows` at `o` (plus the residual's rows, when given).
         @inlinable @inline(__always)
         func store(_ o: UnsafeMutablePointer<Float>, planeStride ps: Int, rows: Int, residual r: UnsafePointer<Float>?) {
             let w = V.scalarCount
@@ -261,12 +209,10 @@ extension PlanarConv {
             put(3, c30, c31); put(4, c40, c41); put(5, c50, c51)
         }
     }
-}
 
-extension PlanarConv {
     /// Six output rows x one vector of accumulators (a last, half-used chunk).
     @usableFromInline
-    struct Rows6x1 {
+    struct Rows6x1: PlanarTile {
         @usableFromInline var c0, c1, c2, c3, c4, c5: V
 
         @inlinable @inline(__always)
@@ -282,7 +228,8 @@ extension PlanarConv {
         }
 
         @inlinable @inline(__always)
-        mutating func add(_ wp: UnsafePointer<Float>, _ x: V) {
+        mutating func add(_ wp: UnsafePointer<Float>, _ src: UnsafePointer<Float>) {
+            let x: V = load(src)
             c0 = M.madd(c0, V(repeating: wp[0]), x); c1 = M.madd(c1, V(repeating: wp[1]), x)
             c2 = M.madd(c2, V(repeating: wp[2]), x); c3 = M.madd(c3, V(repeating: wp[3]), x)
             c4 = M.madd(c4, V(repeating: wp[4]), x); c5 = M.madd(c5, V(repeating: wp[5]), x)
@@ -297,6 +244,18 @@ extension PlanarConv {
             put(0, c0); put(1, c1); put(2, c2); put(3, c3); put(4, c4); put(5, c5)
         }
     }
+}
+
+/// A register tile of six output rows of `PlanarConv` at one position: it
+/// starts from the bias or from partial sums (rows at and past `rows` start
+/// at 0 and are never stored), adds the six weights at `wp` times the input
+/// at `src`, and stores its rows (plus the residual's, when given).
+@usableFromInline
+protocol PlanarTile {
+    init(bias: UnsafePointer<Float>)
+    init(partial: UnsafePointer<Float>, planeStride: Int, rows: Int)
+    mutating func add(_ wp: UnsafePointer<Float>, _ src: UnsafePointer<Float>)
+    func store(_ o: UnsafeMutablePointer<Float>, planeStride: Int, rows: Int, residual: UnsafePointer<Float>?)
 }
 
 /// A convolution kernel size known at compile time (see `PlanarConv.run`).
