@@ -48,7 +48,7 @@ let package = Package(
         .target(name: "CPUFeatures"),
         .target(name: "MoVQKernelCore", swiftSettings: unchecked, linkerSettings: [.linkedLibrary("m")]),
         // Parsers, file formats, checkpoint import, image/npy I/O, configs.
-        .target(name: "MoVQIO", swiftSettings: checked),
+        .target(name: "MoVQIO", dependencies: ["MoVQKernelCore"], swiftSettings: checked),
         .target(
             name: "MoVQ",
             dependencies: ["CPUFeatures", "MoVQIO", "MoVQKernelCore"] + tierDependencies,

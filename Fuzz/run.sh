@@ -3,7 +3,7 @@
 #
 #   Fuzz/run.sh SECONDS [TARGET ...]
 #
-# Builds .build-fuzz/movq-fuzz once (Sources/MoVQIO + Fuzz/FuzzTargets.swift,
+# Builds .build-fuzz/movq-fuzz once (Sources/MoVQIO + Fuzz/FuzzTargets.swift, on MoVQKernelCore,
 # -sanitize=fuzzer,address), then runs each target (default: all) for
 # SECONDS on its corpus (.build-fuzz/corpus/TARGET, seeded from
 # Fuzz/seeds/TARGET) with its dictionary (Fuzz/dict/TARGET.dict) if any.
@@ -20,9 +20,13 @@ OUT=.build-fuzz
 mkdir -p "$OUT/findings"
 
 echo "building $OUT/movq-fuzz" >&2
+# MoVQIO imports MoVQKernelCore (the kernel layouts it stores): built first as a static module.
+mkdir -p "$OUT/modules"
 # shellcheck disable=SC2046
-if ! swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name MoVQIO -package-name movq \
-    $(find Sources/MoVQIO -name '*.swift' | sort) Fuzz/FuzzTargets.swift -o "$OUT/movq-fuzz" >"$OUT/build.log" 2>&1; then
+if ! swiftc -parse-as-library -O -module-name MoVQKernelCore -package-name movq -emit-module -emit-module-path "$OUT/modules/MoVQKernelCore.swiftmodule" \
+    -emit-library -static -o "$OUT/modules/libMoVQKernelCore.a" $(find Sources/MoVQKernelCore -name '*.swift' | sort) >"$OUT/build.log" 2>&1 ||
+   ! swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name MoVQIO -package-name movq -I "$OUT/modules" -L "$OUT/modules" -lMoVQKernelCore \
+    $(find Sources/MoVQIO -name '*.swift' | sort) Fuzz/FuzzTargets.swift -o "$OUT/movq-fuzz" >>"$OUT/build.log" 2>&1; then
     grep -v "Cannot export local symbol" "$OUT/build.log" >&2
     exit 1
 fi

@@ -81,23 +81,33 @@ public enum WinogradWeights {
     /// `[points][ceil(O/6)][I][6]`, zero padded, for the 16 points or only
     /// the 9 of upsample mode.
     public static func pack(_ w: UnsafeBufferPointer<Float>, outChannels o: Int, inChannels i: Int, upsample: Bool = false) -> [Float] {
-        // G row by row; the sums below keep the (ky, kx) order of `U = G g G^T`
-        // term by term, with no allocation per channel pair (this runs at load).
+        // Lane p = 4a + b holds U[a][b] = sum over (ky, kx) of (G[a][ky] g[ky][kx]) G[b][kx]:
+        // all 16 points of a channel pair at once, each lane summing its terms
+        // in the (ky, kx) order of `U = G g G^T` with the same roundings as one
+        // point at a time, and no allocation per channel pair (this runs at load).
         let g: [Double] = [1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1]
+        var rowG = [SIMD16<Double>](repeating: .zero, count: 3), columnG = rowG
+        for p in 0..<16 { for k in 0..<3 { rowG[k][p] = g[(p / 4) * 3 + k]; columnG[k][p] = g[(p % 4) * 3 + k] } }
         let groups = (o + 5) / 6, panel = groups * i * 6
         let points = upsample ? upsamplePoints : Array(0..<16)
         var out = [Float](repeating: 0, count: points.count * panel)
+        // The transform goes through memory: picking lanes by a run-time index is a spill per lane otherwise.
+        let lanes = UnsafeMutablePointer<SIMD16<Float>>.allocate(capacity: 1)
+        defer { lanes.deallocate() }
+        let u = UnsafeRawPointer(lanes).assumingMemoryBound(to: Float.self)
         out.withUnsafeMutableBufferPointer { dst in
-            g.withUnsafeBufferPointer { g in
+            points.withUnsafeBufferPointer { points in
+                let (a0, a1, a2, b0, b1, b2) = (rowG[0], rowG[1], rowG[2], columnG[0], columnG[1], columnG[2])
                 for oc in 0..<o {
                     for ic in 0..<i {
                         let k = w.baseAddress! + (oc * i + ic) * 9
-                        for (slot, p) in points.enumerated() {
-                            let (a, b) = (p / 4, p % 4)
-                            var s = 0.0
-                            for ky in 0..<3 { for kx in 0..<3 { s += g[a * 3 + ky] * Double(k[ky * 3 + kx]) * g[b * 3 + kx] } }
-                            dst[slot * panel + ((oc / 6) * i + ic) * 6 + oc % 6] = Float(s)
-                        }
+                        var s = SIMD16<Double>.zero
+                        s += a0 * Double(k[0]) * b0; s += a0 * Double(k[1]) * b1; s += a0 * Double(k[2]) * b2
+                        s += a1 * Double(k[3]) * b0; s += a1 * Double(k[4]) * b1; s += a1 * Double(k[5]) * b2
+                        s += a2 * Double(k[6]) * b0; s += a2 * Double(k[7]) * b1; s += a2 * Double(k[8]) * b2
+                        lanes[0] = SIMD16<Float>(s)
+                        let at = ((oc / 6) * i + ic) * 6 + oc % 6
+                        for slot in 0..<points.count { dst[slot * panel + at] = u[points[slot]] }
                     }
                 }
             }

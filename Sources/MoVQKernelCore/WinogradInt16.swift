@@ -41,36 +41,42 @@ public enum WinogradInt16Weights {
     /// int8 OIHW 3x3 weights `q` with per-output-channel `scales` -> `U'`
     /// for the 16 points (or the 9 of upsample mode), two input channels per
     /// word (low half: the even channel), zero padded.
-    public static func pack(_ q: [Int8], scales: [Float], outChannels o: Int, inChannels i: Int, upsample: Bool = false) -> Packed {
+    public static func pack(_ q: UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>, outChannels o: Int, inChannels i: Int,
+                            upsample: Bool = false) -> Packed {
         precondition(q.count == o * i * 9 && scales.count == o)
         let points = upsample ? WinogradWeights.upsamplePoints : Array(0..<16)
         let groups = (o + 5) / 6, pairs = (i + 1) / 2, panel = groups * pairs * 6
-        // U' = (2G) q (2G)^T, separably (integers: exact in any order), each
-        // point written straight into its PairGemm word (low half: the even
-        // input channel); no allocation per channel pair (this runs at load).
+        // U' = (2G) q (2G)^T for all 16 points at once, separably (integers:
+        // exact in any order); the two input channels of a pair go into one
+        // PairGemm word per point (low half: the even channel), written once.
         @inline(__always) func g2(_ x: SIMD4<Int32>) -> SIMD4<Int32> {  // (2G) (x0, x1, x2)
             SIMD4(2 &* x[0], x[0] &+ x[1] &+ x[2], x[0] &- x[1] &+ x[2], 2 &* x[2])
         }
+        @inline(__always) func transform(_ k: UnsafePointer<Int8>) -> SIMD16<Int32> {
+            @inline(__always) func row(_ r: Int) -> SIMD4<Int32> { SIMD4(Int32(k[3 * r]), Int32(k[3 * r + 1]), Int32(k[3 * r + 2]), 0) }
+            let (r0, r1, r2) = (row(0), row(1), row(2))
+            // Rows a of (2G) q (vectors over kx), then each row times (2G)^T: U'[a][b].
+            let t0 = 2 &* r0, t1 = r0 &+ r1 &+ r2, t2 = r0 &- r1 &+ r2, t3 = 2 &* r2
+            return SIMD16(lowHalf: SIMD8(lowHalf: g2(t0), highHalf: g2(t1)), highHalf: SIMD8(lowHalf: g2(t2), highHalf: g2(t3)))
+        }
         var words = [Int32](repeating: 0, count: points.count * panel)
         var uMax: Int32 = 0
+        // The two transforms go through memory: picking lanes by a run-time index is a spill per lane otherwise.
+        let lanes = UnsafeMutablePointer<SIMD16<Int32>>.allocate(capacity: 2)
+        defer { lanes.deallocate() }
+        let even = UnsafeRawPointer(lanes).assumingMemoryBound(to: Int32.self), odd = even + 16
         words.withUnsafeMutableBufferPointer { dst in
-            q.withUnsafeBufferPointer { q in
-                points.withUnsafeBufferPointer { points in
-                    for oc in 0..<o {
-                        for ic in 0..<i {
-                            let k = q.baseAddress! + (oc * i + ic) * 9
-                            @inline(__always) func row(_ r: Int) -> SIMD4<Int32> { SIMD4(Int32(k[3 * r]), Int32(k[3 * r + 1]), Int32(k[3 * r + 2]), 0) }
-                            let (r0, r1, r2) = (row(0), row(1), row(2))
-                            // Rows a of (2G) q (vectors over kx), then each row times (2G)^T: U'[a][b].
-                            let t0 = 2 &* r0, t1 = r0 &+ r1 &+ r2, t2 = r0 &- r1 &+ r2, t3 = 2 &* r2
-                            let u = SIMD16(lowHalf: SIMD8(lowHalf: g2(t0), highHalf: g2(t1)), highHalf: SIMD8(lowHalf: g2(t2), highHalf: g2(t3)))
-                            let word = ((oc / 6) * pairs + ic / 2) * 6 + oc % 6
-                            for slot in 0..<points.count {
-                                let s = u[points[slot]]
-                                uMax = max(uMax, abs(s))
-                                let half = UInt32(UInt16(truncatingIfNeeded: s))
-                                dst[slot * panel + word] |= Int32(bitPattern: ic % 2 == 0 ? half : half << 16)
-                            }
+            points.withUnsafeBufferPointer { points in
+                for oc in 0..<o {
+                    for pair in 0..<pairs {
+                        let k = q.baseAddress! + (oc * i + 2 * pair) * 9
+                        lanes[0] = transform(k)
+                        lanes[1] = 2 * pair + 1 < i ? transform(k + 9) : .zero
+                        let word = ((oc / 6) * pairs + pair) * 6 + oc % 6
+                        for slot in 0..<points.count {
+                            let (u0, u1) = (even[points[slot]], odd[points[slot]])
+                            uMax = max(uMax, abs(u0), abs(u1))
+                            dst[slot * panel + word] = Int32(bitPattern: UInt32(UInt16(truncatingIfNeeded: u0)) | UInt32(UInt16(truncatingIfNeeded: u1)) << 16)
                         }
                     }
                 }

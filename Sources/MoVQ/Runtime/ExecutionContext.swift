@@ -50,7 +50,7 @@ struct ExecutionContext: Sendable {
     /// Runs a Winograd convolution (fp32 `weights`, or `int16` when given)
     /// of `input` into `output`; `scratch` holds `winogradScratchFloats` floats.
     func winograd(_ input: FeatureMap, into output: FeatureMap, residual: FeatureMap?, upsample: Bool,
-                  weights: [Float], int16: WinogradInt16Weights.Packed?, bias: [Float], zeros: [Float], scratch: UnsafeMutablePointer<Float>) {
+                  weights: WeightPanel, int16: WinogradInt16Weights.Packed?, bias: [Float], zeros: [Float], scratch: UnsafeMutablePointer<Float>) {
         let none: [Int32] = []
         weights.withUnsafeBufferPointer { w in bias.withUnsafeBufferPointer { b in zeros.withUnsafeBufferPointer { z in
             (int16?.words ?? none).withUnsafeBufferPointer { qw in (int16?.scales ?? []).withUnsafeBufferPointer { qs in

@@ -39,18 +39,24 @@ final class SIMDExecutor: @unchecked Sendable {
 
     /// The operator of plan op `op`, its weights packed from `file`.
     private static func makeOperator(_ op: PlanOp, file: PackedFile) throws -> Operator {
-        func conv(_ w: ConvWeights, _ make: (UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>?) -> Operator) throws -> Operator {
-            try file.withFloats(w.weightName, shape: w.weightShape) { wt in
-                try file.withFloats(w.biasName, shape: [w.outChannels]) { b in make(wt, b, file.int8Scales(of: w.weightName)) }
+        func conv(_ w: ConvWeights, kernelLayout: TensorLayout = .plain, _ make: (StoredWeights, UnsafeBufferPointer<Float>) -> Operator) throws -> Operator {
+            try file.withWeights(w.weightName, shape: w.weightShape, kernelLayout: kernelLayout) { wt in
+                try file.withFloats(w.biasName, shape: [w.outChannels]) { b in make(wt, b) }
             }
         }
         switch op {
         case .conv(let w, _, _, _):
-            return try conv(w) { .conv(ConvOperator(weight: $0, bias: $1, int8Scales: $2, inChannels: w.inChannels, outChannels: w.outChannels, kernel: w.kernel)) }
+            let layout = file.entry(w.weightName).flatMap { TensorLayout(rawValue: $0.layout) }
+            // A stored planar6 or winograd6 layout is read in place (it fixes the algorithm); plain weights are packed here.
+            return try conv(w, kernelLayout: layout == .winograd6 && w.kernel == 3 ? .winograd6 : .planar6) {
+                .conv(ConvOperator(weight: $0, bias: $1, inChannels: w.inChannels, outChannels: w.outChannels, kernel: w.kernel))
+            }
         case .upsampleConv(let w, _, _):
-            return try conv(w) { .upsampleConv(UpsampleConvOperator(weight: $0, bias: $1, int8Scales: $2, inChannels: w.inChannels, outChannels: w.outChannels)) }
+            return try conv(w, kernelLayout: .winograd6Upsample) { .upsampleConv(UpsampleConvOperator(weight: $0, bias: $1, inChannels: w.inChannels, outChannels: w.outChannels)) }
         case .downsampleConv(let w, _, _):
-            return try conv(w) { wt, b, _ in .downsampleConv(DownsampleConvOperator(weight: wt, bias: b, inChannels: w.inChannels, outChannels: w.outChannels)) }
+            return try conv(w) { wt, b in
+                wt.withFloats { .downsampleConv(DownsampleConvOperator(weight: $0, bias: b, inChannels: w.inChannels, outChannels: w.outChannels)) }
+            }
         case .modulation(let n, _, _, _):
             let y = n.convY!, b = n.convB!
             return .modulation(ModulationOperator(
@@ -64,7 +70,7 @@ final class SIMDExecutor: @unchecked Sendable {
         case .attention(let a, _, _, _):
             let c = a.channels
             let p = try AttentionWeights.projections.map { proj in
-                try file.withFloats(a.weightName(proj), shape: [c, c]) { w in
+                try file.withWeights(a.weightName(proj), shape: [c, c], kernelLayout: .planar6) { w in
                     try file.withFloats(a.biasName(proj), shape: [c]) { ConvOperator(weight: w, bias: $0, inChannels: c, outChannels: c, kernel: 1) }
                 }
             }

@@ -43,10 +43,12 @@ final class TransformerExecutor: @unchecked Sendable {
             case .linear(let l, _, _, _):
                 // A tied head (embedding rows beyond `outputs`) reads the table as fp32.
                 let tied = l.storedRows != l.outputs
-                return .linear(try file.withFloats(l.weightName, shape: [l.storedRows, l.inputs]) { w in
+                return .linear(try file.withWeights(l.weightName, shape: [l.storedRows, l.inputs], kernelLayout: tied ? .plain : .planar6) { stored in
                     try file.withFloats(l.biasName, shape: [l.outputs]) { b in
-                        LinearOperator(UnsafeBufferPointer(rebasing: w[0..<(l.outputs * l.inputs)]), b, outputs: l.outputs, inputs: l.inputs,
-                                       int8Scales: tied ? nil : file.int8Scales(of: l.weightName), quads: quads)
+                        guard tied else { return LinearOperator(stored, b, outputs: l.outputs, inputs: l.inputs, quads: quads) }
+                        return stored.withFloats { w in
+                            LinearOperator(.floats(UnsafeBufferPointer(rebasing: w[0..<(l.outputs * l.inputs)])), b, outputs: l.outputs, inputs: l.inputs)
+                        }
                     }
                 })
             case .layerNorm(let n, _, _):

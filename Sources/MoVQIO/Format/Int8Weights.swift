@@ -22,21 +22,17 @@ public enum Int8Weights {
         return (q, scales)
     }
 
-    /// The int8 values back from widened weights `w = q * scales[o]` (exact:
-    /// the product was rounded once, so the division rounds back to `q`).
-    public static func recover(_ w: UnsafeBufferPointer<Float>, scales: UnsafeBufferPointer<Float>) -> [Int8] {
-        let rows = max(1, scales.count), per = w.count / rows
-        var q = [Int8](repeating: 0, count: w.count)
-        q.withUnsafeMutableBufferPointer { q in
-            for r in 0..<min(rows, scales.count) where scales[r] != 0 {
+    /// Widened weights `w = Float(q) * scales[o]` (`q` row-major, one row per scale).
+    public static func widen(_ q: UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>) -> [Float] {
+        let rows = max(1, scales.count), per = q.count / rows
+        precondition(per * scales.count == q.count, "widen: \(q.count) values do not split into \(scales.count) rows")
+        return [Float](unsafeUninitializedCapacity: q.count) { out, initialized in
+            for r in 0..<scales.count {
                 let scale = scales[r]
-                for i in (r * per)..<((r + 1) * per) {
-                    // w / scale is an integer here, so any rounding mode gives it; this one is one instruction.
-                    q[i] = Int8(max(-127, min(127, (w[i] / scale).rounded(.toNearestOrEven))))
-                }
+                for i in (r * per)..<((r + 1) * per) { out[i] = Float(q[i]) * scale }
             }
+            initialized = q.count
         }
-        return q
     }
 
     /// The name of the scale tensor that belongs to int8 tensor `name`.

@@ -3,9 +3,11 @@ import Foundation
 /// A packed model file, memory-mapped and validated.
 ///
 /// Opening checks the magic, version, header checksum and that every tensor
-/// lies inside the file; with `verifyChecksums` it also checks each tensor's
-/// CRC. fp32 tensors are used in place (no copy); other types are widened to
-/// fp32 on first use.
+/// lies inside the file; with `verifyChecksums` each tensor's CRC is checked
+/// when it is read (`withFloats`, `withWeights`, `floatArray`), in the pass
+/// that brings its pages in, and `verifyAllChecksums()` checks them all at
+/// once. fp32 tensors are used in place (no copy); fp16 ones are widened to
+/// fp32 when read, int8 ones too unless read with `withWeights`.
 public final class PackedFile: @unchecked Sendable {
     /// Where the file was opened from.
     public let path: String
@@ -15,10 +17,14 @@ public final class PackedFile: @unchecked Sendable {
     public let fileSize: Int
     package let map: MappedFile
     private var index: [String: PackedTensorEntry] = [:]
+    /// Whether reads check the tensor's CRC-32.
+    private let verifying: Bool
 
-    /// Opens and validates `path` (see the type's description); `verifyChecksums` also checks every tensor's CRC-32.
+    /// Opens and validates `path` (see the type's description);
+    /// `verifyChecksums` makes every tensor read check its CRC-32 first.
     public init(path: String, verifyChecksums: Bool = true) throws {
         self.path = path
+        verifying = verifyChecksums
         map = try MappedFile(path: path)
         fileSize = map.bytes.count
         var r = ByteReader(map.bytes, path: path)
@@ -61,11 +67,16 @@ public final class PackedFile: @unchecked Sendable {
             guard PackedFormat.dtypes.contains(e.dtype) else {
                 throw bad("has dtype \(e.dtype.rawValue); the format stores \(PackedFormat.dtypes.map(\.rawValue).joined(separator: ", "))")
             }
-            guard PackedFormat.layouts.contains(e.layout) else {
-                throw MoVQError.unsupported("\(path): tensor '\(e.name)' has layout '\(e.layout)', which this build does not know (it reads \(PackedFormat.layouts.joined(separator: ", ")))")
+            guard let layout = TensorLayout(rawValue: e.layout) else {
+                throw MoVQError.unsupported("\(path): tensor '\(e.name)' has layout '\(e.layout)', which this build does not know (it reads \(PackedFormat.layouts.sorted().joined(separator: ", ")))")
             }
-            guard e.shape.count <= 8, e.shape.allSatisfy({ $0 >= 0 && $0 < 1 << 31 }),
-                  let bytes = CheckedSize.bytes(e.shape, elementSize: e.dtype.size, limit: fileSize) else {
+            guard layout == .plain || e.dtype == .f32 else { throw bad("has layout \(e.layout), which holds f32 values only") }
+            guard e.shape.count <= 8, e.shape.allSatisfy({ $0 >= 0 && $0 < 1 << 31 }) else { throw bad("has shape \(e.shape)") }
+            guard layout.applies(to: e.shape) else { throw bad("has shape \(e.shape), which layout \(e.layout) does not apply to") }
+            guard let elements = layout.storedElements(e.shape, limit: fileSize) else {
+                throw bad("has shape \(e.shape), more than the \(fileSize)-byte file can hold")
+            }
+            guard let bytes = CheckedSize.product(elements, e.dtype.size, limit: fileSize) else {
                 throw bad("has shape \(e.shape), more than the \(fileSize)-byte file can hold")
             }
             guard e.bytes == bytes, e.offset >= 0, e.offset % PackedFormat.alignment == 0,
@@ -75,30 +86,12 @@ public final class PackedFile: @unchecked Sendable {
             guard index[e.name] == nil else { throw MoVQError.corruptFile(path: path, reason: "duplicate tensor '\(e.name)'") }
             index[e.name] = e
         }
-        if verifyChecksums {
-            // Tensors are checked on all cores (the CRC is most of opening a
-            // large model); the first mismatch in table order is reported.
-            let tensors = header.tensors, map = map
-            let matches = UnsafeMutableBufferPointer<Bool>.allocate(capacity: tensors.count)
-            matches.initialize(repeating: false)
-            defer { matches.deallocate() }
-            let slots = SendableBools(matches)
-            DispatchQueue.concurrentPerform(iterations: tensors.count) { t in
-                let e = tensors[t]
-                let raw = UnsafeRawBufferPointer(rebasing: map.bytes[e.offset..<(e.offset + e.bytes)])
-                slots.base[t] = CRC32.update(0, raw) == e.crc32
-                map.releaseResidentPages(e.offset..<(e.offset + e.bytes))  // verified: no need to keep it in memory
-            }
-            if let bad = matches.firstIndex(of: false) {
-                throw MoVQError.corruptFile(path: path, reason: "checksum mismatch in tensor '\(tensors[bad].name)'")
-            }
-        }
         // int8 tensors need their per-output-channel scales: f32, one per row, finite.
         for e in header.tensors where e.dtype == .i8 {
             guard let sname = e.scales, let se = index[sname], se.dtype == .f32, se.shape == [e.shape.first ?? -1] else {
                 throw MoVQError.corruptFile(path: path, reason: "int8 tensor '\(e.name)' lacks an f32 scale tensor with one scale per output channel")
             }
-            guard rawBytes(se).bindMemory(to: Float.self).allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+            guard try checkedBytes(se).bindMemory(to: Float.self).allSatisfy({ $0.isFinite && $0 >= 0 }) else {
                 throw MoVQError.corruptFile(path: path, reason: "int8 scales '\(sname)' hold a negative, NaN or infinite value")
             }
         }
@@ -114,9 +107,37 @@ public final class PackedFile: @unchecked Sendable {
     /// The table entry for `name`, if present.
     public func entry(_ name: String) -> PackedTensorEntry? { index[name] }
 
-    /// Raw stored bytes of a tensor.
+    /// Raw stored bytes of a tensor (not checked against its CRC).
     public func rawBytes(_ e: PackedTensorEntry) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(rebasing: map.bytes[e.offset..<(e.offset + e.bytes)])
+    }
+
+    /// The stored bytes of a tensor, its CRC-32 checked first when verifying.
+    private func checkedBytes(_ e: PackedTensorEntry) throws -> UnsafeRawBufferPointer {
+        let raw = rawBytes(e)
+        guard !verifying || CRC32.update(0, raw) == e.crc32 else {
+            throw MoVQError.corruptFile(path: path, reason: "checksum mismatch in tensor '\(e.name)'")
+        }
+        return raw
+    }
+
+    /// Checks every tensor's CRC-32 on all cores (what opening with
+    /// `verifyChecksums` defers to each tensor's first read); throws for the
+    /// first mismatch in table order.
+    public func verifyAllChecksums() throws {
+        let tensors = header.tensors, map = map
+        let matches = UnsafeMutableBufferPointer<Bool>.allocate(capacity: tensors.count)
+        matches.initialize(repeating: false)
+        defer { matches.deallocate() }
+        let slots = SendableBools(matches)
+        DispatchQueue.concurrentPerform(iterations: tensors.count) { t in
+            let e = tensors[t]
+            slots.base[t] = CRC32.update(0, UnsafeRawBufferPointer(rebasing: map.bytes[e.offset..<(e.offset + e.bytes)])) == e.crc32
+            map.releaseResidentPages(e.offset..<(e.offset + e.bytes))  // verified: no need to keep it in memory
+        }
+        if let bad = matches.firstIndex(of: false) {
+            throw MoVQError.corruptFile(path: path, reason: "checksum mismatch in tensor '\(tensors[bad].name)'")
+        }
     }
 
     /// Calls `body` with the tensor as fp32 values of the expected shape:
@@ -126,16 +147,36 @@ public final class PackedFile: @unchecked Sendable {
     /// tensor's mapped pages are released afterwards too (they fault back
     /// in from the page cache if read again).
     public func withFloats<R>(_ name: String, shape: [Int], _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R {
+        try withWeights(name, shape: shape) { try $0.withFloats(body) }
+    }
+
+    /// Calls `body` with the tensor as stored: fp32 values in place (fp16
+    /// widened), int8 values in place with their scales, or, when the file
+    /// stores it in `kernelLayout`, those packed values in place (`.packed`;
+    /// their pages stay mapped: the operator reads them from the file).
+    /// Plain reads release the mapped pages afterwards, as `withFloats` does.
+    /// Another kernel layout is unpacked to plain values if it can be
+    /// (`TensorLayout.isInvertible`); otherwise this throws.
+    package func withWeights<R>(_ name: String, shape: [Int], kernelLayout: TensorLayout = .plain,
+                                _ body: (StoredWeights) throws -> R) throws -> R {
         guard let e = index[name] else { throw MoVQError.missingTensor(name) }
         guard e.shape == shape else { throw MoVQError.shapeMismatch(tensor: name, expected: shape, found: e.shape) }
-        defer { map.releaseResidentPages(e.offset..<(e.offset + e.bytes)) }  // read once: the pages may go
-        if e.dtype == .f32 { return try body(rawBytes(e).bindMemory(to: Float.self)) }
-        var values = decodeFloats(rawBytes(e), dtype: e.dtype, count: e.elementCount)
-        if let scales = int8Scales(of: name) {
-            let per = e.elementCount / max(1, shape[0])
-            for i in values.indices { values[i] *= scales[i / per] }
+        let raw = try checkedBytes(e)
+        let layout = TensorLayout(rawValue: e.layout)!  // validated at open
+        if layout != .plain {
+            let stored = raw.bindMemory(to: Float.self)  // kernel layouts are f32 (validated at open)
+            if layout == kernelLayout { return try body(.packed(stored, layout, owner: self)) }
+            guard let plain = layout.unpack(stored, shape: shape) else {
+                throw MoVQError.unsupported("\(path): tensor '\(name)' is stored in the \(e.layout) kernel layout, which cannot be read back as plain values (the reference backend and re-conversion need them): convert the checkpoint with --layout plain")
+            }
+            return try plain.withUnsafeBufferPointer { try body(.floats($0)) }
         }
-        return try values.withUnsafeBufferPointer(body)
+        defer { map.releaseResidentPages(e.offset..<(e.offset + e.bytes)) }  // read once: the pages may go
+        switch e.dtype {
+        case .f32: return try body(.floats(raw.bindMemory(to: Float.self)))
+        case .i8: return try body(.int8(raw.bindMemory(to: Int8.self), scales: int8Scales(of: name)!))  // scales validated at open
+        default: return try decodeFloats(raw, dtype: e.dtype, count: e.elementCount).withUnsafeBufferPointer { try body(.floats($0)) }
+        }
     }
 
     /// The tensor as an fp32 array of the expected shape (a copy).

@@ -26,7 +26,7 @@ public enum PackedFormat {
     /// Element types a packed file may store.
     public static let dtypes: Set<DType> = [.f32, .f16, .i8]
     /// Tensor layouts this build reads; any other is refused.
-    public static let layouts: Set<String> = ["plain"]
+    public static let layouts: Set<String> = Set(TensorLayout.allCases.map(\.rawValue))
 }
 
 /// One entry of the tensor table.
@@ -37,7 +37,7 @@ public struct PackedTensorEntry: Codable, Equatable, Sendable {
     public var dtype: DType
     /// Logical shape (OIHW for convolutions, [out, in] for projections).
     public var shape: [Int]
-    /// Memory layout of the stored bytes; "plain" is row-major in `shape`.
+    /// Arrangement of the stored values (a `TensorLayout` name); "plain" is row-major in `shape`.
     public var layout: String
     /// Absolute byte offset (a multiple of 64).
     public var offset: Int

@@ -1,15 +1,17 @@
 import Foundation
 
-/// A tensor to be written: values are converted to `dtype` on write. An
-/// `i8` tensor is quantized per output channel (`Int8Weights`) and written
-/// with an `f32` companion tensor of scales named `Int8Weights.scaleName`.
+/// A tensor to be written: plain values are converted to `dtype` on write
+/// and arranged in `layout` (kernel layouts: `f32` only). An `i8` tensor is
+/// quantized per output channel (`Int8Weights`) and written with an `f32`
+/// companion tensor of scales named `Int8Weights.scaleName`.
 package struct PackedTensorInput: Sendable {
     package var name: String
     package var shape: [Int]
     package var values: [Float]
     package var dtype: DType
-    package init(name: String, shape: [Int], values: [Float], dtype: DType = .f32) {
-        self.name = name; self.shape = shape; self.values = values; self.dtype = dtype
+    package var layout: TensorLayout
+    package init(name: String, shape: [Int], values: [Float], dtype: DType = .f32, layout: TensorLayout = .plain) {
+        self.name = name; self.shape = shape; self.values = values; self.dtype = dtype; self.layout = layout
     }
 }
 
@@ -30,9 +32,9 @@ package enum PackedWriter {
     static func serialize(_ template: PackedHeader, tensors: [PackedTensorInput]) throws -> Data {
         var blobs: [[UInt8]] = []
         var entries: [PackedTensorEntry] = []
-        func add(_ name: String, _ dtype: DType, _ shape: [Int], _ bytes: [UInt8], scales: String? = nil) {
+        func add(_ name: String, _ dtype: DType, _ shape: [Int], _ bytes: [UInt8], scales: String? = nil, layout: TensorLayout = .plain) {
             blobs.append(bytes)
-            entries.append(PackedTensorEntry(name: name, dtype: dtype, shape: shape, layout: "plain",
+            entries.append(PackedTensorEntry(name: name, dtype: dtype, shape: shape, layout: layout.rawValue,
                                              offset: 0, bytes: bytes.count, crc32: CRC32.checksum(bytes), scales: scales))
         }
         for t in tensors {
@@ -45,6 +47,11 @@ package enum PackedWriter {
                 let scaleName = Int8Weights.scaleName(t.name)
                 add(t.name, .i8, t.shape, q.map { UInt8(bitPattern: $0) }, scales: scaleName)
                 add(scaleName, .f32, [o], encode(scales, as: .f32))
+            } else if t.layout != .plain {
+                guard t.dtype == .f32, t.layout.storedElements(t.shape) != nil else {
+                    throw MoVQError.invalidCheckpoint("tensor '\(t.name)' (\(t.dtype.rawValue), shape \(t.shape)) cannot be stored as \(t.layout.rawValue)")
+                }
+                add(t.name, .f32, t.shape, encode(t.values.withUnsafeBufferPointer { t.layout.pack($0, shape: t.shape) }, as: .f32), layout: t.layout)
             } else {
                 add(t.name, t.dtype, t.shape, encode(t.values, as: t.dtype))
             }

@@ -1,36 +1,39 @@
-/// CRC-32 (IEEE 802.3, the zlib/PNG polynomial), slice-by-8.
+/// CRC-32 (IEEE 802.3, the zlib/PNG polynomial), slice-by-16: 16 bytes per
+/// step through 16 lookup tables (about 4x the byte-at-a-time loop).
 public enum CRC32 {
-    static let tables: [[UInt32]] = {
-        var t = Array(repeating: Array(repeating: UInt32(0), count: 256), count: 8)
+    /// `tables[k * 256 + b]`: the CRC of byte `b` followed by `k` zero bytes.
+    nonisolated(unsafe) static let tables: UnsafePointer<UInt32> = {
+        let t = UnsafeMutablePointer<UInt32>.allocate(capacity: 16 * 256)  // lives as long as the process
         for i in 0..<256 {
             var c = UInt32(i)
             for _ in 0..<8 { c = (c & 1) != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
-            t[0][i] = c
+            t[i] = c
         }
-        for i in 0..<256 {
-            for k in 1..<8 { t[k][i] = (t[k - 1][i] >> 8) ^ t[0][Int(t[k - 1][i] & 0xFF)] }
+        for k in 1..<16 {
+            for i in 0..<256 { t[k * 256 + i] = (t[(k - 1) * 256 + i] >> 8) ^ t[Int(t[(k - 1) * 256 + i] & 0xFF)] }
         }
-        return t
+        return UnsafePointer(t)
     }()
 
     /// Continues a CRC over `bytes` (start with 0).
     public static func update(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
-        var c = ~crc
+        guard var p = bytes.baseAddress else { return crc }
         let t = tables
-        return t.withUnsafeBufferPointer { _ in
-            let t0 = t[0], t1 = t[1], t2 = t[2], t3 = t[3], t4 = t[4], t5 = t[5], t6 = t[6], t7 = t[7]
-            var i = 0
-            let n = bytes.count
-            while i + 8 <= n {
-                let lo = c ^ (UInt32(bytes[i]) | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2]) << 16 | UInt32(bytes[i + 3]) << 24)
-                let hi = UInt32(bytes[i + 4]) | UInt32(bytes[i + 5]) << 8 | UInt32(bytes[i + 6]) << 16 | UInt32(bytes[i + 7]) << 24
-                c = t7[Int(lo & 0xFF)] ^ t6[Int((lo >> 8) & 0xFF)] ^ t5[Int((lo >> 16) & 0xFF)] ^ t4[Int(lo >> 24)]
-                    ^ t3[Int(hi & 0xFF)] ^ t2[Int((hi >> 8) & 0xFF)] ^ t1[Int((hi >> 16) & 0xFF)] ^ t0[Int(hi >> 24)]
-                i += 8
-            }
-            while i < n { c = t0[Int((c ^ UInt32(bytes[i])) & 0xFF)] ^ (c >> 8); i += 1 }
-            return ~c
+        var c = ~crc, n = bytes.count
+        @inline(__always) func at(_ table: Int, _ byte: UInt32) -> UInt32 { t[table &* 256 &+ Int(byte & 0xFF)] }
+        while n >= 16 {
+            let a = c ^ UInt32(littleEndian: p.loadUnaligned(as: UInt32.self))
+            let b = UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
+            let d = UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+            let e = UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
+            c = at(15, a) ^ at(14, a >> 8) ^ at(13, a >> 16) ^ at(12, a >> 24)
+                ^ at(11, b) ^ at(10, b >> 8) ^ at(9, b >> 16) ^ at(8, b >> 24)
+                ^ at(7, d) ^ at(6, d >> 8) ^ at(5, d >> 16) ^ at(4, d >> 24)
+                ^ at(3, e) ^ at(2, e >> 8) ^ at(1, e >> 16) ^ at(0, e >> 24)
+            p += 16; n -= 16
         }
+        while n > 0 { c = at(0, c ^ UInt32(p.load(as: UInt8.self))) ^ (c >> 8); p += 1; n -= 1 }
+        return ~c
     }
 
     /// CRC of a byte array.

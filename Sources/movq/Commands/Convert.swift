@@ -13,6 +13,9 @@ struct Convert: ParsableCommand {
     var output: String
     @Option(help: "Weight precision: fp32, fp16 or int8.")
     var precision: String = "fp32"
+    @Option(help: ArgumentHelp("Weight layout: kernel (fp32 weights as the kernels read them: loading maps them in place) or plain (row-major: smaller, packed at load; what --backend reference and re-conversion read).",
+                               valueName: "kernel|plain"))
+    var layout: String = "kernel"
     @Option(help: "JSON with settings shapes cannot reveal (autoencoder: norm_num_groups, spatial_norm_groups, norm_eps; prior: its whole config).")
     var config: String?
     @Flag(name: .shortAndLong, help: "Print no progress.")
@@ -23,9 +26,12 @@ struct Convert: ParsableCommand {
             guard let p = Precision(rawValue: precision) else {
                 throw MoVQError.invalidInput("unknown precision '\(precision)' (fp32, fp16, int8)")
             }
+            guard let l = LayoutChoice(rawValue: layout) else {
+                throw MoVQError.invalidInput("unknown layout '\(layout)' (kernel, plain)")
+            }
             let line = ProgressLine(quiet: quiet)
             let start = Date()
-            let imported = try Converter.convertAny(source: source, output: output, precision: p, configPath: config) {
+            let imported = try Converter.convertAny(source: source, output: output, precision: p, layout: l, configPath: config) {
                 line.update(String(format: "%@  (%.1f s)", $0, Date().timeIntervalSince(start)))
             }
             line.finish()

@@ -3,7 +3,7 @@ import Foundation
 import MoVQ
 
 struct Inspect: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show a packed model's config, tensors, sizes and checksums (verified).")
+    static let configuration = CommandConfiguration(abstract: "Show a packed model's config, tensors, sizes and checksums (--verify checks them all).")
 
     @Argument(help: "Packed .mvq model.")
     var model: String
@@ -11,10 +11,13 @@ struct Inspect: ParsableCommand {
     var json = false
     @Flag(help: "List every tensor (name, type, shape, bytes, checksum).")
     var tensors = false
+    @Flag(help: "Check every tensor's CRC-32 (decoding and sampling check each tensor as they read it).")
+    var verify = false
 
     func run() throws {
         try reportingErrors {
             let file = try PackedFile(path: model, verifyChecksums: true)
+            if verify { try file.verifyAllChecksums() }
             let h = file.header
             if json {
                 let enc = JSONEncoder()
@@ -22,7 +25,7 @@ struct Inspect: ParsableCommand {
                 print(String(decoding: try enc.encode(h), as: UTF8.self))
                 return
             }
-            print("\(model): \(file.fileSize) bytes, \(h.tensors.count) tensors, checksums OK")
+            print("\(model): \(file.fileSize) bytes, \(h.tensors.count) tensors, \(verify ? "checksums OK" : "checksums not checked (--verify checks them)")")
             let kind = h.prior.map { $0.isAutoregressive ? "autoregressive (gpt) prior" : "MaskGIT prior" } ?? "VQ autoencoder"
             print("kind: \(kind); metadata: " + h.metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))
             if let p = h.prior {

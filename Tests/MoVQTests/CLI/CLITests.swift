@@ -18,7 +18,7 @@ final class CLITests: XCTestCase {
         let model = d + "/m.mvq"
         var r = try movq(["convert", TestPaths.fixture("tiny_multichannel/original.ckpt"), "-o", model])
         XCTAssertEqual(r.status, 0, r.err)
-        r = try movq(["inspect", model, "--tensors"])
+        r = try movq(["inspect", model, "--tensors", "--verify"])
         XCTAssertEqual(r.status, 0, r.err)
         XCTAssertTrue(r.out.contains("checksums OK"))
         XCTAssertTrue(r.out.contains("quantize.embedding.weight"))

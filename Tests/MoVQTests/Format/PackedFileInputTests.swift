@@ -17,7 +17,14 @@ final class PackedFileInputTests: XCTestCase {
     func testCorruptedTensorBytesFailChecksum() throws {
         var (_, data) = try packedModelFile()
         data[data.count - 10] ^= 0xFF
-        assertThrows("checksum mismatch in tensor 'decoder.conv_out.") { try MoVQModel(contentsOf: write(data)) }
+        let path = write(data)
+        assertThrows("checksum mismatch in tensor 'decoder.conv_out.") { try MoVQModel(contentsOf: path) }
+        // Opening defers tensor checksums to each tensor's first read; `verifyAllChecksums` checks them all.
+        let file = try PackedFile(path: path)
+        assertThrows("checksum mismatch in tensor 'decoder.conv_out.") { try file.verifyAllChecksums() }
+        let bad = try XCTUnwrap(file.header.tensors.last { $0.offset <= data.count - 10 })
+        assertThrows("checksum mismatch in tensor '\(bad.name)'") { try file.floatArray(bad.name, shape: bad.shape) }
+        XCTAssertNoThrow(try PackedFile(path: path, verifyChecksums: false).floatArray(bad.name, shape: bad.shape))
     }
 
     func testCorruptedHeader() throws {
@@ -42,8 +49,12 @@ final class PackedFileInputTests: XCTestCase {
 
     // 6. A 2^62-element tensor whose byte count overflows.
     func testPackedTensorByteCountCannotOverflow() throws {
-        let p = try editedFirstTensor { t in t["shape"] = [1 << 30, 1 << 30, 4]; t["bytes"] = 0 }
+        let p = try editedFirstTensor { t in t["shape"] = [1 << 30, 1 << 30, 4]; t["bytes"] = 0; t["layout"] = "plain" }
         assertThrows("more than the") { try PackedFile(path: p) }
+        // The same in a kernel layout, and a kernel layout on a shape it does not apply to.
+        assertThrows("more than the") { try PackedFile(path: try self.editedFirstTensor { t in t["shape"] = [1 << 30, 1 << 30, 3, 3]; t["layout"] = "winograd6" }) }
+        assertThrows("which layout winograd6 does not apply to") { try PackedFile(path: try self.editedFirstTensor { t in t["shape"] = [8, 8, 1, 1]; t["layout"] = "winograd6" }) }
+        assertThrows("holds f32 values only") { try PackedFile(path: try self.editedFirstTensor { t in t["dtype"] = "f16"; t["layout"] = "planar6" }) }
         // The editor itself keeps files valid.
         XCTAssertNoThrow(try PackedFile(path: try editedFirstTensor { _ in }))
     }

@@ -77,8 +77,9 @@ final class PriorTests: XCTestCase {
             for c in 0..<i { for j in 0..<p { x[c * np + j] = Float.random(in: -3...3, using: &rng) } }
             for c in 0..<o { for j in 0..<p { r[c * np + j] = Float.random(in: -1...1, using: &rng) } }
             var y = [Float](repeating: 0, count: o * np)
-            try w.withUnsafeBufferPointer { wp in try b.withUnsafeBufferPointer { bp in try s.withUnsafeBufferPointer { sp in
-                let l = LinearOperator(wp, bp, outputs: o, inputs: i, int8Scales: sp, quads: true)
+            let q8 = q.map { Int8($0) }
+            try q8.withUnsafeBufferPointer { q8p in try b.withUnsafeBufferPointer { bp in try s.withUnsafeBufferPointer { sp in
+                let l = LinearOperator(.int8(q8p, scales: sp), bp, outputs: o, inputs: i, quads: true)
                 let quad = try XCTUnwrap(l.integer)
                 XCTAssertTrue(quad.quads)
                 XCTAssertEqual(quad.offsets?[0], 128 * (0..<i).reduce(0) { $0 + q[$1] })

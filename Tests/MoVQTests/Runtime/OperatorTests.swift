@@ -59,7 +59,7 @@ final class OperatorTests: XCTestCase {
                 let w = random(s.cout * s.cin * s.k * s.k, seed: UInt64(100 + i)), b = random(s.cout, seed: UInt64(200 + i))
                 try w.withUnsafeBufferPointer { wp in try b.withUnsafeBufferPointer { bp in
                     let want = Conv2DReference.forward(x, weight: wp, bias: bp, geometry: g, residual: s.residual ? r : nil, parallelism: Parallelism(threads: 1))
-                    let conv = ConvOperator(weight: wp, bias: bp, inChannels: s.cin, outChannels: s.cout, kernel: s.k)
+                    let conv = ConvOperator(weight: .floats(wp), bias: bp, inChannels: s.cin, outChannels: s.cout, kernel: s.k)
                     let ws = MapPool()
                     defer { withExtendedLifetime(ws) {} }
                     for image in 0..<2 {
@@ -95,7 +95,7 @@ final class OperatorTests: XCTestCase {
                 let w = random(s.cout * s.cin * 9, seed: UInt64(400 + i)), b = random(s.cout, seed: UInt64(450 + i))
                 w.withUnsafeBufferPointer { wp in b.withUnsafeBufferPointer { bp in
                     let want = Conv2DReference.forward(x, weight: wp, bias: bp, geometry: g, residual: s.residual ? r : nil, parallelism: Parallelism(threads: 1))
-                    let conv = ConvOperator(weight: wp, bias: bp, inChannels: s.cin, outChannels: s.cout, kernel: 3, algorithm: .winograd)
+                    let conv = ConvOperator(weight: .floats(wp), bias: bp, inChannels: s.cin, outChannels: s.cout, kernel: 3, algorithm: .winograd)
                     XCTAssertEqual(conv.algorithm, .winograd)
                     let ws = MapPool()
                     defer { withExtendedLifetime(ws) {} }
@@ -134,7 +134,8 @@ final class OperatorTests: XCTestCase {
             let scales = random(s.cout, seed: UInt64(800 + i)).enumerated().map { $0.offset == 0 ? Float(0) : abs($0.element) / 100 + 1e-3 }
             let q = random(s.cout * s.cin * 9, seed: UInt64(850 + i)).map { ($0 * 127).rounded() }
             let w = q.indices.map { q[$0] * scales[$0 / (s.cin * 9)] }, b = random(s.cout, seed: UInt64(900 + i))
-            w.withUnsafeBufferPointer { wp in b.withUnsafeBufferPointer { bp in scales.withUnsafeBufferPointer { sp in
+            let q8 = q.map { Int8($0) }
+            w.withUnsafeBufferPointer { wp in b.withUnsafeBufferPointer { bp in scales.withUnsafeBufferPointer { sp in q8.withUnsafeBufferPointer { qp in
                 let input = s.upsample ? UpsampleReference.nearest2x(x) : x
                 let want = Conv2DReference.forward(input, weight: wp, bias: bp, geometry: g, residual: s.residual ? r : nil, parallelism: Parallelism(threads: 1))
                 var outs: [Tensor] = []
@@ -146,11 +147,11 @@ final class OperatorTests: XCTestCase {
                         let out = ws.map(channels: s.cout, height: input.shape[2], width: input.shape[3])
                         let ctx = ExecutionContext(kernels: k, parallelism: Parallelism(threads: threads))
                         if s.upsample {
-                            let up = UpsampleConvOperator(weight: wp, bias: bp, int8Scales: sp, inChannels: s.cin, outChannels: s.cout)
+                            let up = UpsampleConvOperator(weight: .int8(qp, scales: sp), bias: bp, inChannels: s.cin, outChannels: s.cout)
                             XCTAssertNotNil(up.int16)
                             up(inp, into: out, scratch: ws.scratch(up.scratchFloats(height: s.h, width: s.w, ctx)), ctx)
                         } else {
-                            let conv = ConvOperator(weight: wp, bias: bp, int8Scales: sp, inChannels: s.cin, outChannels: s.cout, kernel: 3)
+                            let conv = ConvOperator(weight: .int8(qp, scales: sp), bias: bp, inChannels: s.cin, outChannels: s.cout, kernel: 3)
                             XCTAssertEqual(conv.algorithm, .winogradInt16)
                             conv(inp, into: out, residual: s.residual ? res : nil, scratch: ws.scratch(conv.scratchFloats(height: s.h, width: s.w, ctx)), ctx)
                         }
@@ -161,7 +162,7 @@ final class OperatorTests: XCTestCase {
                     }
                 }
                 for o in outs.dropFirst() { XCTAssertEqual(o, outs[0], "shape \(s): tiers or thread counts differ") }
-            } } }
+            } } } }
         }
     }
 
@@ -169,7 +170,7 @@ final class OperatorTests: XCTestCase {
         // U' = (2G) q (2G)^T is exact: a kernel with a single 1 at the centre gives U' = (2G)[:,1] (2G)[:,1]^T.
         var q = [Int8](repeating: 0, count: 2 * 3 * 9)
         q[(1 * 3 + 2) * 9 + 4] = 1  // output 1, input 2, centre tap
-        let p = WinogradInt16Weights.pack(q, scales: [0.5, 0.25], outChannels: 2, inChannels: 3)
+        let p = q.withUnsafeBufferPointer { q in [Float(0.5), 0.25].withUnsafeBufferPointer { WinogradInt16Weights.pack(q, scales: $0, outChannels: 2, inChannels: 3) } }
         let col = [0, 1, -1, 0]
         let pairs = 2, groups = 1
         for point in 0..<16 {
@@ -180,7 +181,7 @@ final class OperatorTests: XCTestCase {
         XCTAssertEqual(p.scales[0], 0.125); XCTAssertEqual(p.scales[1], 0.0625)
         XCTAssertEqual(p.limit, 32767)
         // Large channel counts lower the limit so int32 sums cannot overflow.
-        let big = WinogradInt16Weights.pack([Int8](repeating: 127, count: 1 * 4096 * 9), scales: [1], outChannels: 1, inChannels: 4096)
+        let big = [Int8](repeating: 127, count: 1 * 4096 * 9).withUnsafeBufferPointer { q in [Float(1)].withUnsafeBufferPointer { WinogradInt16Weights.pack(q, scales: $0, outChannels: 1, inChannels: 4096) } }
         XCTAssertLessThanOrEqual(Double(big.limit) * 4096 * 9 * 127, Double(Int32.max))
         XCTAssertGreaterThan(big.limit, 100)
     }
@@ -197,7 +198,7 @@ final class OperatorTests: XCTestCase {
                 let w = random(s.cout * s.cin * 9, seed: UInt64(550 + i)), b = random(s.cout, seed: UInt64(600 + i))
                 w.withUnsafeBufferPointer { wp in b.withUnsafeBufferPointer { bp in
                     let want = Conv2DReference.forward(UpsampleReference.nearest2x(x), weight: wp, bias: bp, geometry: g, residual: nil, parallelism: Parallelism(threads: 1))
-                    let up = UpsampleConvOperator(weight: wp, bias: bp, int8Scales: nil, inChannels: s.cin, outChannels: s.cout)
+                    let up = UpsampleConvOperator(weight: .floats(wp), bias: bp, inChannels: s.cin, outChannels: s.cout)
                     let ws = MapPool()
                     defer { withExtendedLifetime(ws) {} }
                     let inp = planar(x, image: 0, ws)

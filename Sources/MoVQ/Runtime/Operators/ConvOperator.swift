@@ -1,3 +1,4 @@
+import MoVQIO
 import MoVQKernelCore
 
 /// A stride-1 convolution (1x1 or 3x3, "same" padding) with weights packed
@@ -12,35 +13,43 @@ struct ConvOperator: @unchecked Sendable {
     let inChannels: Int, outChannels: Int, kernel: Int
     let algorithm: Algorithm
     /// `PlanarConvWeights.pack` or `WinogradWeights.pack` (empty for `.winogradInt16`).
-    let weights: [Float]
+    let weights: WeightPanel
     /// `WinogradInt16Weights.pack` for `.winogradInt16`.
     let int16: WinogradInt16Weights.Packed?
     let bias: [Float]
     let zeros: [Float]
 
-    /// Packs `weight` (`[out, in, k, k]`, fp32 values; `int8Scales` when they
-    /// are int8 values times per-output-channel scales). `algorithm` nil
-    /// makes the automatic choice (`choose`).
-    init(weight: UnsafeBufferPointer<Float>, bias b: UnsafeBufferPointer<Float>, int8Scales: UnsafeBufferPointer<Float>? = nil,
-         inChannels i: Int, outChannels o: Int, kernel k: Int, algorithm: Algorithm? = nil) {
+    /// Packs `weight` (`[out, in, k, k]`, as the file stores it: int8
+    /// weights run in int16 Winograd mode when the choice is Winograd).
+    /// `algorithm` nil makes the automatic choice (`choose`). Weights the
+    /// file stores in a kernel layout are read in place, and their layout
+    /// fixes the algorithm (`planar6`: direct, `winograd6`: Winograd).
+    init(weight: StoredWeights, bias b: UnsafeBufferPointer<Float>, inChannels i: Int, outChannels o: Int, kernel k: Int,
+         algorithm: Algorithm? = nil) {
         inChannels = i; outChannels = o; kernel = k
-        var chosen = algorithm ?? Self.choose(inChannels: i, outChannels: o, kernel: k, int8: int8Scales != nil, upsample: false)
-        if k != 3 || (chosen == .winogradInt16 && int8Scales == nil) { chosen = .direct }
+        let int8 = weight.quantized
+        var chosen = algorithm ?? Self.choose(inChannels: i, outChannels: o, kernel: k, int8: int8 != nil, upsample: false)
+        if k != 3 || (chosen == .winogradInt16 && int8 == nil) { chosen = .direct }
+        if let layout = weight.kernelLayout { chosen = layout == .winograd6 ? .winograd : .direct }
         self.algorithm = chosen
-        switch chosen {
-        case .direct: weights = PlanarConvWeights.pack(weight, outChannels: o, inChannels: i, kernel: k)
-        case .winograd: weights = WinogradWeights.pack(weight, outChannels: o, inChannels: i)
-        case .winogradInt16: weights = []
+        if case .packed(let stored, _, let owner) = weight {
+            weights = WeightPanel(mapped: stored, owner: owner)
+        } else {
+            switch chosen {
+            case .direct: weights = WeightPanel(weight.withFloats { PlanarConvWeights.pack($0, outChannels: o, inChannels: i, kernel: k) })
+            case .winograd: weights = WeightPanel(weight.withFloats { WinogradWeights.pack($0, outChannels: o, inChannels: i) })
+            case .winogradInt16: weights = .empty
+            }
         }
-        int16 = chosen == .winogradInt16 ? Self.packInt16(weight, scales: int8Scales!, outChannels: o, inChannels: i, upsample: false) : nil
+        int16 = chosen == .winogradInt16 ? WinogradInt16Weights.pack(int8!.q, scales: int8!.scales, outChannels: o, inChannels: i) : nil
         bias = PlanarConvWeights.packBias(b, outChannels: o)
         zeros = [Float](repeating: 0, count: bias.count)
     }
 
     /// The automatic choice for a 3x3 convolution with at least 8 input and
-    /// output channels: Winograd, in int16 mode when the file stores the
-    /// weight as int8; direct otherwise. `RuntimeOptions` can turn the two
-    /// off for A/B runs.
+    /// output channels (`TensorLayout.winogradServes`): Winograd, in int16
+    /// mode when the file stores the weight as int8; direct otherwise.
+    /// `RuntimeOptions` can turn the two off for A/B runs of plain-layout files.
     static func choose(inChannels: Int, outChannels: Int, kernel: Int, int8: Bool, upsample: Bool) -> Algorithm {
         guard winogradShape(inChannels: inChannels, outChannels: outChannels, kernel: kernel) && (winogradEnabled || upsample) else {
             return .direct
@@ -50,21 +59,14 @@ struct ConvOperator: @unchecked Sendable {
 
     /// Convolutions Winograd serves.
     static func winogradShape(inChannels: Int, outChannels: Int, kernel: Int) -> Bool {
-        kernel == 3 && inChannels >= 8 && outChannels >= 8
-    }
-
-    /// int8 weights (`weight = q * scales[o]` exactly) -> the int16 Winograd mode's packed weights.
-    static func packInt16(_ weight: UnsafeBufferPointer<Float>, scales: UnsafeBufferPointer<Float>, outChannels: Int, inChannels: Int,
-                          upsample: Bool) -> WinogradInt16Weights.Packed {
-        WinogradInt16Weights.pack(Int8Weights.recover(weight, scales: scales), scales: Array(scales), outChannels: outChannels,
-                                  inChannels: inChannels, upsample: upsample)
+        TensorLayout.winogradServes(kernel: kernel, inChannels: inChannels, outChannels: outChannels)
     }
 
     static var winogradEnabled: Bool { RuntimeOptions.current.winograd }
     static var int16Enabled: Bool { RuntimeOptions.current.int16Winograd }
 
     /// Bytes of the packed weights this operator keeps.
-    var residentBytes: Int { (weights.count + bias.count + zeros.count) * 4 + (int16.map { ($0.words.count + $0.scales.count) * 4 } ?? 0) }
+    var residentBytes: Int { weights.residentBytes + (bias.count + zeros.count) * 4 + (int16.map { ($0.words.count + $0.scales.count) * 4 } ?? 0) }
 
     /// FLOPs executed on a `height x width` map: Winograd does 16
     /// multiply-adds per 2x2 tile instead of 36.

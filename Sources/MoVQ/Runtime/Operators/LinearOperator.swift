@@ -1,3 +1,4 @@
+import MoVQIO
 import MoVQKernelCore
 
 /// A linear layer packed for the planar GEMM (`y = W x + b` on
@@ -5,7 +6,7 @@ import MoVQKernelCore
 /// int16 `PairGemm`, or on VNNI tiers a u8 x s8 `QuadGemm` (per-column
 /// dynamic input quantization, exact int32 sums).
 struct LinearOperator: @unchecked Sendable {
-    let weights: [Float], bias: [Float], inputs: Int, outputs: Int
+    let weights: WeightPanel, bias: [Float], inputs: Int, outputs: Int
     /// Integer mode for int8-stored weights (nil: fp32 `weights`).
     let integer: IntegerWeights?
 
@@ -19,14 +20,16 @@ struct LinearOperator: @unchecked Sendable {
         var channelsPerWord: Int { quads ? 4 : 2 }
     }
 
-    /// Packs `w` (`[outputs, inputs]` fp32 values; `int8Scales` when they
-    /// are int8 values times per-row scales). `quads`: use the u8 x s8 mode
-    /// for int8 weights (the tier has `quadLinear`).
-    init(_ w: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, outputs o: Int, inputs i: Int,
-         int8Scales: UnsafeBufferPointer<Float>? = nil, quads: Bool = false) {
+    /// Packs `w` (`[outputs, inputs]`, as the file stores it: int8 weights
+    /// run in an integer mode, `planar6` weights are read in place). `quads`: use the u8 x s8 mode for int8
+    /// weights (the tier has `quadLinear`).
+    init(_ w: StoredWeights, _ b: UnsafeBufferPointer<Float>, outputs o: Int, inputs i: Int, quads: Bool = false) {
         bias = PlanarConvWeights.packBias(b, outChannels: o); inputs = i; outputs = o
-        if let s = int8Scales, ConvOperator.int16Enabled {
-            let q = Int8Weights.recover(w, scales: s).map { Int32($0) }
+        if case .packed(let stored, _, let owner) = w {
+            weights = WeightPanel(mapped: stored, owner: owner)
+            integer = nil
+        } else if let (stored, s) = w.quantized, ConvOperator.int16Enabled {
+            let q = stored.map { Int32($0) }
             var scales = [Float](repeating: 0, count: (o + 5) / 6 * 6)
             for r in 0..<o { scales[r] = s[r] }
             if quads && Self.quadsEnabled {
@@ -36,9 +39,9 @@ struct LinearOperator: @unchecked Sendable {
                 integer = IntegerWeights(words: PairGemmWeights.pack(q, outputs: o, inputs: i), scales: scales,
                                          limit: PairGemmWeights.limit(inputs: i, maxWeight: Int(q.map { abs($0) }.max() ?? 0)), offsets: nil)
             }
-            weights = []
+            weights = .empty
         } else {
-            weights = PlanarConvWeights.pack(w, outChannels: o, inChannels: i, kernel: 1)
+            weights = WeightPanel(w.withFloats { PlanarConvWeights.pack($0, outChannels: o, inChannels: i, kernel: 1) })
             integer = nil
         }
     }
@@ -46,7 +49,7 @@ struct LinearOperator: @unchecked Sendable {
     /// Off (`RuntimeOptions.quadLinears`) keeps int8 linears in int16 mode on VNNI tiers (A/B runs).
     static let quadsEnabled = RuntimeOptions.current.quadLinears
 
-    var residentBytes: Int { (weights.count + bias.count + (integer.map { $0.words.count + $0.scales.count + ($0.offsets?.count ?? 0) } ?? 0)) * 4 }
+    var residentBytes: Int { weights.residentBytes + (bias.count + (integer.map { $0.words.count + $0.scales.count + ($0.offsets?.count ?? 0) } ?? 0)) * 4 }
 
     /// Scratch floats for `planeStride`-apart planes (integer mode: packed input words and per-column scales).
     func scratchFloats(planeStride np: Int) -> Int {

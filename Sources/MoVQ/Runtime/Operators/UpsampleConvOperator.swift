@@ -1,3 +1,4 @@
+import MoVQIO
 import MoVQKernelCore
 
 /// Nearest 2x upsampling followed by a 3x3 convolution, without the
@@ -8,25 +9,30 @@ import MoVQKernelCore
 struct UpsampleConvOperator: @unchecked Sendable {
     let inChannels: Int, outChannels: Int
     /// `WinogradWeights.pack(..., upsample: true)`, empty in int16 mode.
-    let weights: [Float]
+    let weights: WeightPanel
     /// `WinogradInt16Weights.pack(..., upsample: true)` in int16 mode.
     let int16: WinogradInt16Weights.Packed?
     let bias: [Float]
     let zeros: [Float]
 
-    /// Packs a 3x3 `weight` `[out, in, 3, 3]` (`int8Scales` as in `ConvOperator`).
-    init(weight: UnsafeBufferPointer<Float>, bias b: UnsafeBufferPointer<Float>, int8Scales: UnsafeBufferPointer<Float>?,
-         inChannels i: Int, outChannels o: Int) {
+    /// Packs a 3x3 `weight` `[out, in, 3, 3]` as the file stores it (int8 as
+    /// in `ConvOperator`; `winograd6-upsample` weights are read in place).
+    init(weight: StoredWeights, bias b: UnsafeBufferPointer<Float>, inChannels i: Int, outChannels o: Int) {
         inChannels = i; outChannels = o
-        let int8 = ConvOperator.choose(inChannels: i, outChannels: o, kernel: 3, int8: int8Scales != nil, upsample: true) == .winogradInt16
-        int16 = int8 ? ConvOperator.packInt16(weight, scales: int8Scales!, outChannels: o, inChannels: i, upsample: true) : nil
-        weights = int8 ? [] : WinogradWeights.pack(weight, outChannels: o, inChannels: i, upsample: true)
+        let q = weight.quantized
+        let int8 = ConvOperator.choose(inChannels: i, outChannels: o, kernel: 3, int8: q != nil, upsample: true) == .winogradInt16
+        int16 = int8 ? WinogradInt16Weights.pack(q!.q, scales: q!.scales, outChannels: o, inChannels: i, upsample: true) : nil
+        if case .packed(let stored, _, let owner) = weight {
+            weights = WeightPanel(mapped: stored, owner: owner)
+        } else {
+            weights = int8 ? .empty : WeightPanel(weight.withFloats { WinogradWeights.pack($0, outChannels: o, inChannels: i, upsample: true) })
+        }
         bias = PlanarConvWeights.packBias(b, outChannels: o)
         zeros = [Float](repeating: 0, count: bias.count)
     }
 
     /// Bytes of the packed weights this operator keeps.
-    var residentBytes: Int { (weights.count + bias.count + zeros.count) * 4 + (int16.map { ($0.words.count + $0.scales.count) * 4 } ?? 0) }
+    var residentBytes: Int { weights.residentBytes + (bias.count + zeros.count) * 4 + (int16.map { ($0.words.count + $0.scales.count) * 4 } ?? 0) }
 
     /// FLOPs executed for an input of `height x width`: 9 multiply-adds per input pixel and channel pair.
     func executedFLOPs(height h: Int, width w: Int) -> Double { 2.0 * Double(inChannels * outChannels * 9 * h * w) }
