@@ -48,7 +48,9 @@ let package = Package(
         .target(name: "CPUFeatures"),
         .target(name: "MoVQKernelCore", swiftSettings: unchecked, linkerSettings: [.linkedLibrary("m")]),
         // Parsers, file formats, checkpoint import, image/npy I/O, configs.
-        .target(name: "MoVQIO", dependencies: ["MoVQKernelCore"], swiftSettings: checked),
+        // CRC-32 by carry-less multiplication (PCLMULQDQ), for checking large files fast.
+        .target(name: "CRC32Fold"),
+        .target(name: "MoVQIO", dependencies: ["CRC32Fold", "MoVQKernelCore"], swiftSettings: checked),
         .target(
             name: "MoVQ",
             dependencies: ["CPUFeatures", "MoVQIO", "MoVQKernelCore"] + tierDependencies,

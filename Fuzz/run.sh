@@ -20,12 +20,15 @@ OUT=.build-fuzz
 mkdir -p "$OUT/findings"
 
 echo "building $OUT/movq-fuzz" >&2
-# MoVQIO imports MoVQKernelCore (the kernel layouts it stores): built first as a static module.
+# MoVQIO imports MoVQKernelCore (the kernel layouts it stores), built first as
+# a static module, and the C module CRC32Fold.
 mkdir -p "$OUT/modules"
 # shellcheck disable=SC2046
 if ! swiftc -parse-as-library -O -module-name MoVQKernelCore -package-name movq -emit-module -emit-module-path "$OUT/modules/MoVQKernelCore.swiftmodule" \
     -emit-library -static -o "$OUT/modules/libMoVQKernelCore.a" $(find Sources/MoVQKernelCore -name '*.swift' | sort) >"$OUT/build.log" 2>&1 ||
+   ! clang -O2 -fsanitize=address -c Sources/CRC32Fold/crc32_fold.c -I Sources/CRC32Fold/include -o "$OUT/modules/crc32_fold.o" >>"$OUT/build.log" 2>&1 ||
    ! swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name MoVQIO -package-name movq -I "$OUT/modules" -L "$OUT/modules" -lMoVQKernelCore \
+    -I Sources/CRC32Fold/include "$OUT/modules/crc32_fold.o" \
     $(find Sources/MoVQIO -name '*.swift' | sort) Fuzz/FuzzTargets.swift -o "$OUT/movq-fuzz" >>"$OUT/build.log" 2>&1; then
     grep -v "Cannot export local symbol" "$OUT/build.log" >&2
     exit 1

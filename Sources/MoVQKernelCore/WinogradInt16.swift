@@ -59,28 +59,36 @@ public enum WinogradInt16Weights {
             let t0 = 2 &* r0, t1 = r0 &+ r1 &+ r2, t2 = r0 &- r1 &+ r2, t3 = 2 &* r2
             return SIMD16(lowHalf: SIMD8(lowHalf: g2(t0), highHalf: g2(t1)), highHalf: SIMD8(lowHalf: g2(t2), highHalf: g2(t3)))
         }
-        var words = [Int32](repeating: 0, count: points.count * panel)
         var uMax: Int32 = 0
         // The two transforms go through memory: picking lanes by a run-time index is a spill per lane otherwise.
         let lanes = UnsafeMutablePointer<SIMD16<Int32>>.allocate(capacity: 2)
         defer { lanes.deallocate() }
         let even = UnsafeRawPointer(lanes).assumingMemoryBound(to: Int32.self), odd = even + 16
-        words.withUnsafeMutableBufferPointer { dst in
+        // Every word is written once, in order within each point's panel (no zero fill first: this runs at load).
+        let words = [Int32](unsafeUninitializedCapacity: points.count * panel) { dst, initialized in
             points.withUnsafeBufferPointer { points in
-                for oc in 0..<o {
+                for g in 0..<groups {
                     for pair in 0..<pairs {
-                        let k = q.baseAddress! + (oc * i + 2 * pair) * 9
-                        lanes[0] = transform(k)
-                        lanes[1] = 2 * pair + 1 < i ? transform(k + 9) : .zero
-                        let word = ((oc / 6) * pairs + pair) * 6 + oc % 6
-                        for slot in 0..<points.count {
-                            let (u0, u1) = (even[points[slot]], odd[points[slot]])
-                            uMax = max(uMax, abs(u0), abs(u1))
-                            dst[slot * panel + word] = Int32(bitPattern: UInt32(UInt16(truncatingIfNeeded: u0)) | UInt32(UInt16(truncatingIfNeeded: u1)) << 16)
+                        for r in 0..<6 {
+                            let oc = g * 6 + r
+                            if oc < o {
+                                let k = q.baseAddress! + (oc * i + 2 * pair) * 9
+                                lanes[0] = transform(k)
+                                lanes[1] = 2 * pair + 1 < i ? transform(k + 9) : .zero
+                            } else {
+                                lanes[0] = .zero; lanes[1] = .zero  // padding rows of the last group
+                            }
+                            let word = (g * pairs + pair) * 6 + r
+                            for slot in 0..<points.count {
+                                let (u0, u1) = (even[points[slot]], odd[points[slot]])
+                                uMax = max(uMax, abs(u0), abs(u1))
+                                dst[slot * panel + word] = Int32(bitPattern: UInt32(UInt16(truncatingIfNeeded: u0)) | UInt32(UInt16(truncatingIfNeeded: u1)) << 16)
+                            }
                         }
                     }
                 }
             }
+            initialized = points.count * panel
         }
         var out = [Float](repeating: 0, count: groups * 6)
         for oc in 0..<o { out[oc] = scales[oc] / 4 }
