@@ -90,10 +90,33 @@ public enum WinogradInt16Weights {
             }
             initialized = points.count * panel
         }
-        var out = [Float](repeating: 0, count: groups * 6)
-        for oc in 0..<o { out[oc] = scales[oc] / 4 }
         let limit = PairGemmWeights.limit(inputs: i, maxWeight: Int(uMax))
-        return Packed(words: words, scales: out, limit: limit)
+        return Packed(words: words, scales: outputScales(scales), limit: limit)
+    }
+
+    /// The GEMM's output scales `s[o] / 4`, zero padded to whole groups of 6.
+    public static func outputScales(_ scales: UnsafeBufferPointer<Float>) -> [Float] {
+        var out = [Float](repeating: 0, count: (scales.count + 5) / 6 * 6)
+        for oc in scales.indices { out[oc] = scales[oc] / 4 }
+        return out
+    }
+
+    /// The largest `|U'|` in packed words (both halves of each), which sets
+    /// the input limit (`PairGemmWeights.limit`).
+    public static func largestMagnitude(_ words: UnsafeBufferPointer<Int32>) -> Int32 {
+        var m = SIMD16<Int32>.zero
+        let base = UnsafeRawPointer(words.baseAddress!)
+        let vectors = words.count / 8  // 8 words = 16 halves per step
+        for v in 0..<vectors {
+            let h = SIMD16<Int32>(truncatingIfNeeded: base.loadUnaligned(fromByteOffset: v * 32, as: SIMD16<Int16>.self))
+            m = pointwiseMax(m, pointwiseMax(h, 0 &- h))
+        }
+        var best = m.max()
+        for w in (vectors * 8)..<words.count {
+            let x = UInt32(bitPattern: words[w])
+            best = max(best, abs(Int32(Int16(truncatingIfNeeded: x))), abs(Int32(Int16(truncatingIfNeeded: x >> 16))))
+        }
+        return best
     }
 }
 

@@ -32,7 +32,9 @@ ROOT = os.path.dirname(TOOLS)
 MODEL = os.path.join(HERE, "out", "kandinsky_random")
 
 
-def worker(kind, size, threads, runs):
+def worker(kind, size, threads, runs, cold=False):
+    if cold:
+        return cold_worker(kind, size, threads)
     import numpy as np
     import torch
     torch.set_num_threads(threads)
@@ -85,6 +87,45 @@ def worker(kind, size, threads, runs):
     print(json.dumps({"median_s": statistics.median(times), "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 
 
+def cold_worker(kind, size, threads):
+    """onnxruntime's time to first image in a fresh process: session
+    creation plus the first run (after the Python imports, which are not
+    counted), then its steady state in the same process."""
+    import numpy as np
+    import onnxruntime as ort
+    path = os.path.join(MODEL, f"decoder_{size}.onnx")
+    if kind == "ort_int8":
+        path = path.replace(".onnx", "_int8.onnx")
+    if not os.path.exists(path):
+        sys.exit(f"{path} is missing: run this script once without --cold to export it")
+    zn = np.load(os.path.join(MODEL, f"latent_{size}.npy"))
+    t0 = time.perf_counter()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    t1 = time.perf_counter()
+    sess.run(None, {"z": zn})
+    t2 = time.perf_counter()
+    steady = []
+    for _ in range(3):
+        t = time.perf_counter()
+        sess.run(None, {"z": zn})
+        steady.append(time.perf_counter() - t)
+    print(json.dumps({"median_s": t2 - t0, "session_s": t1 - t0, "first_run_s": t2 - t1, "steady_s": statistics.median(steady),
+                      "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+
+
+def movq_cold(movq, mvq, latent, size, threads):
+    """A whole `movq decode` process (wall time), then the model's steady state (`movq bench`)."""
+    t0 = time.perf_counter()
+    subprocess.run([movq, "decode", mvq, "--latent", latent, "-o", "/tmp/movq_cold.png", "--threads", str(threads), "--quiet"],
+                   check=True, capture_output=True)
+    whole = time.perf_counter() - t0
+    steady = run_child([movq, "bench", mvq, "--size", str(size), "--threads", str(threads), "--runs", "3", "--json"])["median_s"]
+    return {"median_s": whole, "steady_s": steady, "peak_rss_bytes": 0}
+
+
 def quantize_onnx(path, shape):
     """Static QDQ int8 model of `path` (cached next to it)."""
     import numpy as np
@@ -130,10 +171,14 @@ def main():
     ap.add_argument("--runs", type=int, default=3, help="timed runs per child process")
     ap.add_argument("--peers", default="torch,torch_cl,ort")
     ap.add_argument("--movq", default="movq", help="movq models to run: movq, movq_fp16, movq_int8 (comma separated)")
+    ap.add_argument("--cold", action="store_true",
+                    help="time to first image: whole movq decode processes vs onnxruntime session + first run (ort, ort_int8 peers)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
-        return worker(a.worker, a.size, a.threads, a.runs)
+        return worker(a.worker, a.size, a.threads, a.runs, a.cold)
+    if a.cold:
+        return cold_main(a)
     import numpy as np
     movq = os.path.join(ROOT, ".build", "release", "movq")
     latent = os.path.join(MODEL, f"latent_{a.size}.npy")
@@ -167,6 +212,29 @@ def main():
     print(f"\nmovq: {extra['kernels']} kernels, {extra['gflop']:.1f} model GFLOP at {extra['gflops']:.1f} GFLOP/s effective; "
           f"{extra['executed_gflop']:.1f} GFLOP executed (Winograd) at {extra['executed_gflops']:.1f} GFLOP/s = "
           f"{100 * extra['fraction_of_peak']:.0f}% of measured peak {extra['peak_gflops']:.0f} GFLOP/s")
+
+
+def cold_main(a):
+    movq = os.path.join(ROOT, ".build", "release", "movq")
+    latent = os.path.join(MODEL, f"latent_{a.size}.npy")
+    names = {"movq": "kandinsky.mvq", "movq_fp16": "kandinsky-fp16.mvq", "movq_int8": "kandinsky-int8.mvq"}
+    runs = {k: (lambda k=k: movq_cold(movq, os.path.join(MODEL, names[k]), latent, a.size, a.threads)) for k in a.movq.split(",")}
+    for p in a.peers.split(","):
+        runs[p] = lambda p=p: run_child([sys.executable, __file__, "--worker", p, "--cold", "--size", str(a.size), "--threads", str(a.threads)])
+    results = {k: [] for k in runs}
+    for r in range(a.rounds):
+        for k, f in runs.items():
+            res = f()
+            results[k].append(res)
+            print(f"round {r + 1}/{a.rounds} {k}: first image {res['median_s']:.3f} s, steady {res['steady_s']:.3f} s", file=sys.stderr, flush=True)
+    print(f"\nTime to first image, Kandinsky-shaped decoder, {a.size}x{a.size}, {a.threads} threads, median of {a.rounds} rounds")
+    print("| runtime | first image | steady state | first / steady |")
+    print("|---|---|---|---|")
+    for k, rs in results.items():
+        first = statistics.median(x["median_s"] for x in rs)
+        steady = statistics.median(x["steady_s"] for x in rs)
+        what = "whole process" if k.startswith("movq") else "session + first run"
+        print(f"| {k} ({what}) | {first:.3f} s | {steady:.3f} s | {first / steady:.2f}x |")
 
 
 if __name__ == "__main__":

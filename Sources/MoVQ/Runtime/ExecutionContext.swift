@@ -50,10 +50,9 @@ struct ExecutionContext: Sendable {
     /// Runs a Winograd convolution (fp32 `weights`, or `int16` when given)
     /// of `input` into `output`; `scratch` holds `winogradScratchFloats` floats.
     func winograd(_ input: FeatureMap, into output: FeatureMap, residual: FeatureMap?, upsample: Bool,
-                  weights: WeightPanel, int16: WinogradInt16Weights.Packed?, bias: [Float], zeros: [Float], scratch: UnsafeMutablePointer<Float>) {
-        let none: [Int32] = []
+                  weights: WeightPanel, int16: Int16WinogradPanel?, bias: [Float], zeros: [Float], scratch: UnsafeMutablePointer<Float>) {
         weights.withUnsafeBufferPointer { w in bias.withUnsafeBufferPointer { b in zeros.withUnsafeBufferPointer { z in
-            (int16?.words ?? none).withUnsafeBufferPointer { qw in (int16?.scales ?? []).withUnsafeBufferPointer { qs in
+            (int16?.words ?? .empty).withUnsafeBufferPointer { qw in (int16?.scales ?? []).withUnsafeBufferPointer { qs in
                 let q = int16.map { WinogradInt16Args(weights: qw.baseAddress!, scales: qs.baseAddress!, limit: $0.limit) }
                 winograd(WinogradArgs(
                     input: input.base, inputPlaneStride: input.planeStride, rowStride: input.rowStride,

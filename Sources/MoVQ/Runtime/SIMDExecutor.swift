@@ -47,8 +47,9 @@ final class SIMDExecutor: @unchecked Sendable {
         switch op {
         case .conv(let w, _, _, _):
             let layout = file.entry(w.weightName).flatMap { TensorLayout(rawValue: $0.layout) }
-            // A stored planar6 or winograd6 layout is read in place (it fixes the algorithm); plain weights are packed here.
-            return try conv(w, kernelLayout: layout == .winograd6 && w.kernel == 3 ? .winograd6 : .planar6) {
+            // A stored kernel layout is read in place (it fixes the algorithm); plain weights are packed here.
+            let winograd = (layout == .winograd6 || layout == .winograd6Int16) && w.kernel == 3
+            return try conv(w, kernelLayout: winograd ? .winograd6 : .planar6) {
                 .conv(ConvOperator(weight: $0, bias: $1, inChannels: w.inChannels, outChannels: w.outChannels, kernel: w.kernel))
             }
         case .upsampleConv(let w, _, _):

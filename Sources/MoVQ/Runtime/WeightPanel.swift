@@ -1,28 +1,58 @@
 import MoVQIO
+import MoVQKernelCore
 
-/// The packed fp32 weights an operator reads: packed at load into its own
-/// array, or the model file's mapped bytes when the file stores the
-/// kernel's layout (then nothing is copied, and the pages are the page
-/// cache's, shared with every process that maps the file).
-struct WeightPanel: @unchecked Sendable {
-    private let owned: [Float]
-    private let mapped: UnsafeBufferPointer<Float>?
+/// Packed weights an operator reads: packed at load into its own array, or
+/// the model file's mapped bytes when the file stores the kernel's layout
+/// (then nothing is copied, and the pages are the page cache's, shared with
+/// every process that maps the file).
+struct Panel<Element>: @unchecked Sendable {
+    private let owned: [Element]
+    private let mapped: UnsafeBufferPointer<Element>?
     /// Keeps the mapping alive (the `PackedFile`).
     private let owner: AnyObject?
 
     /// Weights packed at load.
-    init(_ owned: [Float]) { self.owned = owned; mapped = nil; owner = nil }
+    init(_ owned: [Element]) { self.owned = owned; mapped = nil; owner = nil }
 
     /// Weights read in place from a mapping `owner` keeps alive.
-    init(mapped: UnsafeBufferPointer<Float>, owner: AnyObject) { owned = []; self.mapped = mapped; self.owner = owner }
+    init(mapped: UnsafeBufferPointer<Element>, owner: AnyObject) { owned = []; self.mapped = mapped; self.owner = owner }
 
-    static let empty = WeightPanel([])
+    static var empty: Panel { Panel([]) }
 
     /// Bytes this panel allocated (mapped panels: 0, the pages are the file's).
-    var residentBytes: Int { owned.count * 4 }
+    var residentBytes: Int { owned.count * MemoryLayout<Element>.stride }
 
-    func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+    func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Element>) throws -> R) rethrows -> R {
         if let mapped { return try body(mapped) }
         return try owned.withUnsafeBufferPointer(body)
     }
+}
+
+/// Packed fp32 weights (`PlanarConvWeights` or `WinogradWeights` layouts).
+typealias WeightPanel = Panel<Float>
+
+/// The int16 Winograd mode's weights (`WinogradInt16Args`): PairGemm words
+/// of `U'`, output scales `s[o] / 4` padded to whole groups of 6, and the
+/// input limit that keeps every int32 sum exact.
+struct Int16WinogradPanel: @unchecked Sendable {
+    let words: Panel<Int32>
+    let scales: [Float]
+    let limit: Float
+
+    /// Packs int8 weights `q` (per-output-channel `scales`) at load.
+    init(q: UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>, outChannels: Int, inChannels: Int, upsample: Bool) {
+        let p = WinogradInt16Weights.pack(q, scales: scales, outChannels: outChannels, inChannels: inChannels, upsample: upsample)
+        words = Panel(p.words); self.scales = p.scales; limit = p.limit
+    }
+
+    /// The words as the file stores them (`winograd6-int16` forms), read in
+    /// place; the limit comes from their largest magnitude, as packing at
+    /// load computes it, so both give the same outputs.
+    init(mapped: UnsafeBufferPointer<Int32>, scales s: UnsafeBufferPointer<Float>, inChannels: Int, owner: AnyObject) {
+        words = Panel(mapped: mapped, owner: owner)
+        scales = WinogradInt16Weights.outputScales(s)
+        limit = PairGemmWeights.limit(inputs: inChannels, maxWeight: Int(WinogradInt16Weights.largestMagnitude(mapped)))
+    }
+
+    var residentBytes: Int { words.residentBytes + scales.count * 4 }
 }

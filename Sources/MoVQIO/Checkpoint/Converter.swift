@@ -28,8 +28,10 @@ public enum Converter {
         func inputs(_ tensors: [CheckpointTensor]) -> [PackedTensorInput] {
             tensors.map {
                 let dtype = precision.storage(for: $0.name, shape: $0.shape)
-                return PackedTensorInput(name: $0.name, shape: $0.shape, values: $0.values, dtype: dtype,
-                                         layout: dtype == .f32 ? kernelLayouts[$0.name] ?? .plain : .plain)
+                // int8 Winograd weights are stored as their exact int16 transform; fp32 ones in their kernel layout.
+                let kernel = kernelLayouts[$0.name]
+                let layout = dtype == .f32 ? kernel : dtype == .i8 ? kernel?.int16Form : nil
+                return PackedTensorInput(name: $0.name, shape: $0.shape, values: $0.values, dtype: dtype, layout: layout ?? .plain)
             }
         }
         var meta = ["precision": precision.rawValue, "layout": layout.rawValue, "converter": "movq \(MoVQVersion.string)"]

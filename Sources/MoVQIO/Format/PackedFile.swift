@@ -70,7 +70,9 @@ public final class PackedFile: @unchecked Sendable {
             guard let layout = TensorLayout(rawValue: e.layout) else {
                 throw MoVQError.unsupported("\(path): tensor '\(e.name)' has layout '\(e.layout)', which this build does not know (it reads \(PackedFormat.layouts.sorted().joined(separator: ", ")))")
             }
-            guard layout == .plain || e.dtype == .f32 else { throw bad("has layout \(e.layout), which holds f32 values only") }
+            guard layout.dtype == nil ? e.dtype != .i16 : layout.dtype == e.dtype else {
+                throw bad(layout.dtype.map { "has layout \(e.layout), which holds \($0.rawValue) values only" } ?? "has dtype i16, which only the int16 layouts hold")
+            }
             guard e.shape.count <= 8, e.shape.allSatisfy({ $0 >= 0 && $0 < 1 << 31 }) else { throw bad("has shape \(e.shape)") }
             guard layout.applies(to: e.shape) else { throw bad("has shape \(e.shape), which layout \(e.layout) does not apply to") }
             guard let elements = layout.storedElements(e.shape, limit: fileSize) else {
@@ -87,9 +89,9 @@ public final class PackedFile: @unchecked Sendable {
             index[e.name] = e
         }
         // int8 tensors need their per-output-channel scales: f32, one per row, finite.
-        for e in header.tensors where e.dtype == .i8 {
+        for e in header.tensors where e.dtype == .i8 || e.dtype == .i16 {
             guard let sname = e.scales, let se = index[sname], se.dtype == .f32, se.shape == [e.shape.first ?? -1] else {
-                throw MoVQError.corruptFile(path: path, reason: "int8 tensor '\(e.name)' lacks an f32 scale tensor with one scale per output channel")
+                throw MoVQError.corruptFile(path: path, reason: "\(e.dtype == .i8 ? "int8" : "int16") tensor '\(e.name)' lacks an f32 scale tensor with one scale per output channel")
             }
             guard try checkedBytes(se).bindMemory(to: Float.self).allSatisfy({ $0.isFinite && $0 >= 0 }) else {
                 throw MoVQError.corruptFile(path: path, reason: "int8 scales '\(sname)' hold a negative, NaN or infinite value")
@@ -163,8 +165,13 @@ public final class PackedFile: @unchecked Sendable {
         guard e.shape == shape else { throw MoVQError.shapeMismatch(tensor: name, expected: shape, found: e.shape) }
         let raw = try checkedBytes(e)
         let layout = TensorLayout(rawValue: e.layout)!  // validated at open
+        if layout.dtype == .i16 {
+            let words = raw.bindMemory(to: Int32.self), scales = int8Scales(of: name)!  // validated at open
+            if layout == kernelLayout.int16Form { return try body(.packedInt16(words, scales: scales, layout, owner: self)) }
+            return try layout.unpackInt16(words, scales: scales, shape: shape).withUnsafeBufferPointer { try body(.floats($0)) }
+        }
         if layout != .plain {
-            let stored = raw.bindMemory(to: Float.self)  // kernel layouts are f32 (validated at open)
+            let stored = raw.bindMemory(to: Float.self)  // the other kernel layouts are f32 (validated at open)
             if layout == kernelLayout { return try body(.packed(stored, layout, owner: self)) }
             guard let plain = layout.unpack(stored, shape: shape) else {
                 throw MoVQError.unsupported("\(path): tensor '\(name)' is stored in the \(e.layout) kernel layout, which cannot be read back as plain values (the reference backend and re-conversion need them): convert the checkpoint with --layout plain")
@@ -184,9 +191,10 @@ public final class PackedFile: @unchecked Sendable {
         try withFloats(name, shape: shape) { Array($0) }
     }
 
-    /// The per-output-channel scales of an int8-stored tensor (nil for fp32/fp16).
+    /// The per-output-channel scales of an int8-stored tensor, or of int8
+    /// weights stored in an int16 layout (nil for fp32/fp16).
     public func int8Scales(of name: String) -> UnsafeBufferPointer<Float>? {
-        guard let e = index[name], e.dtype == .i8, let sname = e.scales, let se = index[sname] else { return nil }  // validated at open
+        guard let e = index[name], e.dtype == .i8 || e.dtype == .i16, let sname = e.scales, let se = index[sname] else { return nil }  // validated at open
         return rawBytes(se).bindMemory(to: Float.self)
     }
 }

@@ -24,7 +24,7 @@ public enum PackedFormat {
     /// The header's `format` field.
     public static let formatName = "movq-packed"
     /// Element types a packed file may store.
-    public static let dtypes: Set<DType> = [.f32, .f16, .i8]
+    public static let dtypes: Set<DType> = [.f32, .f16, .i8, .i16]
     /// Tensor layouts this build reads; any other is refused.
     public static let layouts: Set<String> = Set(TensorLayout.allCases.map(\.rawValue))
 }

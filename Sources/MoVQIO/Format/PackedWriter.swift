@@ -45,7 +45,15 @@ package enum PackedWriter {
                 guard let o = t.shape.first, o > 0 else { throw MoVQError.invalidCheckpoint("int8 tensor '\(t.name)' needs an output-channel axis") }
                 let (q, scales) = Int8Weights.quantize(t.values, outChannels: o)
                 let scaleName = Int8Weights.scaleName(t.name)
-                add(t.name, .i8, t.shape, q.map { UInt8(bitPattern: $0) }, scales: scaleName)
+                if t.layout == .plain {
+                    add(t.name, .i8, t.shape, q.map { UInt8(bitPattern: $0) }, scales: scaleName)
+                } else {
+                    guard t.layout.dtype == .i16, t.layout.storedElements(t.shape) != nil else {
+                        throw MoVQError.invalidCheckpoint("int8 tensor '\(t.name)' (shape \(t.shape)) cannot be stored as \(t.layout.rawValue)")
+                    }
+                    let words = q.withUnsafeBufferPointer { qp in scales.withUnsafeBufferPointer { t.layout.packInt16(qp, scales: $0, shape: t.shape) } }
+                    add(t.name, .i16, t.shape, encode(words), scales: scaleName, layout: t.layout)
+                }
                 add(scaleName, .f32, [o], encode(scales, as: .f32))
             } else if t.layout != .plain {
                 guard t.dtype == .f32, t.layout.storedElements(t.shape) != nil else {
@@ -88,6 +96,13 @@ package enum PackedWriter {
     }
 
     static func align(_ n: Int) -> Int { (n + PackedFormat.alignment - 1) / PackedFormat.alignment * PackedFormat.alignment }
+
+    /// Little-endian bytes of 32-bit words.
+    static func encode(_ words: [Int32]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: words.count * 4)
+        out.withUnsafeMutableBytes { o in for i in words.indices { o.storeBytes(of: words[i].littleEndian, toByteOffset: 4 * i, as: Int32.self) } }
+        return out
+    }
 
     static func encode(_ v: [Float], as dtype: DType) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: v.count * dtype.size)

@@ -8,6 +8,9 @@ package enum StoredWeights {
     case floats(UnsafeBufferPointer<Float>)
     case int8(UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>)
     case packed(UnsafeBufferPointer<Float>, TensorLayout, owner: AnyObject)
+    /// int8 weights stored as their int16 Winograd words (`winograd6-int16`
+    /// forms), with the int8 scales.
+    case packedInt16(UnsafeBufferPointer<Int32>, scales: UnsafeBufferPointer<Float>, TensorLayout, owner: AnyObject)
 
     /// The int8 values and scales, if the tensor is stored as int8.
     package var quantized: (q: UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>)? {
@@ -17,8 +20,10 @@ package enum StoredWeights {
 
     /// The kernel layout of `.packed` weights (nil otherwise).
     package var kernelLayout: TensorLayout? {
-        if case .packed(_, let layout, _) = self { return layout }
-        return nil
+        switch self {
+        case .packed(_, let layout, _), .packedInt16(_, _, let layout, _): return layout
+        default: return nil
+        }
     }
 
     /// Calls `body` with plain fp32 values: in place, or int8 widened as
@@ -29,7 +34,8 @@ package enum StoredWeights {
         switch self {
         case .floats(let w): return try body(w)
         case .int8(let q, let s): return try Int8Weights.widen(q, scales: s).withUnsafeBufferPointer(body)
-        case .packed(_, let layout, _): preconditionFailure("\(layout.rawValue) weights are read in place by their kernel, not as plain values")
+        case .packed(_, let layout, _), .packedInt16(_, _, let layout, _):
+            preconditionFailure("\(layout.rawValue) weights are read in place by their kernel, not as plain values")
         }
     }
 }

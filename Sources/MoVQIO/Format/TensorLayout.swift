@@ -4,7 +4,8 @@ import MoVQKernelCore
 /// logical shape; the kernel layouts are the arrangements the runtime's
 /// kernels read, so a file storing them is used in place (map and validate,
 /// no packing at load, and the mapped pages are shared by every process
-/// that opens the file). Kernel layouts hold fp32 values only.
+/// that opens the file). The fp32 kernel layouts hold `f32` values, the
+/// int16 ones `i16` values with an `f32` scale per output channel.
 public enum TensorLayout: String, Codable, Sendable, CaseIterable {
     /// Row-major in the logical shape.
     case plain
@@ -18,6 +19,31 @@ public enum TensorLayout: String, Codable, Sendable, CaseIterable {
     /// `WinogradWeights.pack(upsample: true)`: the 9 points of `U` that
     /// nearest-2x upsampling leaves, `[9][ceil(O/6)][I][6]`.
     case winograd6Upsample = "winograd6-upsample"
+    /// `WinogradInt16Weights.pack`: for int8 weights `q` (scales `s`), the
+    /// exact integer transform `U' = (2G) q (2G)^T` (`U = U' s / 4`),
+    /// `[16][ceil(O/6)][ceil(I/2)][6][2]` int16: each pair (even input
+    /// channel first) is one PairGemm word; zero padded.
+    case winograd6Int16 = "winograd6-int16"
+    /// The 9 upsampling points of `winograd6-int16`, `[9][ceil(O/6)][ceil(I/2)][6][2]`.
+    case winograd6UpsampleInt16 = "winograd6-upsample-int16"
+
+    /// The element type the layout stores (`plain`: any).
+    public var dtype: DType? {
+        switch self {
+        case .plain: return nil
+        case .planar6, .winograd6, .winograd6Upsample: return .f32
+        case .winograd6Int16, .winograd6UpsampleInt16: return .i16
+        }
+    }
+
+    /// The int16 form of a Winograd layout, which int8 weights are stored in.
+    public var int16Form: TensorLayout? {
+        switch self {
+        case .winograd6: return .winograd6Int16
+        case .winograd6Upsample: return .winograd6UpsampleInt16
+        default: return nil
+        }
+    }
 
     /// Stored elements for the logical `shape`, computed with overflow
     /// checks; nil when the layout does not apply to the shape or the count
@@ -26,9 +52,14 @@ public enum TensorLayout: String, Codable, Sendable, CaseIterable {
         if self == .plain { return CheckedSize.product(shape, limit: limit) }
         guard applies(to: shape) else { return nil }
         let o = shape[0], i = shape[1], k = shape.count == 4 ? shape[2] : 1
-        let points = self == .winograd6 ? 16 : self == .winograd6Upsample ? 9 : k * k
-        guard let groups = CheckedSize.sum(o, 5).map({ $0 / 6 }) else { return nil }
-        return CheckedSize.product([points, groups, 6, i], limit: limit)
+        guard let groups = CheckedSize.sum(o, 5).map({ $0 / 6 }), let pairs = CheckedSize.sum(i, 1).map({ $0 / 2 }) else { return nil }
+        switch self {
+        case .plain, .planar6: return CheckedSize.product([k * k, groups, 6, i], limit: limit)
+        case .winograd6: return CheckedSize.product([16, groups, 6, i], limit: limit)
+        case .winograd6Upsample: return CheckedSize.product([9, groups, 6, i], limit: limit)
+        case .winograd6Int16: return CheckedSize.product([16, groups, 6, pairs, 2], limit: limit)
+        case .winograd6UpsampleInt16: return CheckedSize.product([9, groups, 6, pairs, 2], limit: limit)
+        }
     }
 
     /// Whether the layout is defined for the logical `shape`: every shape
@@ -40,9 +71,10 @@ public enum TensorLayout: String, Codable, Sendable, CaseIterable {
         return self == .planar6 || (shape.count == 4 && shape[2] == 3)
     }
 
-    /// Whether the plain values can be recovered exactly from this layout
-    /// (`unpack`): a permutation can, a Winograd transform cannot.
-    public var isInvertible: Bool { self == .plain || self == .planar6 }
+    /// Whether the plain values can be recovered exactly (`unpack`,
+    /// `unpackInt16`): a permutation can, and the exact integer transform of
+    /// the int16 layouts; the fp32 Winograd transform (rounded) cannot.
+    public var isInvertible: Bool { self != .winograd6 && self != .winograd6Upsample }
 
     /// The stored arrangement of plain `values` of logical `shape` (the shape
     /// must be one `storedElements` accepts).
@@ -53,7 +85,47 @@ public enum TensorLayout: String, Codable, Sendable, CaseIterable {
         case .planar6: return PlanarConvWeights.pack(values, outChannels: o, inChannels: i, kernel: k)
         case .winograd6: return WinogradWeights.pack(values, outChannels: o, inChannels: i)
         case .winograd6Upsample: return WinogradWeights.pack(values, outChannels: o, inChannels: i, upsample: true)
+        case .winograd6Int16, .winograd6UpsampleInt16: preconditionFailure("int16 layouts are packed from int8 values (packInt16)")
         }
+    }
+
+    /// The PairGemm words of int8 weights `q` (scales `scales`) in an int16 layout.
+    package func packInt16(_ q: UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>, shape: [Int]) -> [Int32] {
+        precondition(self == .winograd6Int16 || self == .winograd6UpsampleInt16)
+        return WinogradInt16Weights.pack(q, scales: scales, outChannels: shape[0], inChannels: shape[1], upsample: self == .winograd6UpsampleInt16).words
+    }
+
+    /// The plain weights `q * scale[o]` back from the words of an int16
+    /// layout (exact: `U'` is an integer transform with an integer left
+    /// inverse; only rows and columns 0, 1, 3 of `U'` are needed, which
+    /// the upsampling form keeps).
+    package func unpackInt16(_ words: UnsafeBufferPointer<Int32>, scales: UnsafeBufferPointer<Float>, shape: [Int]) -> [Float] {
+        let o = shape[0], i = shape[1], pairs = (i + 1) / 2, groups = (o + 5) / 6, panel = groups * pairs * 6
+        let points = self == .winograd6UpsampleInt16 ? WinogradWeights.upsamplePoints : Array(0..<16)
+        var plain = [Float](repeating: 0, count: o * i * 9)
+        var u = [Int32](repeating: 0, count: 16), b = [Int32](repeating: 0, count: 12)
+        for oc in 0..<o {
+            for ic in 0..<i {
+                let word = ((oc / 6) * pairs + ic / 2) * 6 + oc % 6
+                for (slot, p) in points.enumerated() {
+                    let w = UInt32(bitPattern: words[slot * panel + word])
+                    u[p] = Int32(Int16(truncatingIfNeeded: ic % 2 == 0 ? w : w >> 16))
+                }
+                // U' = B (2G)^T with B = (2G) q ([4][3]): B's columns 0 and 2 are U' columns 0 and 3 halved, column 1 the rest.
+                for a in [0, 1, 3] {
+                    b[a * 3] = u[a * 4] / 2; b[a * 3 + 2] = u[a * 4 + 3] / 2
+                    b[a * 3 + 1] = u[a * 4 + 1] &- b[a * 3] &- b[a * 3 + 2]
+                }
+                // B = (2G) q: q's rows 0 and 2 are B rows 0 and 3 halved, row 1 the rest.
+                for x in 0..<3 {
+                    let q0 = b[x] / 2, q2 = b[9 + x] / 2, q1 = b[3 + x] &- q0 &- q2
+                    plain[(oc * i + ic) * 9 + x] = Float(q0) * scales[oc]
+                    plain[(oc * i + ic) * 9 + 3 + x] = Float(q1) * scales[oc]
+                    plain[(oc * i + ic) * 9 + 6 + x] = Float(q2) * scales[oc]
+                }
+            }
+        }
+        return plain
     }
 
     /// The plain values back from an invertible layout (nil for Winograd).
@@ -69,7 +141,7 @@ public enum TensorLayout: String, Codable, Sendable, CaseIterable {
                 }
             }
             return plain
-        case .winograd6, .winograd6Upsample: return nil
+        case .winograd6, .winograd6Upsample, .winograd6Int16, .winograd6UpsampleInt16: return nil
         }
     }
 

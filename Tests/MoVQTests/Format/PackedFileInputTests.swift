@@ -62,8 +62,23 @@ final class PackedFileInputTests: XCTestCase {
     // 7. Unknown layouts, undefined dtypes and a wrong format field.
     func testPackedLayoutDTypeAndFormatAreChecked() throws {
         assertThrows("layout 'nchw16'") { try PackedFile(path: try self.editedFirstTensor { $0["layout"] = "nchw16" }) }
-        for dt in ["f64", "bf16", "u8", "i16", "i32", "i64", "bool"] {
+        for dt in ["f64", "bf16", "u8", "i32", "i64", "bool"] {
             assertThrows("has dtype \(dt)") { try PackedFile(path: try self.editedFirstTensor { $0["dtype"] = dt }) }
+        }
+        // i16 is the int16 layouts' type only, and they hold nothing else.
+        assertThrows("has layout planar6, which holds f32 values only") { try PackedFile(path: try self.editedFirstTensor { $0["dtype"] = "i16" }) }
+        assertThrows("has dtype i16, which only the int16 layouts hold") {
+            try PackedFile(path: try self.editedFirstTensor { $0["dtype"] = "i16"; $0["layout"] = "plain" })
+        }
+        assertThrows("has layout winograd6-int16, which holds i16 values only") {
+            try PackedFile(path: try self.editedFirstTensor { $0["layout"] = "winograd6-int16"; $0["shape"] = [8, 8, 3, 3] })
+        }
+        assertThrows("int16 tensor 'encoder.conv_in.weight' lacks an f32 scale tensor") {
+            try PackedFile(path: try self.editedFirstTensor { t in
+                let shape = t["shape"] as! [Int]
+                let groups: Int = (shape[0] + 5) / 6, pairs: Int = (shape[1] + 1) / 2
+                t["dtype"] = "i16"; t["layout"] = "winograd6-int16"; t["bytes"] = 16 * groups * 6 * pairs * 2 * 2
+            })
         }
         let d = try Crafted.editPacked(try packedModel()) { $0["format"] = "other-format" }
         assertThrows("format 'other-format'") { try PackedFile(path: write(d, "f.mvq")) }

@@ -15,7 +15,7 @@ struct ConvOperator: @unchecked Sendable {
     /// `PlanarConvWeights.pack` or `WinogradWeights.pack` (empty for `.winogradInt16`).
     let weights: WeightPanel
     /// `WinogradInt16Weights.pack` for `.winogradInt16`.
-    let int16: WinogradInt16Weights.Packed?
+    let int16: Int16WinogradPanel?
     let bias: [Float]
     let zeros: [Float]
 
@@ -30,7 +30,7 @@ struct ConvOperator: @unchecked Sendable {
         let int8 = weight.quantized
         var chosen = algorithm ?? Self.choose(inChannels: i, outChannels: o, kernel: k, int8: int8 != nil, upsample: false)
         if k != 3 || (chosen == .winogradInt16 && int8 == nil) { chosen = .direct }
-        if let layout = weight.kernelLayout { chosen = layout == .winograd6 ? .winograd : .direct }
+        if let layout = weight.kernelLayout { chosen = layout == .winograd6 ? .winograd : layout == .winograd6Int16 ? .winogradInt16 : .direct }
         self.algorithm = chosen
         if case .packed(let stored, _, let owner) = weight {
             weights = WeightPanel(mapped: stored, owner: owner)
@@ -41,7 +41,11 @@ struct ConvOperator: @unchecked Sendable {
             case .winogradInt16: weights = .empty
             }
         }
-        int16 = chosen == .winogradInt16 ? WinogradInt16Weights.pack(int8!.q, scales: int8!.scales, outChannels: o, inChannels: i) : nil
+        if case .packedInt16(let words, let scales, _, let owner) = weight {
+            int16 = Int16WinogradPanel(mapped: words, scales: scales, inChannels: i, owner: owner)
+        } else {
+            int16 = chosen == .winogradInt16 ? Int16WinogradPanel(q: int8!.q, scales: int8!.scales, outChannels: o, inChannels: i, upsample: false) : nil
+        }
         bias = PlanarConvWeights.packBias(b, outChannels: o)
         zeros = [Float](repeating: 0, count: bias.count)
     }
@@ -66,7 +70,7 @@ struct ConvOperator: @unchecked Sendable {
     static var int16Enabled: Bool { RuntimeOptions.current.int16Winograd }
 
     /// Bytes of the packed weights this operator keeps.
-    var residentBytes: Int { weights.residentBytes + (bias.count + zeros.count) * 4 + (int16.map { ($0.words.count + $0.scales.count) * 4 } ?? 0) }
+    var residentBytes: Int { weights.residentBytes + (bias.count + zeros.count) * 4 + (int16?.residentBytes ?? 0) }
 
     /// FLOPs executed on a `height x width` map: Winograd does 16
     /// multiply-adds per 2x2 tile instead of 36.

@@ -11,7 +11,7 @@ struct UpsampleConvOperator: @unchecked Sendable {
     /// `WinogradWeights.pack(..., upsample: true)`, empty in int16 mode.
     let weights: WeightPanel
     /// `WinogradInt16Weights.pack(..., upsample: true)` in int16 mode.
-    let int16: WinogradInt16Weights.Packed?
+    let int16: Int16WinogradPanel?
     let bias: [Float]
     let zeros: [Float]
 
@@ -21,18 +21,22 @@ struct UpsampleConvOperator: @unchecked Sendable {
         inChannels = i; outChannels = o
         let q = weight.quantized
         let int8 = ConvOperator.choose(inChannels: i, outChannels: o, kernel: 3, int8: q != nil, upsample: true) == .winogradInt16
-        int16 = int8 ? WinogradInt16Weights.pack(q!.q, scales: q!.scales, outChannels: o, inChannels: i, upsample: true) : nil
+        if case .packedInt16(let words, let scales, _, let owner) = weight {
+            int16 = Int16WinogradPanel(mapped: words, scales: scales, inChannels: i, owner: owner)
+        } else {
+            int16 = int8 ? Int16WinogradPanel(q: q!.q, scales: q!.scales, outChannels: o, inChannels: i, upsample: true) : nil
+        }
         if case .packed(let stored, _, let owner) = weight {
             weights = WeightPanel(mapped: stored, owner: owner)
         } else {
-            weights = int8 ? .empty : WeightPanel(weight.withFloats { WinogradWeights.pack($0, outChannels: o, inChannels: i, upsample: true) })
+            weights = int8 || int16 != nil ? .empty : WeightPanel(weight.withFloats { WinogradWeights.pack($0, outChannels: o, inChannels: i, upsample: true) })
         }
         bias = PlanarConvWeights.packBias(b, outChannels: o)
         zeros = [Float](repeating: 0, count: bias.count)
     }
 
     /// Bytes of the packed weights this operator keeps.
-    var residentBytes: Int { weights.residentBytes + (bias.count + zeros.count) * 4 + (int16.map { ($0.words.count + $0.scales.count) * 4 } ?? 0) }
+    var residentBytes: Int { weights.residentBytes + (bias.count + zeros.count) * 4 + (int16?.residentBytes ?? 0) }
 
     /// FLOPs executed for an input of `height x width`: 9 multiply-adds per input pixel and channel pair.
     func executedFLOPs(height h: Int, width w: Int) -> Double { 2.0 * Double(inChannels * outChannels * 9 * h * w) }
