@@ -4,13 +4,23 @@
 // parser. Every input must end in a value or a thrown MoVQError: a crash,
 // a sanitizer report, a leak or a timeout is a finding.
 import Foundation
+import MoVQKernelCore
 
 /// The parsers under test, by name.
 let fuzzTargets: [String: (UnsafeRawBufferPointer) throws -> Void] = [
-    // The .mvq reader: header, tensor table, checksums, int8 scales.
+    // The .mvq reader: header, tensor table, checksums, int8 scales, and
+    // each layout both as plain values and as a kernel reads it.
     "packed": { bytes in
         let file = try PackedFile(path: try scratchFile(bytes))
-        for e in file.header.tensors.prefix(4) { _ = try? file.floatArray(e.name, shape: e.shape) }
+        for e in file.header.tensors.prefix(4) {
+            _ = try? file.floatArray(e.name, shape: e.shape)
+            for kernel in [TensorLayout.planar6, .winograd6, .winograd6Upsample] {
+                _ = try? file.withWeights(e.name, shape: e.shape, kernelLayout: kernel) { w -> Int in
+                    if case .packedInt16(let words, _, _, _) = w { return Int(WinogradInt16Weights.largestMagnitude(words)) }
+                    return 0
+                }
+            }
+        }
     },
     // safetensors header (strict JSON) and tensor ranges.
     "safetensors": { bytes in _ = try Safetensors.parse(bytes, path: "<fuzz>") },
