@@ -31,6 +31,117 @@ CONFIG = dict(codes=1024, channels=1, height=16, width=16, classes=1000, hidden=
 #   .build/release/movq bench Tools/out/kandinsky_prior/prior-int8.mvq --decoder Tools/out/kandinsky_random/kandinsky-int8.mvq --steps 8 --runs 1
 KANDINSKY = dict(CONFIG, codes=16384, height=32, width=32)
 
+# The whole sample (issue 14, target 6): 8 MaskGIT steps of the transformer
+# above with classifier-free guidance (batch 2 per image), then the
+# paper-shaped f=16 MoVQ decoder (diffusers VQModel, spatial norm, blocks
+# [128, 128, 256, 256, 512], 2 layers each, attention at the lowest level,
+# 1024 codes of dimension 4: 16x16 latents -> 256x256), random weights:
+#   $(Tools/setup_venv.sh) Tools/bench/bench_prior_peers.py --whole --cfg 3 --batch 1 --rounds 3 --runs 2
+F16 = os.path.join(HERE, "out", "f16_movq")
+
+
+def build_f16():
+    """Writes Tools/out/f16_movq/{diffusers, movq-fp32.mvq, movq-int8.mvq}."""
+    import torch
+    sys.path.insert(0, os.path.join(TOOLS, "fixtures"))
+    from movq_reference import build_vqmodel
+    from make_fixtures import save_diffusers
+    torch.manual_seed(0)
+    m = build_vqmodel([128, 128, 256, 256, 512], 2, latent_channels=4, vq_embed_dim=4, num_vq_embeddings=1024).eval()
+    save_diffusers(m, os.path.join(F16, "diffusers"))
+
+
+def torch_sample(m, vq, batch, steps, cfg, bf16):
+    """The official MaskGIT loop in PyTorch, batched, guided as movq does
+    (`uncond + s (cond - uncond)`, both halves in one forward), then the decoder."""
+    import math
+    import torch
+    k, n, null = CONFIG["codes"], CONFIG["height"] * CONFIG["width"], CONFIG["classes"]
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.full((batch, n, 1), k)
+    classes = torch.zeros(batch, dtype=torch.long)
+
+    def logits_of(t):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            if cfg == 0:
+                return m(t, classes).float()
+            both = m(torch.cat([t, t]), torch.cat([classes, torch.full((batch,), null)])).float()
+            cond, uncond = both.chunk(2)
+            return uncond + cfg * (cond - uncond)
+
+    for step in range(steps):
+        logp = torch.log_softmax(logits_of(tokens), -1)  # [B, N, 1, K]
+        sampled = torch.multinomial(logp.exp().reshape(-1, k), 1, generator=g).reshape(batch, n, 1)
+        unknown = tokens[..., 0] == k
+        sampled = torch.where(unknown[..., None], sampled, tokens)
+        r = (step + 1) / steps
+        mask_len = torch.clamp(torch.full((batch,), math.floor(n * math.cos(math.pi / 2 * r))), min=1)
+        mask_len = torch.minimum(mask_len, unknown.sum(-1) - 1).clamp(min=0)
+        conf = logp.gather(-1, sampled[..., None])[..., 0].sum(-1)
+        gumbel = -torch.log(-torch.log(torch.rand(batch, n, generator=g).clamp(1e-20, 1)))
+        conf = torch.where(unknown, conf + 4.5 * (1 - r) * gumbel, torch.tensor(float("inf")))
+        cutoff = conf.sort(-1).values.gather(-1, mask_len[:, None])
+        tokens = torch.where((conf < cutoff)[..., None], k, sampled)
+    t1 = time.perf_counter()
+    # The last step's draws fill every position (the official loop returns them).
+    zq = vq.quantize.embedding(sampled[..., 0]).reshape(batch, 16, 16, 4).permute(0, 3, 1, 2).contiguous()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        from movq_reference import decode_zq
+        decode_zq(vq, zq).float()
+    return t1
+
+
+def whole_worker(kind, threads, runs, batch, cfg):
+    import torch
+    from diffusers import VQModel
+    from maskgit_reference import MaskGITTransformer
+    torch.set_num_threads(threads)
+    m = MaskGITTransformer(CONFIG).eval()
+    m.load_state_dict(torch.load(os.path.join(OUT, "prior.pt")))
+    vq = VQModel.from_pretrained(os.path.join(F16, "diffusers")).eval()
+    times, split = [], (0, 0)
+    with torch.inference_mode():
+        torch_sample(m, vq, batch, 8, cfg, kind == "torch_bf16")  # warm-up
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            t1 = torch_sample(m, vq, batch, 8, cfg, kind == "torch_bf16")
+            t2 = time.perf_counter()
+            times.append(t2 - t0)
+            split = (t1 - t0, t2 - t1)
+    import resource
+    print(json.dumps({"sample_median_s": statistics.median(times), "last_sampling_s": split[0], "last_decoding_s": split[1],
+                      "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+
+
+def whole_main(a, movq):
+    if not os.path.exists(os.path.join(F16, "diffusers")):
+        build_f16()
+    for prec in ("fp32", "int8"):
+        mvq = os.path.join(F16, f"movq-{prec}.mvq")
+        if not os.path.exists(mvq):
+            subprocess.run([movq, "convert", os.path.join(F16, "diffusers"), "--precision", prec, "-o", mvq], check=True, capture_output=True)
+    cmds = {}
+    for k, prec in (("movq", "fp32"), ("movq_int8", "int8")):
+        cmds[k] = [movq, "bench", os.path.join(OUT, f"prior-{prec}.mvq"), "--decoder", os.path.join(F16, f"movq-{prec}.mvq"),
+                   "--cfg", str(a.cfg), "--batch", str(a.batch), "--steps", "8", "--threads", str(a.threads), "--runs", str(a.runs), "--json"]
+    for k in ("torch", "torch_bf16"):
+        cmds[k] = [sys.executable, __file__, "--worker", k, "--whole", "--cfg", str(a.cfg), "--batch", str(a.batch),
+                   "--threads", str(a.threads), "--runs", str(a.runs)]
+    results = {k: [] for k in cmds}
+    for r in range(a.rounds):
+        for k, cmd in cmds.items():
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+            results[k].append(json.loads(out))
+            print(f"round {r + 1}/{a.rounds} {k}: {results[k][-1]['sample_median_s']:.3f} s", file=sys.stderr, flush=True)
+    base = statistics.median(x["sample_median_s"] for x in results["movq_int8"])
+    print(f"\nWhole sample: 8 MaskGIT steps (sequence 257, guidance {a.cfg}: {2 if a.cfg else 1} sequences per image) + f=16 MoVQ decode "
+          f"at 256x256, batch {a.batch}, {a.threads} threads, median of {a.rounds} rounds x {a.runs} runs")
+    print("| runtime | whole sample | sampling | decoding | movq_int8 / runtime | images/s |")
+    print("|---|---|---|---|---|---|")
+    for k, rs in results.items():
+        t = statistics.median(x["sample_median_s"] for x in rs)
+        print(f"| {k} | {t:.3f} s | {rs[-1]['last_sampling_s']:.3f} s | {rs[-1]['last_decoding_s']:.3f} s | {base / t:.2f}x | {a.batch / t:.2f} |")
+
 
 def build(config=CONFIG, out=OUT):
     import torch
@@ -76,19 +187,24 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--build-kandinsky-prior", action="store_true", help="only write Tools/out/kandinsky_prior (see above)")
+    ap.add_argument("--whole", action="store_true", help="time whole samples with guidance + the f=16 decoder (see above)")
+    ap.add_argument("--cfg", type=float, default=3.0, help="--whole: guidance scale (0 = off)")
+    ap.add_argument("--batch", type=int, default=1, help="--whole: images per sample")
     a = ap.parse_args()
     if a.build_kandinsky_prior:
         return build(KANDINSKY, os.path.join(HERE, "out", "kandinsky_prior"))
     if a.worker:
-        return worker(a.worker, a.threads, a.runs)
+        return whole_worker(a.worker, a.threads, a.runs, a.batch, a.cfg) if a.whole else worker(a.worker, a.threads, a.runs)
     movq = os.path.join(ROOT, ".build", "release", "movq")
     if not os.path.exists(os.path.join(OUT, "prior.pt")):
         build()
-    cmds = {}
     for prec in ("fp32", "int8", "fp16"):
         mvq = os.path.join(OUT, f"prior-{prec}.mvq")
         if not os.path.exists(mvq):
             subprocess.run([movq, "convert", os.path.join(OUT, "prior.pt"), "--precision", prec, "-o", mvq], check=True, capture_output=True)
+    if a.whole:
+        return whole_main(a, movq)
+    cmds = {}
     for k, prec in (("movq", "fp32"), ("movq_int8", "int8")):
         cmds[k] = [movq, "bench", os.path.join(OUT, f"prior-{prec}.mvq"), "--threads", str(a.threads), "--runs", str(a.runs), "--json"]
     for k in ("torch", "torch_bf16"):

@@ -26,6 +26,8 @@ struct Bench: ParsableCommand {
     var steps: Int = 8
     @Option(help: "Prior only: decoder for the whole sample (default: the one the prior names).")
     var decoder: String?
+    @Option(help: "Prior only: classifier-free guidance scale of the timed whole sample (0 = off; on, every forward runs the conditional and unconditional halves: batch 2 per image).")
+    var cfg: Float = 0
     @OptionGroup var compute: ComputeOptions
 
     func run() throws {
@@ -151,7 +153,7 @@ struct Bench: ParsableCommand {
         var split = (sampling: 0.0, decoding: 0.0)
         if let dp = decoder ?? p.decoderPath, FileManager.default.fileExists(atPath: dp) {
             let m = try compute.openModel(dp)
-            let settings = MaskGITSettings(steps: steps)
+            let settings = MaskGITSettings(steps: steps, guidance: cfg)
             whole = try timeRuns("sample") {
                 let t0 = Date()
                 let idx = try p.sample(classes: classes, seeds: classes.indices.map { UInt64($0) }, settings: settings, threads: compute.threads)
@@ -168,7 +170,10 @@ struct Bench: ParsableCommand {
                                       "forward_gflops": flops / fwd.median / 1e9, "peak_gflops": peak / 1e9,
                                       "fraction_of_peak": flops / fwd.median / peak, "peak_rss_bytes": rss, "median_s": fwd.median,
                                       "sampler_loop_median_s": loop.median]
-            if let w = whole { obj["sample_median_s"] = w.median; obj["sample_steps"] = steps; obj["last_sampling_s"] = split.sampling; obj["last_decoding_s"] = split.decoding }
+            if let w = whole {
+                obj["sample_median_s"] = w.median; obj["sample_steps"] = steps; obj["sample_cfg"] = Double(cfg)
+                obj["last_sampling_s"] = split.sampling; obj["last_decoding_s"] = split.decoding; obj["images_per_s"] = Double(batch) / w.median
+            }
             print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
             return
         }
@@ -179,8 +184,9 @@ struct Bench: ParsableCommand {
         print(String(format: "sampling loop alone (%d steps, %d x %d positions x %d codes, fixed logits): median %.4f s, p90 %.4f s",
                      steps, batch, c.positions * c.channels, c.codes, loop.median, loop.p90))
         if let w = whole {
-            print(String(format: "whole %d-step sample + decode: median %.3f s, p90 %.3f s (last run: sampling %.3f s, decoding %.3f s)",
-                         steps, w.median, w.p90, split.sampling, split.decoding))
+            print(String(format: "whole %d-step sample%@ + decode, batch %d: median %.3f s, p90 %.3f s, %.2f images/s (last run: sampling %.3f s, decoding %.3f s)",
+                         steps, cfg != 0 ? String(format: " with guidance %g", cfg) : "", batch, w.median, w.p90, Double(batch) / w.median,
+                         split.sampling, split.decoding))
         }
         print("runtime options: \(RuntimeOptions.current)")
         print(String(format: "peak RSS %.0f MB", Double(rss) / 1e6))
