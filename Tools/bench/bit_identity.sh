@@ -29,8 +29,11 @@ for m in tiny_movq tiny_vqgan tiny_multichannel; do
   src=$F/$m/original.ckpt; [ -f "$src" ] || src=$F/$m/diffusers
   for p in fp32 int8; do
     "$BIN" convert $src --precision $p -o "$OUT/$m-$p.mvq" >/dev/null
+    # The reference backend reads plain layouts (fp32 Winograd weights do not read back).
+    "$BIN" convert $src --precision $p --layout plain -o "$OUT/$m-$p-plain.mvq" >/dev/null 2>&1 || cp "$OUT/$m-$p.mvq" "$OUT/$m-$p-plain.mvq"
     for k in auto portable reference; do
-      run decode "$OUT/$m-$p.mvq" --latent $F/$m/latent.npy -o "$OUT/$m-$p-$k-decode.npy" --kernels $k --threads 3
+      file="$OUT/$m-$p.mvq"; [ $k = reference ] && file="$OUT/$m-$p-plain.mvq"
+      run decode "$file" --latent $F/$m/latent.npy -o "$OUT/$m-$p-$k-decode.npy" --kernels $k --threads 3
     done
   done
 done
