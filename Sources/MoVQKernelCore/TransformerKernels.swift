@@ -65,15 +65,17 @@ public enum TransformerKernels<V: SIMD, M: MulAdd> where V.Scalar == Float {
         let w = V.scalarCount, s = V(repeating: scale)
         var q = positions.lowerBound
         while q < positions.upperBound {
-            // The block maximum on order-preserving integer keys of the float bits
-            // (`pointwiseMax` on floats went lane by lane here): exact, NaN-free inputs.
-            var keys = V.MaskStorage(repeating: .min)
+            // The block maximum without a comparison: generic SIMD comparisons
+            // (and `pointwiseMax`, `replacing`) compile lane by lane once
+            // specialized here, so the sign of `t - mx` picks the larger by bit
+            // selection (exact for the finite, NaN-free scores; -inf start).
+            var mx = V(repeating: -.infinity)
             for j in 0..<n {
-                let b = unsafeBitCast(load(x + j * ps + q, as: V.self), to: V.MaskStorage.self)
-                let k = b ^ ((b &>> 31) & V.MaskStorage(repeating: 0x7FFF_FFFF))
-                keys = keys.replacing(with: k, where: k .> keys)
+                let t: V = load(x + j * ps + q)
+                let smaller = unsafeBitCast(t - mx, to: V.MaskStorage.self) &>> 31  // all ones where t < mx
+                let a = unsafeBitCast(mx, to: V.MaskStorage.self), b = unsafeBitCast(t, to: V.MaskStorage.self)
+                mx = unsafeBitCast(b ^ ((a ^ b) & smaller), to: V.self)
             }
-            let mx = unsafeBitCast(keys ^ ((keys &>> 31) & V.MaskStorage(repeating: 0x7FFF_FFFF)), to: V.self)
             let old: V = load(runningMax + q), m = pointwiseMax(old, mx * s)
             var sum = V(repeating: 0)
             for j in 0..<n {
