@@ -113,6 +113,17 @@ def whole_worker(kind, threads, runs, batch, cfg):
                       "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 
 
+def run_rounds(cmds, rounds, key):
+    """Runs every command once per round, alternating, each in its own process; their last JSON lines by name."""
+    results = {k: [] for k in cmds}
+    for r in range(rounds):
+        for k, cmd in cmds.items():
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+            results[k].append(json.loads(out))
+            print(f"round {r + 1}/{rounds} {k}: {results[k][-1][key]:.3f} s", file=sys.stderr, flush=True)
+    return results
+
+
 def whole_main(a, movq):
     if not os.path.exists(os.path.join(F16, "diffusers")):
         build_f16()
@@ -127,12 +138,7 @@ def whole_main(a, movq):
     for k in ("torch", "torch_bf16"):
         cmds[k] = [sys.executable, __file__, "--worker", k, "--whole", "--cfg", str(a.cfg), "--batch", str(a.batch),
                    "--threads", str(a.threads), "--runs", str(a.runs)]
-    results = {k: [] for k in cmds}
-    for r in range(a.rounds):
-        for k, cmd in cmds.items():
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-            results[k].append(json.loads(out))
-            print(f"round {r + 1}/{a.rounds} {k}: {results[k][-1]['sample_median_s']:.3f} s", file=sys.stderr, flush=True)
+    results = run_rounds(cmds, a.rounds, "sample_median_s")
     base = statistics.median(x["sample_median_s"] for x in results["movq_int8"])
     print(f"\nWhole sample: 8 MaskGIT steps (sequence 257, guidance {a.cfg}: {2 if a.cfg else 1} sequences per image) + f=16 MoVQ decode "
           f"at 256x256, batch {a.batch}, {a.threads} threads, median of {a.rounds} rounds x {a.runs} runs")
@@ -209,12 +215,7 @@ def main():
         cmds[k] = [movq, "bench", os.path.join(OUT, f"prior-{prec}.mvq"), "--threads", str(a.threads), "--runs", str(a.runs), "--json"]
     for k in ("torch", "torch_bf16"):
         cmds[k] = [sys.executable, __file__, "--worker", k, "--threads", str(a.threads), "--runs", str(a.runs)]
-    results = {k: [] for k in cmds}
-    for r in range(a.rounds):
-        for k, cmd in cmds.items():
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-            results[k].append(json.loads(out))
-            print(f"round {r + 1}/{a.rounds} {k}: {results[k][-1]['median_s']:.3f} s", file=sys.stderr, flush=True)
+    results = run_rounds(cmds, a.rounds, "median_s")
     base = statistics.median(x["median_s"] for x in results["movq"])
     print(f"\nImageNet-shaped MaskGIT transformer forward (sequence 257, batch 1), {a.threads} threads, median of {a.rounds} rounds x {a.runs} runs")
     print("| runtime | latency | movq / runtime | peak RSS |")
