@@ -1,5 +1,6 @@
 """Side-by-side transformer forward latency: movq (fp32, and int8 weights
-with int16 GEMMs) vs PyTorch (fp32 eager, bf16 autocast) on an ImageNet-shaped MaskGIT transformer (24 layers, hidden
+with int16 GEMMs) vs PyTorch (our reference module in fp32 eager and bf16
+autocast, and `nn.TransformerEncoder`'s fast path, fp32 and bf16) on an ImageNet-shaped MaskGIT transformer (24 layers, hidden
 768, 16 heads, MLP 3072, 16x16 tokens of 1024 codes, 1000 classes: sequence
 257), random weights, batch 1, in one run (runtimes alternate round by round,
 each in its own child process).
@@ -161,6 +162,25 @@ def build(config=CONFIG, out=OUT):
         json.dump(config, f, indent=1, sort_keys=True)
 
 
+def encoder_peer(bf16):
+    """PyTorch's own `nn.TransformerEncoder` (its inference fast path: eval,
+    no grad, batch first) with the same sizes: 24 post-norm layers of 768,
+    16 heads, MLP 3072, GELU, then the 768 -> 1024 output projection; the
+    embeddings (a gather) are left out."""
+    import torch
+    c = CONFIG
+    layer = torch.nn.TransformerEncoderLayer(c["hidden"], c["heads"], c["mlp"], dropout=0.0, activation="gelu", batch_first=True,
+                                             layer_norm_eps=c["norm_eps"])
+    enc = torch.nn.TransformerEncoder(layer, c["layers"], enable_nested_tensor=False).eval()
+    head = torch.nn.Linear(c["hidden"], c["codes"]).eval()
+    x = torch.randn(1, c["height"] * c["width"] + 1, c["hidden"])
+
+    def f():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return head(enc(x)[:, 1:])
+    return f
+
+
 def worker(kind, threads, runs):
     import torch
     sys.path.insert(0, os.path.join(TOOLS, "reference"))
@@ -177,6 +197,8 @@ def worker(kind, threads, runs):
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     return m(tokens, classes)
             return m(tokens, classes)
+        if kind.startswith("torch_encoder"):
+            f = encoder_peer(kind == "torch_encoder_bf16")
         f()
         for _ in range(runs):
             t0 = time.perf_counter()
@@ -213,7 +235,7 @@ def main():
     cmds = {}
     for k, prec in (("movq", "fp32"), ("movq_int8", "int8")):
         cmds[k] = [movq, "bench", os.path.join(OUT, f"prior-{prec}.mvq"), "--threads", str(a.threads), "--runs", str(a.runs), "--json"]
-    for k in ("torch", "torch_bf16"):
+    for k in ("torch", "torch_bf16", "torch_encoder", "torch_encoder_bf16"):
         cmds[k] = [sys.executable, __file__, "--worker", k, "--threads", str(a.threads), "--runs", str(a.runs)]
     results = run_rounds(cmds, a.rounds, "median_s")
     base = statistics.median(x["median_s"] for x in results["movq"])
