@@ -26,34 +26,34 @@ final class SIMDExecutor: @unchecked Sendable {
     /// first error in op order is the one thrown).
     init(file: PackedFile, kernels: KernelSet, planAt: @escaping @Sendable (Int, Int) -> ModelPlan) throws {
         self.kernels = kernels; self.planAt = planAt
-        let ops = planAt(1, 1).ops
+        let plan = planAt(1, 1), ops = plan.ops, layouts = plan.kernelLayouts
         var made = [Result<Operator, Error>?](repeating: nil, count: ops.count)
         made.withUnsafeMutableBufferPointer { made in
             let slots = UnsafeSendableBox(made)
             Parallelism.allCores.forEachItem(ops.count) { _, i in
-                slots.value[i] = Result { try Self.makeOperator(ops[i], file: file) }
+                slots.value[i] = Result { try Self.makeOperator(ops[i], file: file, layouts: layouts) }
             }
         }
         operators = try made.map { try $0!.get() }
     }
 
-    /// The operator of plan op `op`, its weights packed from `file`.
-    private static func makeOperator(_ op: PlanOp, file: PackedFile) throws -> Operator {
-        func conv(_ w: ConvWeights, kernelLayout: TensorLayout = .plain, _ make: (StoredWeights, UnsafeBufferPointer<Float>) -> Operator) throws -> Operator {
-            try file.withWeights(w.weightName, shape: w.weightShape, kernelLayout: kernelLayout) { wt in
+    /// The operator of plan op `op`, its weights packed from `file`, or read
+    /// in place where the file stores them in the op's kernel layout
+    /// (`layouts`: the plan's `kernelLayouts`, the rule `movq convert` wrote them by).
+    private static func makeOperator(_ op: PlanOp, file: PackedFile, layouts: [String: TensorLayout]) throws -> Operator {
+        func weights<R>(_ name: String, shape: [Int], _ body: (StoredWeights) throws -> R) throws -> R {
+            try file.withWeights(name, shape: shape, kernelLayout: layouts[name] ?? .plain, body)
+        }
+        func conv(_ w: ConvWeights, _ make: (StoredWeights, UnsafeBufferPointer<Float>) -> Operator) throws -> Operator {
+            try weights(w.weightName, shape: w.weightShape) { wt in
                 try file.withFloats(w.biasName, shape: [w.outChannels]) { b in make(wt, b) }
             }
         }
         switch op {
         case .conv(let w, _, _, _):
-            let layout = file.entry(w.weightName).flatMap { TensorLayout(rawValue: $0.layout) }
-            // A stored kernel layout is read in place (it fixes the algorithm); plain weights are packed here.
-            let winograd = (layout == .winograd6 || layout == .winograd6Int16) && w.kernel == 3
-            return try conv(w, kernelLayout: winograd ? .winograd6 : .planar6) {
-                .conv(ConvOperator(weight: $0, bias: $1, inChannels: w.inChannels, outChannels: w.outChannels, kernel: w.kernel))
-            }
+            return try conv(w) { .conv(ConvOperator(weight: $0, bias: $1, inChannels: w.inChannels, outChannels: w.outChannels, kernel: w.kernel)) }
         case .upsampleConv(let w, _, _):
-            return try conv(w, kernelLayout: .winograd6Upsample) { .upsampleConv(UpsampleConvOperator(weight: $0, bias: $1, inChannels: w.inChannels, outChannels: w.outChannels)) }
+            return try conv(w) { .upsampleConv(UpsampleConvOperator(weight: $0, bias: $1, inChannels: w.inChannels, outChannels: w.outChannels)) }
         case .downsampleConv(let w, _, _):
             return try conv(w) { wt, b in
                 wt.withFloats { .downsampleConv(DownsampleConvOperator(weight: $0, bias: b, inChannels: w.inChannels, outChannels: w.outChannels)) }
@@ -71,7 +71,7 @@ final class SIMDExecutor: @unchecked Sendable {
         case .attention(let a, _, _, _):
             let c = a.channels
             let p = try AttentionWeights.projections.map { proj in
-                try file.withWeights(a.weightName(proj), shape: [c, c], kernelLayout: .planar6) { w in
+                try weights(a.weightName(proj), shape: [c, c]) { w in
                     try file.withFloats(a.biasName(proj), shape: [c]) { ConvOperator(weight: w, bias: $0, inChannels: c, outChannels: c, kernel: 1) }
                 }
             }

@@ -32,8 +32,9 @@ final class TransformerExecutor: @unchecked Sendable {
     /// Packs the weights of `planAt(1)`'s ops from `file`.
     init(file: PackedFile, kernels: KernelSet, planAt: @escaping @Sendable (Int) -> ModelPlan) throws {
         self.kernels = kernels; self.planAt = planAt
-        let quads = kernels.quadLinear != nil
-        operators = try planAt(1).ops.map { op in
+        let quads = kernels.quadLinear != nil, plan = planAt(1)
+        let layouts = plan.kernelLayouts  // the rule `movq convert` stored the weights by: those are read in place
+        operators = try plan.ops.map { op in
             switch op {
             case .embed(let e, _):
                 let rows = { (name: String) in file.entry(name)?.shape ?? [] }
@@ -43,7 +44,7 @@ final class TransformerExecutor: @unchecked Sendable {
             case .linear(let l, _, _, _):
                 // A tied head (embedding rows beyond `outputs`) reads the table as fp32.
                 let tied = l.storedRows != l.outputs
-                return .linear(try file.withWeights(l.weightName, shape: [l.storedRows, l.inputs], kernelLayout: tied ? .plain : .planar6) { stored in
+                return .linear(try file.withWeights(l.weightName, shape: [l.storedRows, l.inputs], kernelLayout: layouts[l.weightName] ?? .plain) { stored in
                     try file.withFloats(l.biasName, shape: [l.outputs]) { b in
                         guard tied else { return LinearOperator(stored, b, outputs: l.outputs, inputs: l.inputs, quads: quads) }
                         return stored.withFloats { w in

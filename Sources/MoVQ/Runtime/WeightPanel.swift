@@ -31,6 +31,13 @@ struct Panel<Element>: @unchecked Sendable {
 /// Packed fp32 weights (`PlanarConvWeights` or `WinogradWeights` layouts).
 typealias WeightPanel = Panel<Float>
 
+extension Panel where Element == Float {
+    /// `weight` in place when the file stores it in a kernel layout (`.packed`), else `pack` of its plain fp32 values.
+    init(_ weight: StoredWeights, pack: (UnsafeBufferPointer<Float>) -> [Float]) {
+        if case .packed(let stored, _, let owner) = weight { self.init(mapped: stored, owner: owner) } else { self.init(weight.withFloats(pack)) }
+    }
+}
+
 /// The int16 Winograd mode's weights (`WinogradInt16Args`): PairGemm words
 /// of `U'`, output scales `s[o] / 4` padded to whole groups of 6, and the
 /// input limit that keeps every int32 sum exact.
@@ -39,19 +46,22 @@ struct Int16WinogradPanel: @unchecked Sendable {
     let scales: [Float]
     let limit: Float
 
-    /// Packs int8 weights `q` (per-output-channel `scales`) at load.
-    init(q: UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>, outChannels: Int, inChannels: Int, upsample: Bool) {
-        let p = WinogradInt16Weights.pack(q, scales: scales, outChannels: outChannels, inChannels: inChannels, upsample: upsample)
-        words = Panel(p.words); self.scales = p.scales; limit = p.limit
-    }
-
-    /// The words as the file stores them (`winograd6-int16` forms), read in
-    /// place; the limit comes from their largest magnitude, as packing at
-    /// load computes it, so both give the same outputs.
-    init(mapped: UnsafeBufferPointer<Int32>, scales s: UnsafeBufferPointer<Float>, inChannels: Int, owner: AnyObject) {
-        words = Panel(mapped: mapped, owner: owner)
-        scales = WinogradInt16Weights.outputScales(s)
-        limit = PairGemmWeights.limit(inputs: inChannels, maxWeight: Int(WinogradInt16Weights.largestMagnitude(mapped)))
+    /// The int16 mode's weights of `weight`: its words in place when the
+    /// file stores them (`winograd6-int16` forms; the limit comes from their
+    /// largest magnitude, as packing computes it, so both give the same
+    /// outputs), packed from int8 values when `pack` says this operator runs
+    /// in int16 mode, nil otherwise.
+    init?(_ weight: StoredWeights, pack: Bool, outChannels: Int, inChannels: Int, upsample: Bool) {
+        switch weight {
+        case .packedInt16(let mapped, let s, _, let owner):
+            words = Panel(mapped: mapped, owner: owner)
+            scales = WinogradInt16Weights.outputScales(s)
+            limit = PairGemmWeights.limit(inputs: inChannels, maxWeight: Int(WinogradInt16Weights.largestMagnitude(mapped)))
+        case .int8(let q, let s) where pack:
+            let p = WinogradInt16Weights.pack(q, scales: s, outChannels: outChannels, inChannels: inChannels, upsample: upsample)
+            words = Panel(p.words); scales = p.scales; limit = p.limit
+        default: return nil
+        }
     }
 
     var residentBytes: Int { words.residentBytes + scales.count * 4 }

@@ -117,29 +117,31 @@ public final class PackedFile: @unchecked Sendable {
     /// The stored bytes of a tensor, its CRC-32 checked first when verifying.
     private func checkedBytes(_ e: PackedTensorEntry) throws -> UnsafeRawBufferPointer {
         let raw = rawBytes(e)
-        guard !verifying || CRC32.update(0, raw) == e.crc32 else {
-            throw MoVQError.corruptFile(path: path, reason: "checksum mismatch in tensor '\(e.name)'")
-        }
+        guard !verifying || matchesChecksum(e) else { throw checksumMismatch(e) }
         return raw
+    }
+
+    private func matchesChecksum(_ e: PackedTensorEntry) -> Bool { CRC32.update(0, rawBytes(e)) == e.crc32 }
+
+    private func checksumMismatch(_ e: PackedTensorEntry) -> MoVQError {
+        .corruptFile(path: path, reason: "checksum mismatch in tensor '\(e.name)'")
     }
 
     /// Checks every tensor's CRC-32 on all cores (what opening with
     /// `verifyChecksums` defers to each tensor's first read); throws for the
     /// first mismatch in table order.
     public func verifyAllChecksums() throws {
-        let tensors = header.tensors, map = map
+        let tensors = header.tensors
         let matches = UnsafeMutableBufferPointer<Bool>.allocate(capacity: tensors.count)
         matches.initialize(repeating: false)
         defer { matches.deallocate() }
         let slots = SendableBools(matches)
         DispatchQueue.concurrentPerform(iterations: tensors.count) { t in
             let e = tensors[t]
-            slots.base[t] = CRC32.update(0, UnsafeRawBufferPointer(rebasing: map.bytes[e.offset..<(e.offset + e.bytes)])) == e.crc32
+            slots.base[t] = matchesChecksum(e)
             map.releaseResidentPages(e.offset..<(e.offset + e.bytes))  // verified: no need to keep it in memory
         }
-        if let bad = matches.firstIndex(of: false) {
-            throw MoVQError.corruptFile(path: path, reason: "checksum mismatch in tensor '\(tensors[bad].name)'")
-        }
+        if let bad = matches.firstIndex(of: false) { throw checksumMismatch(tensors[bad]) }
     }
 
     /// Calls `body` with the tensor as fp32 values of the expected shape:

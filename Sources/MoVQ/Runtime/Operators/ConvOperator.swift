@@ -32,20 +32,12 @@ struct ConvOperator: @unchecked Sendable {
         if k != 3 || (chosen == .winogradInt16 && int8 == nil) { chosen = .direct }
         if let layout = weight.kernelLayout { chosen = layout == .winograd6 ? .winograd : layout == .winograd6Int16 ? .winogradInt16 : .direct }
         self.algorithm = chosen
-        if case .packed(let stored, _, let owner) = weight {
-            weights = WeightPanel(mapped: stored, owner: owner)
-        } else {
-            switch chosen {
-            case .direct: weights = WeightPanel(weight.withFloats { PlanarConvWeights.pack($0, outChannels: o, inChannels: i, kernel: k) })
-            case .winograd: weights = WeightPanel(weight.withFloats { WinogradWeights.pack($0, outChannels: o, inChannels: i) })
-            case .winogradInt16: weights = .empty
-            }
+        switch chosen {
+        case .direct: weights = WeightPanel(weight) { PlanarConvWeights.pack($0, outChannels: o, inChannels: i, kernel: k) }
+        case .winograd: weights = WeightPanel(weight) { WinogradWeights.pack($0, outChannels: o, inChannels: i) }
+        case .winogradInt16: weights = .empty
         }
-        if case .packedInt16(let words, let scales, _, let owner) = weight {
-            int16 = Int16WinogradPanel(mapped: words, scales: scales, inChannels: i, owner: owner)
-        } else {
-            int16 = chosen == .winogradInt16 ? Int16WinogradPanel(q: int8!.q, scales: int8!.scales, outChannels: o, inChannels: i, upsample: false) : nil
-        }
+        int16 = Int16WinogradPanel(weight, pack: chosen == .winogradInt16, outChannels: o, inChannels: i, upsample: false)
         bias = PlanarConvWeights.packBias(b, outChannels: o)
         zeros = [Float](repeating: 0, count: bias.count)
     }

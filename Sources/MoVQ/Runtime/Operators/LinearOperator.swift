@@ -25,10 +25,7 @@ struct LinearOperator: @unchecked Sendable {
     /// weights (the tier has `quadLinear`).
     init(_ w: StoredWeights, _ b: UnsafeBufferPointer<Float>, outputs o: Int, inputs i: Int, quads: Bool = false) {
         bias = PlanarConvWeights.packBias(b, outChannels: o); inputs = i; outputs = o
-        if case .packed(let stored, _, let owner) = w {
-            weights = WeightPanel(mapped: stored, owner: owner)
-            integer = nil
-        } else if let (stored, s) = w.quantized, ConvOperator.int16Enabled {
+        if let (stored, s) = w.quantized, ConvOperator.int16Enabled {
             let q = stored.map { Int32($0) }
             var scales = [Float](repeating: 0, count: (o + 5) / 6 * 6)
             for r in 0..<o { scales[r] = s[r] }
@@ -41,7 +38,7 @@ struct LinearOperator: @unchecked Sendable {
             }
             weights = .empty
         } else {
-            weights = WeightPanel(w.withFloats { PlanarConvWeights.pack($0, outChannels: o, inChannels: i, kernel: 1) })
+            weights = WeightPanel(w) { PlanarConvWeights.pack($0, outChannels: o, inChannels: i, kernel: 1) }
             integer = nil
         }
     }

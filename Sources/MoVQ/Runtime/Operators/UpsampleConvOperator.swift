@@ -19,18 +19,9 @@ struct UpsampleConvOperator: @unchecked Sendable {
     /// in `ConvOperator`; `winograd6-upsample` weights are read in place).
     init(weight: StoredWeights, bias b: UnsafeBufferPointer<Float>, inChannels i: Int, outChannels o: Int) {
         inChannels = i; outChannels = o
-        let q = weight.quantized
-        let int8 = ConvOperator.choose(inChannels: i, outChannels: o, kernel: 3, int8: q != nil, upsample: true) == .winogradInt16
-        if case .packedInt16(let words, let scales, _, let owner) = weight {
-            int16 = Int16WinogradPanel(mapped: words, scales: scales, inChannels: i, owner: owner)
-        } else {
-            int16 = int8 ? Int16WinogradPanel(q: q!.q, scales: q!.scales, outChannels: o, inChannels: i, upsample: true) : nil
-        }
-        if case .packed(let stored, _, let owner) = weight {
-            weights = WeightPanel(mapped: stored, owner: owner)
-        } else {
-            weights = int8 || int16 != nil ? .empty : WeightPanel(weight.withFloats { WinogradWeights.pack($0, outChannels: o, inChannels: i, upsample: true) })
-        }
+        let int8 = ConvOperator.choose(inChannels: i, outChannels: o, kernel: 3, int8: weight.quantized != nil, upsample: true) == .winogradInt16
+        int16 = Int16WinogradPanel(weight, pack: int8, outChannels: o, inChannels: i, upsample: true)
+        weights = int16 != nil ? .empty : WeightPanel(weight) { WinogradWeights.pack($0, outChannels: o, inChannels: i, upsample: true) }
         bias = PlanarConvWeights.packBias(b, outChannels: o)
         zeros = [Float](repeating: 0, count: bias.count)
     }
