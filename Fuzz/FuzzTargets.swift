@@ -32,6 +32,12 @@ let fuzzTargets: [String: (UnsafeRawBufferPointer) throws -> Void] = [
         _ = try u.run()
     },
     "npy": { bytes in _ = try NPY.parse(bytes, path: "<fuzz>") },
+    // flax msgpack checkpoints: the msgpack reader, ndarray extensions, and the
+    // mapping of the official MaskGIT trees onto our architectures.
+    "flax": { bytes in
+        guard FlaxCheckpoint.looksLike(bytes) else { _ = try MessagePack.parse(bytes, path: "<fuzz>"); return }
+        _ = try FlaxImporter.load(try scratchFile(bytes), configPath: nil)
+    },
     "png": { bytes in _ = try PNG.decode(Array(bytes), path: "<fuzz>", maxPixels: 1 << 22) },
     // The writer: whatever it compresses must inflate back to the same bytes.
     "deflate": { bytes in

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 SECS="${1:?usage: Fuzz/run.sh SECONDS [TARGET ...]}"
 shift
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(packed safetensors torch pickle npy png inflate deflate)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(packed safetensors torch pickle npy flax png inflate deflate)
 OUT=.build-fuzz
 mkdir -p "$OUT/findings"
 

@@ -82,7 +82,9 @@ public final class MoVQModel: @unchecked Sendable {
 
     /// Runs the decoder on z_q.
     func runDecoder(_ zq: Tensor, threads: Int, progress: ProgressHandler?) throws -> Tensor {
-        try run(decoder, plan: decoderPlan, zq, task: "decode", threads: threads, progress: progress)
+        var y = try run(decoder, plan: decoderPlan, zq, task: "decode", threads: threads, progress: progress)
+        if config.imagesInUnitRange { for i in y.data.indices { y.data[i] = 2 * y.data[i] - 1 } }  // [0, 1] -> the API's [-1, 1]
+        return y
     }
 
     /// The narrowest weight type in the file (int8 before fp16 before fp32).
@@ -139,7 +141,9 @@ public final class MoVQModel: @unchecked Sendable {
             throw MoVQError.invalidInput("images must be [B, \(config.inChannels), H, W], got \(images.shape)")
         }
         try checkEncodeMemory(batch: images.shape[0], height: images.shape[2], width: images.shape[3], threads: threads)
-        return try run(encoder, plan: encoderPlan, images, task: "encode", threads: threads, progress: progress)
+        var x = images
+        if config.imagesInUnitRange { for i in x.data.indices { x.data[i] = (x.data[i] + 1) / 2 } }  // the API's [-1, 1] -> [0, 1]
+        return try run(encoder, plan: encoderPlan, x, task: "encode", threads: threads, progress: progress)
     }
 
     /// Nearest codebook indices of a latent.

@@ -26,7 +26,7 @@ struct ReferenceExecutor: @unchecked Sendable {
         for v in plan.state { values[v] = state[v] ?? Tensor(zeros: [plan.values[v].channels, plan.values[v].width]) }
         func conv(_ w: ConvWeights, _ x: Tensor, _ g: Conv2DGeometry, residual: Tensor? = nil) throws -> Tensor {
             try file.withFloats(w.weightName, shape: w.weightShape) { wt in
-                try file.withFloats(w.biasName, shape: [w.outChannels]) { b in
+                try file.withBias(of: w) { b in
                     Conv2DReference.forward(x, weight: wt, bias: b, geometry: g, residual: residual, parallelism: par)
                 }
             }
@@ -42,6 +42,8 @@ struct ReferenceExecutor: @unchecked Sendable {
                 var g = Conv2DGeometry(inChannels: w.inChannels, outChannels: w.outChannels, kernel: 3, stride: 2)
                 g.padTop = 0; g.padLeft = 0; g.padBottom = 1; g.padRight = 1
                 values[y] = try conv(w, values[x]!, g)
+            case .averagePool(let x, let y):
+                values[y] = AveragePoolReference.forward(values[x]!)
             case .modulation(let n, let z, let s, let t):
                 values[s] = try conv(n.convY!, values[z]!, same(n.convY!))
                 values[t] = try conv(n.convB!, values[z]!, same(n.convB!))

@@ -11,6 +11,7 @@ final class SIMDExecutor: @unchecked Sendable {
     enum Operator {
         case conv(ConvOperator), upsampleConv(UpsampleConvOperator), downsampleConv(DownsampleConvOperator)
         case modulation(ModulationOperator), groupNorm(GroupNormOperator), attention(SpatialAttentionOperator)
+        case averagePool(AveragePoolOperator)
     }
 
     let kernels: KernelSet
@@ -46,7 +47,7 @@ final class SIMDExecutor: @unchecked Sendable {
         }
         func conv(_ w: ConvWeights, _ make: (StoredWeights, UnsafeBufferPointer<Float>) -> Operator) throws -> Operator {
             try weights(w.weightName, shape: w.weightShape) { wt in
-                try file.withFloats(w.biasName, shape: [w.outChannels]) { b in make(wt, b) }
+                try file.withBias(of: w) { b in make(wt, b) }
             }
         }
         switch op {
@@ -58,6 +59,7 @@ final class SIMDExecutor: @unchecked Sendable {
             return try conv(w) { wt, b in
                 wt.withFloats { .downsampleConv(DownsampleConvOperator(weight: $0, bias: b, inChannels: w.inChannels, outChannels: w.outChannels)) }
             }
+        case .averagePool: return .averagePool(AveragePoolOperator())
         case .modulation(let n, _, _, _):
             let y = n.convY!, b = n.convB!
             return .modulation(ModulationOperator(
@@ -91,6 +93,7 @@ final class SIMDExecutor: @unchecked Sendable {
             case .modulation(let o): return total + o.residentBytes
             case .groupNorm(let o): return total + o.residentBytes
             case .attention(let o): return total + o.residentBytes
+            case .averagePool: return total
             }
         }
     }
@@ -110,7 +113,7 @@ final class SIMDExecutor: @unchecked Sendable {
             case .upsampleConv(let o): return o.scratchFloats(height: x.height, width: x.width, ctx)
             case .downsampleConv(let o): return o.scratchFloats(height: x.height, width: x.width)
             case .attention(let o): return o.scratchFloats(height: x.height, width: x.width, ctx)
-            case .modulation, .groupNorm: return 0
+            case .modulation, .groupNorm, .averagePool: return 0
             }
         }
         return ActivationLayout(plan, valueFloats: Self.valueFloats(plan), scratchFloats: scratch)
@@ -162,6 +165,8 @@ final class SIMDExecutor: @unchecked Sendable {
                 o(map(x), into: map(y), scratch: arena.scratch(i)!, ctx)
             case (.downsampleConv(_, let x, let y), .downsampleConv(let o)):
                 o(map(x), into: map(y), scratch: arena.scratch(i)!, ctx)
+            case (.averagePool(let x, let y), .averagePool(let o)):
+                o(map(x), into: map(y), ctx)
             case (.modulation(_, let z, let s, let t), .modulation(let o)):
                 o(map(z), scale: arena.value(s), shift: arena.value(t), ctx)
             case (.groupNorm(_, let x, let y, let m, let silu), .groupNorm(let o)):

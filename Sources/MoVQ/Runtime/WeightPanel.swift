@@ -66,3 +66,11 @@ struct Int16WinogradPanel: @unchecked Sendable {
 
     var residentBytes: Int { words.residentBytes + scales.count * 4 }
 }
+
+extension PackedFile {
+    /// The bias of conv `w` as fp32 (zeros for a conv without one).
+    func withBias<R>(of w: ConvWeights, _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R {
+        guard w.hasBias else { return try [Float](repeating: 0, count: w.outChannels).withUnsafeBufferPointer(body) }
+        return try withFloats(w.biasName, shape: [w.outChannels], body)
+    }
+}

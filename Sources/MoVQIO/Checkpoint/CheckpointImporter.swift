@@ -40,7 +40,8 @@ public enum CheckpointImporter {
     /// `path` is a diffusers model folder (or a pipeline folder with a
     /// `movq/`, `vqvae/` or `vqmodel/` subfolder), a weights file
     /// (safetensors, torch zip `.ckpt`/`.pt`/`.bin`; a diffusers
-    /// `config.json` beside it is read) or a packed `.mvq`. The format is
+    /// `config.json` beside it is read), an official MaskGIT flax checkpoint
+    /// (tokenizer or transformer, `FlaxImporter`) or a packed `.mvq`. The format is
     /// told by the file's first bytes, not its name.
     public static func loadAny(path: String, configPath: String? = nil) throws -> Imported {
         var isDir: ObjCBool = false
@@ -72,7 +73,9 @@ public enum CheckpointImporter {
         func starts(_ prefix: [UInt8]) -> Bool { bytes.count >= prefix.count && Array(bytes[0..<prefix.count]) == prefix }
         if starts(PackedFormat.magic) { return .autoencoder(try fromPacked(file, overrides: overrides)) }
         let raw: [CheckpointTensor]
-        if starts([0x50, 0x4B]) {
+        if FlaxCheckpoint.looksLike(bytes) {
+            return try FlaxImporter.load(file, configPath: configPath)
+        } else if starts([0x50, 0x4B]) {
             raw = try TorchCheckpoint.read(path: file)
         } else if starts([0x80]) && bytes.count >= 2 && bytes[1] <= 5 {
             throw MoVQError.unsupported("\(file): a legacy (pre-1.6, non-zip) torch pickle; load it in Python and save it again with torch.save(state_dict, path), which writes the zip format")
@@ -112,23 +115,8 @@ public enum CheckpointImporter {
         var byName: [String: CheckpointTensor] = [:]
         for t in tensors { byName[t.name] = t }
         let config = try ArchitectureInference.infer(byName.mapValues(\.shape), overrides: overrides)
-        let specs = tensorSpecs(for: config)
-        let unknown = Set(byName.keys).subtracting(specs.map(\.name)).sorted()
-        if !unknown.isEmpty { throw MoVQError.unknownKeys(unknown) }
-        var ordered: [CheckpointTensor] = []
-        for spec in specs {
-            guard var t = byName[spec.name] else { throw MoVQError.missingTensor(spec.name) }
-            if t.shape != spec.shape {
-                // 1x1 conv weights stored as Linear ([C, C]) or vice versa.
-                let strip = { (s: [Int]) -> [Int] in var s = s; while s.count > 2 && s.last == 1 { s.removeLast() }; return s }
-                guard strip(t.shape) == strip(spec.shape) else {
-                    throw MoVQError.shapeMismatch(tensor: spec.name, expected: spec.shape, found: t.shape)
-                }
-                t.shape = spec.shape
-            }
-            if t.values.contains(where: { !$0.isFinite }) { throw MoVQError.nonFiniteWeights(spec.name) }
-            ordered.append(t)
-        }
+        // 1x1 conv weights may be stored as Linear ([C, C]) or vice versa.
+        let ordered = try matchSpecs(byName, tensorSpecs(for: config), trailingOnes: true)
         return ImportedModel(config: config, tensors: ordered, dropped: dropped, layout: layout)
     }
 }

@@ -19,10 +19,13 @@ public enum Converter {
     /// reads (`ModelPlan.kernelLayouts`), `.plain` everything row-major.
     /// `progress` hears each stage as it starts ("reading", "packing", "writing").
     @discardableResult
+    /// `decoder`: for a prior, the packed decoder its tokens are for (recorded in the file; overrides the checkpoint's own).
     public static func convertAny(source: String, output: String, precision: Precision = .fp32, layout: LayoutChoice = .kernel,
-                                  configPath: String? = nil, progress: ((String) -> Void)? = nil) throws -> CheckpointImporter.Imported {
+                                  configPath: String? = nil, decoder: String? = nil,
+                                  progress: ((String) -> Void)? = nil) throws -> CheckpointImporter.Imported {
         progress?("reading \(source)")
         let imported = try CheckpointImporter.loadAny(path: source, configPath: configPath)
+        if decoder != nil, case .autoencoder = imported { throw MoVQError.invalidInput("--decoder applies to priors; \(source) is an autoencoder") }
         progress?("packing \(precision.rawValue) weights")
         let kernelLayouts = layout == .kernel ? imported.kernelLayouts : [:]
         func inputs(_ tensors: [CheckpointTensor]) -> [PackedTensorInput] {
@@ -42,8 +45,9 @@ public enum Converter {
             meta["dropped_keys"] = String(model.dropped.count)
             data = try PackedWriter.serialize(config: model.config, tensors: inputs(model.tensors), metadata: meta)
         case .prior(let p):
-            if let d = p.decoder { meta["decoder"] = d }
+            if let d = decoder ?? p.decoder { meta["decoder"] = d }
             if let g = p.guidance { meta["guidance"] = String(g) }
+            meta.merge(p.sampling) { _, new in new }
             data = try PackedWriter.serialize(prior: p.config, tensors: inputs(p.tensors), metadata: meta)
         }
         progress?(String(format: "writing %@ (%.1f MB)", output, Double(data.count) / 1e6))

@@ -11,6 +11,10 @@ public struct ImportedPrior: Sendable {
     public var decoder: String?
     /// The classifier-free guidance scale `movq sample` uses by default (config key `guidance`).
     public var guidance: Float?
+    /// Sampling settings the packed file records for `movq sample` (metadata
+    /// keys `steps`, `choice_temperature`; `null_class` "none" when the
+    /// model has no unconditional class, so guidance is refused).
+    public var sampling: [String: String] = [:]
 }
 
 /// Reads checkpoints of the reference transformer (`Tools/reference/maskgit_reference.py`).
@@ -48,15 +52,7 @@ public enum PriorImporter {
         try file.config.validate()
         var byName: [String: CheckpointTensor] = [:]
         for t in raw { byName[t.name] = t }
-        let specs = tensorSpecs(for: file.config)
-        let unknown = Set(byName.keys).subtracting(specs.map(\.name)).sorted()
-        if !unknown.isEmpty { throw MoVQError.unknownKeys(unknown) }
-        let tensors = try specs.map { spec -> CheckpointTensor in
-            guard let t = byName[spec.name] else { throw MoVQError.missingTensor(spec.name) }
-            guard t.shape == spec.shape else { throw MoVQError.shapeMismatch(tensor: spec.name, expected: spec.shape, found: t.shape) }
-            if t.values.contains(where: { !$0.isFinite }) { throw MoVQError.nonFiniteWeights(spec.name) }
-            return t
-        }
+        let tensors = try matchSpecs(byName, tensorSpecs(for: file.config))
         return ImportedPrior(config: file.config, tensors: tensors, decoder: file.decoder, guidance: file.guidance)
     }
 }

@@ -11,6 +11,17 @@ public struct MoVQConfig: Codable, Equatable, Sendable {
         case group
     }
 
+    /// A family whose layers differ from the diffusers `VQModel`.
+    public enum Architecture: String, Codable, Sendable {
+        /// The official MaskGIT tokenizer (google-research/maskgit `vqgan_tokenizer.py`):
+        /// no attention, bias-free resnet convs with the official shortcut,
+        /// 2x2 average-pool downsampling, no quant/post-quant convs, images in [0, 1].
+        case maskgitVQGAN = "maskgit-vqgan"
+    }
+
+    /// nil: the diffusers `VQModel` (MoVQ with SCN, or plain VQGAN); else the named family.
+    public var architecture: Architecture?
+
     /// Image channels read by the encoder (3 for RGB).
     public var inChannels: Int = 3
     /// Image channels written by the decoder.
@@ -45,6 +56,10 @@ public struct MoVQConfig: Codable, Equatable, Sendable {
     /// Whether the file has the encoder (needed by encode / reconstruct).
     public var hasEncoder: Bool = true
 
+    /// Whether the network's images are in [0, 1] (the API's are always in
+    /// [-1, 1]; the model maps them at its input and output).
+    public var imagesInUnitRange: Bool { architecture == .maskgitVQGAN }
+
     /// Indices per latent position (`c` in the MoVQ paper).
     public var channelsPerPosition: Int { vqEmbedDim / max(1, codebookDim) }
     /// Spatial reduction factor between image and latent.
@@ -66,6 +81,17 @@ public struct MoVQConfig: Codable, Equatable, Sendable {
         MoVQConfig(blockOutChannels: [128, 256, 256, 512], layersPerBlock: 2,
                    encoderAttention: [false, false, false, true], decoderAttention: [true, false, false, false],
                    latentChannels: 4, vqEmbedDim: 4, numVQEmbeddings: 16384, codebookDim: 4)
+    }
+
+    /// The official MaskGIT ImageNet tokenizer (google-research/maskgit
+    /// `vqgan_config.py`: 128 filters, multipliers [1, 1, 2, 2, 4], 2 res
+    /// blocks, 1024 codes of 256; 23.7M parameters).
+    public static var maskgitTokenizer256: MoVQConfig {
+        var c = MoVQConfig(blockOutChannels: [128, 128, 256, 256, 512], layersPerBlock: 2,
+                           encoderAttention: [false, false, false, false, false], decoderAttention: [false, false, false, false, false],
+                           latentChannels: 256, vqEmbedDim: 256, numVQEmbeddings: 1024, codebookDim: 256)
+        c.architecture = .maskgitVQGAN; c.midBlockAttention = false; c.normType = .group
+        return c
     }
 
     /// Checks internal consistency; throws `invalidCheckpoint` naming the problem.
@@ -94,5 +120,11 @@ public struct MoVQConfig: Codable, Equatable, Sendable {
             }
         }
         if !(normEps > 0 && normEps < 1) { try fail("norm eps \(normEps) out of range") }
+        if architecture == .maskgitVQGAN {
+            if encoderAttention.contains(true) || decoderAttention.contains(true) || midBlockAttention || normType != .group {
+                try fail("the MaskGIT tokenizer has no attention and plain GroupNorms")
+            }
+            if latentChannels != vqEmbedDim { try fail("the MaskGIT tokenizer has no post-quant conv: latent_channels must be vq_embed_dim") }
+        }
     }
 }

@@ -7,6 +7,7 @@ package enum AutoencoderPlans {
     /// times larger). With SCN every norm is conditioned on z_q as it leaves
     /// the quantizer (before post_quant_conv).
     package static func decoder(_ c: MoVQConfig, latentHeight h: Int, latentWidth w: Int) -> ModelPlan {
+        if c.architecture == .maskgitVQGAN { return maskgitDecoder(c, latentHeight: h, latentWidth: w) }
         var b = Builder(c, input: .init(channels: c.vqEmbedDim, height: h, width: w, layout: .map))
         let zq = b.plan.input
         let spatial = c.normType == .spatial
@@ -38,6 +39,7 @@ package enum AutoencoderPlans {
     /// The encoder for one image of `height x width` (multiples of
     /// `downsampleFactor`): image -> pre-quantization latent (after quant_conv).
     package static func encoder(_ c: MoVQConfig, height: Int, width: Int) -> ModelPlan {
+        if c.architecture == .maskgitVQGAN { return maskgitEncoder(c, height: height, width: width) }
         var b = Builder(c, input: .init(channels: c.inChannels, height: height, width: width, layout: .map))
         let boc = c.blockOutChannels, top = boc[boc.count - 1]
         var x = b.apply(b.conv("encoder.conv_in", c.inChannels, boc[0], 3), b.plan.input)
@@ -64,7 +66,8 @@ package enum AutoencoderPlans {
 
     /// The quantizer's codebook `[numVQEmbeddings, codebookDim]`.
     package static func codebook(_ c: MoVQConfig) -> TensorSpec {
-        TensorSpec(name: "quantize.embedding.weight", shape: [c.numVQEmbeddings, c.codebookDim])
+        TensorSpec(name: c.architecture == .maskgitVQGAN ? "quantizer.codebook" : "quantize.embedding.weight",
+                   shape: [c.numVQEmbeddings, c.codebookDim])
     }
 
     /// Builds a plan: `conv`/`norm`/... declare weights (in file order, as a
@@ -79,9 +82,10 @@ package enum AutoencoderPlans {
 
         // Declarations.
 
-        mutating func conv(_ p: String, _ i: Int, _ o: Int, _ k: Int) -> ConvWeights {
-            let w = ConvWeights(prefix: p, inChannels: i, outChannels: o, kernel: k)
-            plan.declare(w.weightName, w.weightShape); plan.declare(w.biasName, [o])
+        mutating func conv(_ p: String, _ i: Int, _ o: Int, _ k: Int, bias: Bool = true) -> ConvWeights {
+            let w = ConvWeights(prefix: p, inChannels: i, outChannels: o, kernel: k, hasBias: bias)
+            plan.declare(w.weightName, w.weightShape)
+            if bias { plan.declare(w.biasName, [o]) }
             return w
         }
 
@@ -113,6 +117,12 @@ package enum AutoencoderPlans {
         mutating func upsampleConv(_ w: ConvWeights, _ x: Int) -> Int {
             let y = newMap(like: x, channels: w.outChannels) { 2 * $0 }
             plan.emit(.upsampleConv(w, input: x, output: y))
+            return y
+        }
+
+        mutating func averagePool(_ x: Int) -> Int {
+            let y = newMap(like: x, channels: plan.values[x].channels) { ($0 + 1) / 2 }
+            plan.emit(.averagePool(input: x, output: y))
             return y
         }
 

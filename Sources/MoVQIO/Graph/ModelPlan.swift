@@ -70,6 +70,7 @@ package struct ModelPlan: Sendable {
         case .conv(let w, let x, _, _), .upsampleConv(let w, let x, _), .downsampleConv(let w, let x, _):
             let out = outputSize(op, input: values[x])
             return 2 * Double(w.inChannels * w.outChannels * w.kernel * w.kernel * out.height * out.width)
+        case .averagePool: return 0
         case .modulation(let n, let zq, _, _):
             let z = values[zq]
             return 2 * 2 * Double(z.channels * n.channels * z.height * z.width)
@@ -92,6 +93,7 @@ package struct ModelPlan: Sendable {
         switch op {
         case .upsampleConv: return (2 * v.height, 2 * v.width)
         case .downsampleConv: return (v.height / 2, v.width / 2)
+        case .averagePool: return ((v.height + 1) / 2, (v.width + 1) / 2)
         default: return (v.height, v.width)
         }
     }
@@ -106,6 +108,10 @@ package enum PlanOp: Sendable {
     case upsampleConv(ConvWeights, input: Int, output: Int)
     /// `output = conv3x3 stride 2 of input padded by one row/column at the bottom/right` (+ bias).
     case downsampleConv(ConvWeights, input: Int, output: Int)
+    /// `output` = 2x2 average, stride 2, TensorFlow "same" padding (the
+    /// official MaskGIT tokenizer's downsampling): `ceil(h/2) x ceil(w/2)`,
+    /// a window past an odd edge averaging only the pixels that exist.
+    case averagePool(input: Int, output: Int)
     /// SCN modulation maps: `scale = conv_y(condition)`, `shift = conv_b(condition)`
     /// (1x1 convolutions at the condition's resolution).
     case modulation(NormWeights, condition: Int, scale: Int, shift: Int)
@@ -136,7 +142,7 @@ package enum PlanOp: Sendable {
     package var inputs: [Int] {
         switch self {
         case .conv(_, let i, _, let r): return [i] + (r.map { [$0] } ?? [])
-        case .upsampleConv(_, let i, _), .downsampleConv(_, let i, _): return [i]
+        case .upsampleConv(_, let i, _), .downsampleConv(_, let i, _), .averagePool(let i, _): return [i]
         case .modulation(_, let z, _, _): return [z]
         case .groupNorm(_, let i, _, let m, _): return [i] + (m.map { [$0.scale, $0.shift] } ?? [])
         case .attention(_, let n, let r, _): return [n, r]
@@ -152,7 +158,7 @@ package enum PlanOp: Sendable {
     package var outputs: [Int] {
         switch self {
         case .conv(_, _, let o, _), .upsampleConv(_, _, let o), .downsampleConv(_, _, let o), .groupNorm(_, _, let o, _, _),
-             .attention(_, _, _, let o):
+             .attention(_, _, _, let o), .averagePool(_, let o):
             return [o]
         case .modulation(_, _, let s, let t): return [s, t]
         case .embed(_, let o), .linear(_, _, let o, _), .layerNorm(_, _, let o), .gelu(let o, _, _): return [o]
@@ -161,10 +167,12 @@ package enum PlanOp: Sendable {
     }
 }
 
-/// A convolution's weights: `<prefix>.weight [out, in, k, k]` and `<prefix>.bias [out]`.
+/// A convolution's weights: `<prefix>.weight [out, in, k, k]` and, unless
+/// the conv has none (`hasBias` false: the bias is zero), `<prefix>.bias [out]`.
 package struct ConvWeights: Equatable, Sendable {
     package var prefix: String
     package var inChannels: Int, outChannels: Int, kernel: Int
+    package var hasBias: Bool = true
     package var weightName: String { "\(prefix).weight" }
     package var biasName: String { "\(prefix).bias" }
     package var weightShape: [Int] { [outChannels, inChannels, kernel, kernel] }

@@ -4,9 +4,9 @@ import MoVQ
 
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Convert a checkpoint (diffusers folder/.safetensors, torch .ckpt/.pt, a MaskGIT prior .pt, or a .mvq) to a packed .mvq model.")
+        abstract: "Convert a checkpoint (diffusers folder/.safetensors, torch .ckpt/.pt, a MaskGIT prior .pt, an official MaskGIT flax checkpoint, or a .mvq) to a packed .mvq model.")
 
-    @Argument(help: ArgumentHelp("Checkpoint: a diffusers VQModel folder (or a pipeline folder with movq/ or vqvae/), a .safetensors file, a PyTorch .ckpt/.pt/.bin (an autoencoder, or a MaskGIT/GPT prior with its prior.json), or a .mvq to re-convert.",
+    @Argument(help: ArgumentHelp("Checkpoint: a diffusers VQModel folder (or a pipeline folder with movq/ or vqvae/), a .safetensors file, a PyTorch .ckpt/.pt/.bin (an autoencoder, or a MaskGIT/GPT prior with its prior.json), an official MaskGIT flax checkpoint (tokenizer or transformer, e.g. maskgit_imagenet256_checkpoint), or a .mvq to re-convert.",
                                  discussion: "A diffusers config.json beside a weights file is read too. Folders may hold the fp16 variant or a .bin instead of safetensors."))
     var source: String
     @Option(name: .shortAndLong, help: "Output .mvq path.")
@@ -18,6 +18,8 @@ struct Convert: ParsableCommand {
     var layout: String = "kernel"
     @Option(help: "JSON with settings shapes cannot reveal (autoencoder: norm_num_groups, spatial_norm_groups, norm_eps; prior: its whole config).")
     var config: String?
+    @Option(help: "Prior: the packed decoder (tokenizer) its tokens are for, recorded in the file for `movq sample` (a path relative to the output).")
+    var decoder: String?
     @Flag(name: .shortAndLong, help: "Print no progress.")
     var quiet = false
 
@@ -31,7 +33,7 @@ struct Convert: ParsableCommand {
             }
             let line = ProgressLine(quiet: quiet)
             let start = Date()
-            let imported = try Converter.convertAny(source: source, output: output, precision: p, layout: l, configPath: config) {
+            let imported = try Converter.convertAny(source: source, output: output, precision: p, layout: l, configPath: config, decoder: decoder) {
                 line.update(String(format: "%@  (%.1f s)", $0, Date().timeIntervalSince(start)))
             }
             line.finish()

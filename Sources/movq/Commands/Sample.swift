@@ -27,11 +27,11 @@ struct Sample: ParsableCommand {
     var seed: UInt64 = 0
     @Option(help: "Images per class.")
     var batch: Int = 8
-    @Option(help: "MaskGIT: steps (default 8).")
+    @Option(help: "MaskGIT: steps (default: the prior's recorded steps, 12 for the official models; else 8).")
     var steps: Int?
     @Option(help: "Sampling temperature (logits are divided by it).")
     var temperature: Float = 1
-    @Option(help: "MaskGIT: choice temperature, Gumbel noise on confidences annealed to 0 (default 4.5).")
+    @Option(help: "MaskGIT: choice temperature, Gumbel noise on confidences annealed to 0 (default: the prior's recorded one, else 4.5).")
     var choiceTemperature: Float?
     @Option(help: "MaskGIT: mask schedule, cosine, linear, pow<k>, log or exp (default cosine).")
     var schedule: String?
@@ -86,7 +86,9 @@ struct Sample: ParsableCommand {
                 throw MoVQError.invalidInput("decoder \(decoderPath) has \(m.config.channelsPerPosition) x \(m.config.numVQEmbeddings) codes, the prior \(c.channels) x \(c.codes)")
             }
             let rows: [Int]
+            let noNullClass = maskgit?.file.header.metadata["null_class"] == "none"
             if let k = classLabel {
+                if noNullClass && k == c.classes { throw MoVQError.invalidInput("--class must be 0...\(c.classes - 1): \(priorPath) has no unconditional class") }
                 guard k >= 0 && k <= c.classes else { throw MoVQError.invalidInput("--class must be 0...\(c.classes) (\(c.classes) = unconditional)") }
                 rows = [k]
             } else {
@@ -97,15 +99,20 @@ struct Sample: ParsableCommand {
             let seeds = labels.indices.map { seed &+ UInt64($0) }
             let line = compute.progress
             let t0 = Date()
-            let total = gpt?.length ?? steps ?? MaskGITSettings().steps
+            let recorded = maskgit?.file.header.metadata ?? [:]
+            let total = gpt?.length ?? steps ?? recorded["steps"].flatMap { Int($0) } ?? MaskGITSettings().steps
             let onStep = { (s: Int) in line.update(String(format: "sampling: step %d/%d  %.2f s", s + 1, total, Date().timeIntervalSince(t0))) }
             let idx: IndexMap
             if let gpt {
                 let settings = AutoregressiveSettings(temperature: Double(temperature), topK: topK ?? 0, topP: topP ?? 1)
                 idx = try gpt.sample(classes: labels, seeds: seeds, settings: settings, threads: compute.threads, onStep: onStep)
             } else {
-                let guidance = cfg ?? maskgit!.file.header.metadata["guidance"].flatMap { Float($0) } ?? 0
-                let settings = MaskGITSettings(steps: total, temperature: temperature, choiceTemperature: choiceTemperature ?? MaskGITSettings().choiceTemperature,
+                let guidance = cfg ?? recorded["guidance"].flatMap { Float($0) } ?? 0
+                if guidance != 0 && recorded["null_class"] == "none" {
+                    throw MoVQError.invalidInput("\(priorPath) has no unconditional class (the official MaskGIT models were trained without one): --cfg needs 0")
+                }
+                let choice = choiceTemperature ?? recorded["choice_temperature"].flatMap { Float($0) } ?? MaskGITSettings().choiceTemperature
+                let settings = MaskGITSettings(steps: total, temperature: temperature, choiceTemperature: choice,
                                                schedule: maskSchedule, guidance: guidance)
                 idx = try maskgit!.sample(classes: labels, seeds: seeds, settings: settings, threads: compute.threads, onStep: onStep)
             }

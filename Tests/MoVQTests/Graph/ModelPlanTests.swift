@@ -14,14 +14,15 @@ final class ModelPlanTests: XCTestCase {
             for v in op.inputs { XCTAssertTrue(defined.contains(v) || op.outputs.contains(v), "\(what): op \(i) reads value \(v) before it is written", file: file, line: line) }
             defined.formUnion(op.outputs)
             switch op {
-            case .conv(let w, _, _, _), .upsampleConv(let w, _, _), .downsampleConv(let w, _, _): named.formUnion([w.weightName, w.biasName])
+            case .conv(let w, _, _, _), .upsampleConv(let w, _, _), .downsampleConv(let w, _, _):
+                named.insert(w.weightName); if w.hasBias { named.insert(w.biasName) }
             case .modulation(let n, _, _, _): named.formUnion([n.convY!.weightName, n.convY!.biasName, n.convB!.weightName, n.convB!.biasName])
             case .groupNorm(let n, _, _, _, _): named.formUnion([n.gammaName, n.betaName])
             case .attention(let a, _, _, _): for pr in AttentionWeights.projections { named.formUnion([a.weightName(pr), a.biasName(pr)]) }
             case .embed(let e, _): named.formUnion(e.tokenTables + [e.classTable, e.positionTable])
             case .linear(let l, _, _, _): named.formUnion([l.weightName, l.biasName])
             case .layerNorm(let n, _, _): named.insert(n.weightName); if let b = n.biasName { named.insert(b) }
-            case .gelu, .selfAttention: break
+            case .gelu, .selfAttention, .averagePool: break
             }
         }
         for o in p.outputs { XCTAssertTrue(defined.contains(o), "\(what): output \(o) never written", file: file, line: line) }
@@ -32,7 +33,7 @@ final class ModelPlanTests: XCTestCase {
     func testAutoencoderPlansAreWellFormed() {
         var plain = MoVQConfig.kandinsky
         plain.normType = .group
-        for c in [MoVQConfig.kandinsky, plain] {
+        for c in [MoVQConfig.kandinsky, plain, .maskgitTokenizer256] {
             assertWellFormed(AutoencoderPlans.decoder(c, latentHeight: 3, latentWidth: 5), "decoder")
             assertWellFormed(AutoencoderPlans.encoder(c, height: 24, width: 16), "encoder")
         }

@@ -218,6 +218,28 @@ final class OperatorTests: XCTestCase {
         }
     }
 
+    /// The MaskGIT tokenizer's TensorFlow-style average pool: bit-identical to
+    /// the reference on odd sizes (partial windows at the bottom/right edge).
+    func testAveragePoolMatchesReferenceBitForBit() throws {
+        let shapes: [(c: Int, h: Int, w: Int)] = [(3, 1, 1), (5, 7, 4), (2, 6, 9), (17, 5, 5), (4, 16, 12)]
+        for (i, s) in shapes.enumerated() {
+            let x = try Tensor(shape: [1, s.c, s.h, s.w], data: random(s.c * s.h * s.w, seed: UInt64(700 + i)))
+            let want = AveragePoolReference.forward(x)
+            XCTAssertEqual(want.shape, [1, s.c, (s.h + 1) / 2, (s.w + 1) / 2])
+            let ws = MapPool()
+            defer { withExtendedLifetime(ws) {} }
+            for threads in [1, 3] {
+                let out = ws.map(channels: s.c, height: (s.h + 1) / 2, width: (s.w + 1) / 2)
+                AveragePoolOperator()(planar(x, image: 0, ws), into: out, ExecutionContext(kernels: tiers[0], parallelism: Parallelism(threads: threads)))
+                XCTAssertEqual(tensor(out), want, "shape \(s) threads \(threads)")
+                assertBordersZero(out)
+            }
+        }
+        // A partial window averages only the pixels that exist.
+        let t = try Tensor(shape: [1, 1, 3, 3], data: [1, 2, 3, 4, 5, 6, 7, 8, 9])
+        XCTAssertEqual(AveragePoolReference.forward(t).data, [3, 4.5, 7.5, 9])
+    }
+
     /// GroupNorm + SCN + SiLU against the reference; the SCN modulation
     /// maps must equal the reference 1x1 convolutions bit for bit.
     func testNormMatchesReferenceOnEveryTier() throws {
