@@ -73,9 +73,7 @@ public enum CheckpointImporter {
         func starts(_ prefix: [UInt8]) -> Bool { bytes.count >= prefix.count && Array(bytes[0..<prefix.count]) == prefix }
         if starts(PackedFormat.magic) { return .autoencoder(try fromPacked(file, overrides: overrides)) }
         let raw: [CheckpointTensor]
-        if FlaxCheckpoint.looksLike(bytes) {
-            return try FlaxImporter.load(file, configPath: configPath)
-        } else if starts([0x50, 0x4B]) {
+        if starts([0x50, 0x4B]) {
             raw = try TorchCheckpoint.read(path: file)
         } else if starts([0x80]) && bytes.count >= 2 && bytes[1] <= 5 {
             throw MoVQError.unsupported("\(file): a legacy (pre-1.6, non-zip) torch pickle; load it in Python and save it again with torch.save(state_dict, path), which writes the zip format")
@@ -83,6 +81,8 @@ public enum CheckpointImporter {
             throw MoVQError.invalidInput("\(file) is a JSON file, not weights: give the folder that holds it and its weights (or pass it with --config)")
         } else if bytes.count >= 9, bytes[8] == UInt8(ascii: "{") {
             raw = try Safetensors.read(path: file)
+        } else if FlaxCheckpoint.looksLike(bytes) {  // after safetensors: its length's first bytes can look like a msgpack map
+            return try FlaxImporter.load(file, configPath: configPath)
         } else {
             throw MoVQError.invalidInput("\(file): not a checkpoint this tool reads (safetensors, a torch zip .ckpt/.pt/.bin, a diffusers folder, or a .mvq)")
         }

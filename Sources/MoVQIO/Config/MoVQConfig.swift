@@ -85,7 +85,7 @@ public struct MoVQConfig: Codable, Equatable, Sendable {
 
     /// The official MaskGIT ImageNet tokenizer (google-research/maskgit
     /// `vqgan_config.py`: 128 filters, multipliers [1, 1, 2, 2, 4], 2 res
-    /// blocks, 1024 codes of 256; 23.7M parameters).
+    /// blocks, 1024 codes of 256; 54.5M parameters).
     public static var maskgitTokenizer256: MoVQConfig {
         var c = MoVQConfig(blockOutChannels: [128, 128, 256, 256, 512], layersPerBlock: 2,
                            encoderAttention: [false, false, false, false, false], decoderAttention: [false, false, false, false, false],

@@ -123,4 +123,33 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(r.err.contains("--class must be"), r.err)
         XCTAssertFalse(FileManager.default.fileExists(atPath: d + "/x.png"))
     }
+
+    /// The README's official-MaskGIT commands on the tiny flax fixtures: convert both
+    /// checkpoints (the prior linked to its tokenizer), sample with the file's defaults,
+    /// guidance and the null class refused, the tokenizer round trip.
+    func testOfficialMaskGITFlaxFlow() throws {
+        let d = TestPaths.scratch()
+        try Data(#"{"norm_num_groups": 8}"#.utf8).write(to: URL(fileURLWithPath: d + "/tok.json"))
+        try Data(#"{"codes": 40}"#.utf8).write(to: URL(fileURLWithPath: d + "/codes.json"))
+        var r = try movq(["convert", TestPaths.fixture("maskgit_flax/tokenizer_checkpoint"), "--config", d + "/tok.json", "-o", d + "/tok.mvq", "-q"])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.out.contains("flax-layout"), r.out)
+        r = try movq(["convert", TestPaths.fixture("maskgit_flax/transformer_checkpoint"), "--config", d + "/codes.json", "--decoder", "tok.mvq",
+                      "-o", d + "/prior.mvq", "-q"])
+        XCTAssertEqual(r.status, 0, r.err)
+        r = try movq(["sample", d + "/prior.mvq", "--class", "7", "--batch", "2", "--threads", "2", "-o", d + "/s.png", "--tokens", d + "/t.npy"])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.err.contains("step 12/12"), r.err)  // the official default, recorded in the file
+        XCTAssertEqual(try NPY.read(path: d + "/t.npy").shape, [2, 1, 4, 4])
+        XCTAssertEqual(try PNG.read(path: d + "/s.png").width, 2 * (16 + 2) + 2)
+        r = try movq(["sample", d + "/prior.mvq", "--class", "7", "--cfg", "2", "-o", d + "/x.png"])
+        XCTAssertTrue(r.err.contains("no unconditional class"), r.err)
+        r = try movq(["sample", d + "/prior.mvq", "--class", "10", "-o", d + "/x.png"])
+        XCTAssertTrue(r.err.contains("no unconditional class"), r.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: d + "/x.png"))
+        r = try movq(["convert", TestPaths.fixture("maskgit_flax/tokenizer_checkpoint"), "-o", d + "/bad.mvq", "-q"])  // 16 channels, 32 groups
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.err.contains("norm_num_groups"), r.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: d + "/bad.mvq"))
+    }
 }
