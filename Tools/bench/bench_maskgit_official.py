@@ -182,6 +182,35 @@ def jax_worker(threads, runs, batch, whole):
     return time_it(lambda: logits_fn(start).block_until_ready(), sample if whole else None, runs, contextlib.nullcontext)
 
 
+def agreement(seeds, movq):
+    """Token agreement of `movq sample --rng jax` with the official JAX loop
+    (Tools/fixtures/make_jax_random_fixtures.py's `official_decode`) on the
+    256 model: 8 images of class 207 per seed, 12 steps, fp32."""
+    import flax
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from make_jax_random_fixtures import official_decode
+    from make_maskgit_flax_fixtures import Transformer
+    net = Transformer(**TRANSFORMER)
+    with open(os.path.join(OUT, "maskgit_imagenet256_checkpoint"), "rb") as f:
+        tv = flax.serialization.msgpack_restore(f.read())
+    logits_fn = jax.jit(lambda seq: net.apply(tv, seq)[..., :CODES])
+    n = SIDE * SIDE
+    start = jnp.concatenate([jnp.full((8, 1), 207 + CODES), jnp.full((8, n), -1)], 1).astype(jnp.int32)
+    same = total = identical = 0
+    for s in seeds:
+        want = np.asarray(official_decode(start, jax.random.PRNGKey(s), logits_fn, STEPS, CHOICE_T))[:, 1:]
+        out = os.path.join(OUT, f"agreement-{s}.npy")
+        subprocess.run([movq, "sample", os.path.join(OUT, "maskgit256-fp32.mvq"), "--class", "207", "--batch", "8", "--rng", "jax",
+                        "--seed", str(s), "--tokens", out, "-o", os.path.join(OUT, f"agreement-{s}.png")], check=True, capture_output=True)
+        got = np.load(out).reshape(8, n)
+        same += int((got == want).sum()); total += got.size; identical += int((got == want).all(1).sum())
+        print(f"seed {s}: {int((got == want).sum())}/{got.size} tokens agree", flush=True)
+    print(f"jax {jax.__version__}, jax_threefry_partitionable {jax.config.jax_threefry_partitionable}: "
+          f"{same}/{total} tokens = {100 * same / total:.2f}%, {identical}/{8 * len(seeds)} images identical")
+
+
 def time_it(forward, sample, runs, context):
     import resource
     out = {}
@@ -211,7 +240,10 @@ def main():
     ap.add_argument("--whole", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--only", help="comma-separated runtimes (movq,movq_int8,torch,torch_bf16,jax)")
+    ap.add_argument("--agreement", type=int, metavar="SEEDS", help="instead: token agreement of movq --rng jax with the official JAX loop over SEEDS seeds")
     a = ap.parse_args()
+    if a.agreement:
+        return agreement(range(a.agreement), os.path.join(ROOT, ".build", "release", "movq"))
     if a.worker == "jax":
         return jax_worker(a.threads, a.runs, a.batch, a.whole)
     if a.worker:

@@ -94,7 +94,8 @@ extension MaskGITPrior {
     /// Samples token maps with MaskGIT: image `i` has class `classes[i]`
     /// (`config.classes` = unconditional) and its own random stream
     /// `SeededGenerator(seed: seeds[i])`, so it is the same image in any
-    /// batch and on any thread count. `initial` gives known tokens per image
+    /// batch and on any thread count. With `settings.stream` `.jax`, the
+    /// batch replays the official JAX loop from `PRNGKey(seeds[0])`. `initial` gives known tokens per image
     /// (`[N][c]`, MASK = `config.codes` where unknown; nil = all unknown).
     /// `onStep` is called after each step. Returns `[B, c, height, width]`.
     public func sample(classes: [Int], seeds: [UInt64], settings: MaskGITSettings = MaskGITSettings(),
@@ -104,10 +105,18 @@ extension MaskGITPrior {
             throw MoVQError.invalidInput("one seed per image: \(seeds.count) seeds for \(classes.count) classes")
         }
         let start = initial ?? classes.map { _ in [Int32](repeating: Int32(c.codes), count: n * c.channels) }
-        var noise = seeds.map { SeededGenerator(seed: $0) }
-        let steps = try MaskGITSampler.sample(initial: start, classes: classes, codes: c.codes, channels: c.channels,
-                                              unconditionalClass: c.classes, settings: settings, noise: &noise, threads: threads,
-                                              logits: { try self.logits(tokens: $0, classes: $1, threads: threads) }, onStep: onStep)
+        let logits: MaskGITSampler.Logits = { try self.logits(tokens: $0, classes: $1, threads: threads) }
+        let steps: [[[Int32]]]
+        switch settings.stream {
+        case .perImage:
+            var noise = seeds.map { SeededGenerator(seed: $0) }
+            steps = try MaskGITSampler.sample(initial: start, classes: classes, codes: c.codes, channels: c.channels, unconditionalClass: c.classes,
+                                              settings: settings, noise: &noise, threads: threads, logits: logits, onStep: onStep)
+        case .jax(let partitionable):
+            var noise = classes.indices.map { JAXMaskGITNoise(seed: seeds[0], image: $0, batch: classes.count, partitionable: partitionable) }
+            steps = try MaskGITSampler.sample(initial: start, classes: classes, codes: c.codes, channels: c.channels, unconditionalClass: c.classes,
+                                              settings: settings, noiseSources: &noise, threads: threads, logits: logits, onStep: onStep)
+        }
         // [B][N][c] -> [B, c, h, w]
         var values = [Int32](repeating: 0, count: classes.count * n * c.channels)
         for (i, s) in steps.enumerated() {

@@ -35,6 +35,9 @@ struct Sample: ParsableCommand {
     var choiceTemperature: Float?
     @Option(help: "MaskGIT: mask schedule, cosine, linear, pow<k>, log or exp (default cosine).")
     var schedule: String?
+    @Option(help: ArgumentHelp("MaskGIT random stream: movq (each image its own seed: the same alone or in any batch), jax (the official JAX loop's draws from PRNGKey(--seed), jax_threefry_partitionable on, JAX >= 0.5) or jax-original (partitionable off, the JAX of the official code).",
+                               valueName: "movq|jax|jax-original"))
+    var rng: String = "movq"
     @Option(help: "MaskGIT: classifier-free guidance scale, 0 = off (default: the prior's recommended scale, else 0).")
     var cfg: Float?
     @Option(help: "Autoregressive: keep the k most likely codes, 0 = all (default 0).")
@@ -68,7 +71,7 @@ struct Sample: ParsableCommand {
                 throw MoVQError.invalidInput("\(priorPath) holds \(isGPT ? "an autoregressive (ar)" : "a MaskGIT") prior, not \(want == "ar" ? "an autoregressive" : "a MaskGIT") one")
             }
             // Options of the other sampler would silently do nothing: refuse them.
-            let wrong = isGPT ? [("--steps", steps != nil), ("--choice-temperature", choiceTemperature != nil), ("--schedule", schedule != nil), ("--cfg", cfg != nil)]
+            let wrong = isGPT ? [("--steps", steps != nil), ("--choice-temperature", choiceTemperature != nil), ("--schedule", schedule != nil), ("--cfg", cfg != nil), ("--rng", rng != "movq")]
                               : [("--top-k", topK != nil), ("--top-p", topP != nil)]
             if let (flag, _) = wrong.first(where: { $0.1 }) {
                 throw MoVQError.invalidInput("\(flag) does not apply to \(isGPT ? "an autoregressive" : "a MaskGIT") prior")
@@ -112,8 +115,15 @@ struct Sample: ParsableCommand {
                     throw MoVQError.invalidInput("\(priorPath) has no unconditional class (the official MaskGIT models were trained without one): --cfg needs 0")
                 }
                 let choice = choiceTemperature ?? recorded["choice_temperature"].flatMap { Float($0) } ?? MaskGITSettings().choiceTemperature
+                let stream: MaskGITRandomStream
+                switch rng {
+                case "movq": stream = .perImage
+                case "jax": stream = .jax(partitionable: true)
+                case "jax-original": stream = .jax(partitionable: false)
+                default: throw MoVQError.invalidInput("--rng must be movq, jax or jax-original, got '\(rng)'")
+                }
                 let settings = MaskGITSettings(steps: total, temperature: temperature, choiceTemperature: choice,
-                                               schedule: maskSchedule, guidance: guidance)
+                                               schedule: maskSchedule, guidance: guidance, stream: stream)
                 idx = try maskgit!.sample(classes: labels, seeds: seeds, settings: settings, threads: compute.threads, onStep: onStep)
             }
             let t1 = Date()

@@ -142,6 +142,13 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(r.err.contains("step 12/12"), r.err)  // the official default, recorded in the file
         XCTAssertEqual(try NPY.read(path: d + "/t.npy").shape, [2, 1, 4, 4])
         XCTAssertEqual(try PNG.read(path: d + "/s.png").width, 2 * (16 + 2) + 2)
+        // The official JAX loop's draws: one PRNGKey for the batch, any thread count.
+        r = try movq(["sample", d + "/prior.mvq", "--class", "7", "--batch", "2", "--rng", "jax", "--seed", "3", "--threads", "1", "-o", d + "/j.png", "--tokens", d + "/j.npy"])
+        XCTAssertEqual(r.status, 0, r.err)
+        r = try movq(["sample", d + "/prior.mvq", "--class", "7", "--batch", "2", "--rng", "jax", "--seed", "3", "--threads", "2", "-o", d + "/j2.png", "--tokens", d + "/j2.npy"])
+        XCTAssertEqual(try NPY.read(path: d + "/j.npy").values, try NPY.read(path: d + "/j2.npy").values)
+        r = try movq(["sample", d + "/prior.mvq", "--rng", "numpy", "-o", d + "/x.png"])
+        XCTAssertTrue(r.err.contains("--rng must be"), r.err)
         r = try movq(["sample", d + "/prior.mvq", "--class", "7", "--cfg", "2", "-o", d + "/x.png"])
         XCTAssertTrue(r.err.contains("no unconditional class"), r.err)
         r = try movq(["sample", d + "/prior.mvq", "--class", "10", "-o", d + "/x.png"])
