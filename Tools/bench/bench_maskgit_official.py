@@ -96,6 +96,8 @@ def torch_tokenizer_decoder():
 def torch_worker(kind, threads, runs, batch, whole):
     import torch
     from maskgit_reference import MaskGITTransformer
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_prior_peers import torch_loop
     torch.set_num_threads(threads)
     config = dict(codes=CODES, channels=1, height=SIDE, width=SIDE, classes=CLASSES, hidden=768, heads=16, layers=24, mlp=3072,
                   norm="layernorm", norm_position="post", activation="gelu", norm_eps=1e-12)
@@ -110,21 +112,7 @@ def torch_worker(kind, threads, runs, batch, whole):
             return m(tokens, classes).float()
 
     def sample():
-        g = torch.Generator().manual_seed(0)
-        tokens = torch.full((batch, n, 1), CODES)
-        for step in range(STEPS):
-            logp = torch.log_softmax(forward(tokens), -1)  # [B, N, 1, K]
-            sampled = torch.multinomial(logp.exp().reshape(-1, CODES), 1, generator=g).reshape(batch, n, 1)
-            unknown = tokens[..., 0] == CODES
-            sampled = torch.where(unknown[..., None], sampled, tokens)
-            r = (step + 1) / STEPS
-            mask_len = torch.clamp(torch.full((batch,), math.floor(n * math.cos(math.pi / 2 * r))), min=1)
-            mask_len = torch.minimum(mask_len, unknown.sum(-1) - 1).clamp(min=0)
-            conf = logp.gather(-1, sampled[..., None])[..., 0].sum(-1)
-            gumbel = -torch.log(-torch.log(torch.rand(batch, n, generator=g).clamp(1e-20, 1)))
-            conf = torch.where(unknown, conf + CHOICE_T * (1 - r) * gumbel, torch.tensor(float("inf")))
-            cutoff = conf.sort(-1).values.gather(-1, mask_len[:, None])
-            tokens = torch.where((conf < cutoff)[..., None], CODES, sampled)
+        sampled = torch_loop(forward, batch, n, CODES, STEPS, CHOICE_T)
         t1 = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             dec(sampled[..., 0].reshape(batch, SIDE, SIDE)).float()

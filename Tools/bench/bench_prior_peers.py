@@ -52,14 +52,34 @@ def build_f16():
     save_diffusers(m, os.path.join(F16, "diffusers"))
 
 
+def torch_loop(logits_of, batch, n, k, steps, choice_temperature=4.5):
+    """The official MaskGIT loop in PyTorch, batched, from all-MASK (id k):
+    `logits_of(tokens [B, N, 1])` gives `[B, N, 1, K]`; returns the last step's draws."""
+    import math
+    import torch
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.full((batch, n, 1), k)
+    for step in range(steps):
+        logp = torch.log_softmax(logits_of(tokens), -1)
+        sampled = torch.multinomial(logp.exp().reshape(-1, k), 1, generator=g).reshape(batch, n, 1)
+        unknown = tokens[..., 0] == k
+        sampled = torch.where(unknown[..., None], sampled, tokens)
+        r = (step + 1) / steps
+        mask_len = torch.clamp(torch.full((batch,), math.floor(n * math.cos(math.pi / 2 * r))), min=1)
+        mask_len = torch.minimum(mask_len, unknown.sum(-1) - 1).clamp(min=0)
+        conf = logp.gather(-1, sampled[..., None])[..., 0].sum(-1)
+        gumbel = -torch.log(-torch.log(torch.rand(batch, n, generator=g).clamp(1e-20, 1)))
+        conf = torch.where(unknown, conf + choice_temperature * (1 - r) * gumbel, torch.tensor(float("inf")))
+        cutoff = conf.sort(-1).values.gather(-1, mask_len[:, None])
+        tokens = torch.where((conf < cutoff)[..., None], k, sampled)
+    return sampled
+
+
 def torch_sample(m, vq, batch, steps, cfg, bf16):
     """The official MaskGIT loop in PyTorch, batched, guided as movq does
     (`uncond + s (cond - uncond)`, both halves in one forward), then the decoder."""
-    import math
     import torch
     k, n, null = CONFIG["codes"], CONFIG["height"] * CONFIG["width"], CONFIG["classes"]
-    g = torch.Generator().manual_seed(0)
-    tokens = torch.full((batch, n, 1), k)
     classes = torch.zeros(batch, dtype=torch.long)
 
     def logits_of(t):
@@ -70,19 +90,7 @@ def torch_sample(m, vq, batch, steps, cfg, bf16):
             cond, uncond = both.chunk(2)
             return uncond + cfg * (cond - uncond)
 
-    for step in range(steps):
-        logp = torch.log_softmax(logits_of(tokens), -1)  # [B, N, 1, K]
-        sampled = torch.multinomial(logp.exp().reshape(-1, k), 1, generator=g).reshape(batch, n, 1)
-        unknown = tokens[..., 0] == k
-        sampled = torch.where(unknown[..., None], sampled, tokens)
-        r = (step + 1) / steps
-        mask_len = torch.clamp(torch.full((batch,), math.floor(n * math.cos(math.pi / 2 * r))), min=1)
-        mask_len = torch.minimum(mask_len, unknown.sum(-1) - 1).clamp(min=0)
-        conf = logp.gather(-1, sampled[..., None])[..., 0].sum(-1)
-        gumbel = -torch.log(-torch.log(torch.rand(batch, n, generator=g).clamp(1e-20, 1)))
-        conf = torch.where(unknown, conf + 4.5 * (1 - r) * gumbel, torch.tensor(float("inf")))
-        cutoff = conf.sort(-1).values.gather(-1, mask_len[:, None])
-        tokens = torch.where((conf < cutoff)[..., None], k, sampled)
+    sampled = torch_loop(logits_of, batch, n, k, steps)
     t1 = time.perf_counter()
     # The last step's draws fill every position (the official loop returns them).
     zq = vq.quantize.embedding(sampled[..., 0]).reshape(batch, 16, 16, 4).permute(0, 3, 1, 2).contiguous()

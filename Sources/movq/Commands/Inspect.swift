@@ -33,7 +33,7 @@ struct Inspect: ParsableCommand {
                 print("       tokens \(p.height)x\(p.width) x \(p.channels) from \(p.codes) codes, \(p.classes) classes")
             }
             if let c = h.config {
-                print("config: block_out_channels \(c.blockOutChannels), layers_per_block \(c.layersPerBlock), norm \(c.normType.rawValue)")
+                print("config: \(c.architecture.map { "architecture \($0.rawValue), " } ?? "")block_out_channels \(c.blockOutChannels), layers_per_block \(c.layersPerBlock), norm \(c.normType.rawValue)")
                 print("        latent \(c.latentChannels), z_q \(c.vqEmbedDim) = \(c.channelsPerPosition) x \(c.codebookDim), codebook \(c.numVQEmbeddings)")
                 print("        groups \(c.normNumGroups) (spatial \(c.spatialNormGroups)), eps \(c.normEps), encoder \(c.hasEncoder), f \(c.downsampleFactor)")
             }
