@@ -21,7 +21,7 @@ struct Sample: ParsableCommand {
     var prior: String?
     @Option(help: "Packed MoVQ decoder for the tokens (default: the one the prior names; the demo decoder for the demo prior).")
     var decoder: String?
-    @Option(name: .customLong("class"), help: "Class label (default: every class, one grid row each).")
+    @Option(name: .customLong("class"), help: "Class label (default: every class, one grid row each, for priors of at most 16 classes).")
     var classLabel: Int?
     @Option(help: "Base seed.")
     var seed: UInt64 = 0
@@ -79,6 +79,10 @@ struct Sample: ParsableCommand {
             let maskgit = isGPT ? nil : try MaskGITPrior(contentsOf: priorPath, tier: tier, memoryLimit: compute.memoryLimit)
             let gpt = isGPT ? try GPTPrior(contentsOf: priorPath, tier: tier, memoryLimit: compute.memoryLimit) : nil
             let c = maskgit?.config ?? gpt!.config
+            // A grid of every class is for small priors; 1000 ImageNet classes x --batch would run for hours.
+            if classLabel == nil && c.classes > 16 {
+                throw MoVQError.invalidInput("\(priorPath) has \(c.classes) classes: choose one with --class (a grid of every class is made for at most 16)")
+            }
             let named = maskgit?.decoderPath ?? gpt?.decoderPath
             let decoderPath: String
             if let d = decoder ?? named { decoderPath = d } else if model == nil { decoderPath = try DemoAssets.model() } else {

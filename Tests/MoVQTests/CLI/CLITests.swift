@@ -154,6 +154,12 @@ final class CLITests: XCTestCase {
         r = try movq(["sample", d + "/prior.mvq", "--class", "10", "-o", d + "/x.png"])
         XCTAssertTrue(r.err.contains("no unconditional class"), r.err)
         XCTAssertFalse(FileManager.default.fileExists(atPath: d + "/x.png"))
+        // Read with 30 codes, the vocabulary leaves 20 classes: too many for the every-class grid.
+        try Data(#"{"codes": 30}"#.utf8).write(to: URL(fileURLWithPath: d + "/codes30.json"))
+        r = try movq(["convert", TestPaths.fixture("maskgit_flax/transformer_checkpoint"), "--config", d + "/codes30.json", "-o", d + "/p30.mvq", "-q"])
+        XCTAssertEqual(r.status, 0, r.err)
+        r = try movq(["sample", d + "/p30.mvq", "--decoder", d + "/tok.mvq", "-o", d + "/x.png"])
+        XCTAssertTrue(r.err.contains("choose one with --class"), r.err)
         r = try movq(["convert", TestPaths.fixture("maskgit_flax/tokenizer_checkpoint"), "-o", d + "/bad.mvq", "-q"])  // 16 channels, 32 groups
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.err.contains("norm_num_groups"), r.err)
