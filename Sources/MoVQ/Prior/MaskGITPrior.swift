@@ -105,17 +105,18 @@ extension MaskGITPrior {
             throw MoVQError.invalidInput("one seed per image: \(seeds.count) seeds for \(classes.count) classes")
         }
         let start = initial ?? classes.map { _ in [Int32](repeating: Int32(c.codes), count: n * c.channels) }
-        let logits: MaskGITSampler.Logits = { try self.logits(tokens: $0, classes: $1, threads: threads) }
+        func run<N: MaskGITNoise>(_ noise: [N]) throws -> [[[Int32]]] {
+            var noise = noise
+            return try MaskGITSampler.sample(initial: start, classes: classes, codes: c.codes, channels: c.channels, unconditionalClass: c.classes,
+                                             settings: settings, noiseSources: &noise, threads: threads,
+                                             logits: { try self.logits(tokens: $0, classes: $1, threads: threads) }, onStep: onStep)
+        }
         let steps: [[[Int32]]]
         switch settings.stream {
         case .perImage:
-            var noise = seeds.map { SeededGenerator(seed: $0) }
-            steps = try MaskGITSampler.sample(initial: start, classes: classes, codes: c.codes, channels: c.channels, unconditionalClass: c.classes,
-                                              settings: settings, noise: &noise, threads: threads, logits: logits, onStep: onStep)
+            steps = try run(seeds.map { UniformMaskGITNoise(source: SeededGenerator(seed: $0)) })
         case .jax(let partitionable):
-            var noise = classes.indices.map { JAXMaskGITNoise(seed: seeds[0], image: $0, batch: classes.count, partitionable: partitionable) }
-            steps = try MaskGITSampler.sample(initial: start, classes: classes, codes: c.codes, channels: c.channels, unconditionalClass: c.classes,
-                                              settings: settings, noiseSources: &noise, threads: threads, logits: logits, onStep: onStep)
+            steps = try run(classes.indices.map { JAXMaskGITNoise(seed: seeds[0], image: $0, batch: classes.count, partitionable: partitionable) })
         }
         // [B][N][c] -> [B, c, h, w]
         var values = [Int32](repeating: 0, count: classes.count * n * c.channels)

@@ -44,7 +44,7 @@ public struct JAXKey: Sendable, Equatable {
             return (0..<count).map { j in let (a, b) = threefry(UInt32(truncatingIfNeeded: j >> 32), UInt32(truncatingIfNeeded: j)); return JAXKey(a, b, partitionable: true) }
         }
         // threefry_2x32 over iota(2 count), reshaped [count, 2].
-        let flat = bitsOriginal(2 * count) { $0 }
+        let flat = (0..<(2 * count)).map { bits($0, of: 2 * count) }
         return (0..<count).map { JAXKey(flat[2 * $0], flat[2 * $0 + 1], partitionable: false) }
     }
 
@@ -62,14 +62,13 @@ public struct JAXKey: Sendable, Equatable {
         return i < half ? a : b
     }
 
-    func bitsOriginal(_ total: Int, _ index: (Int) -> Int) -> [UInt32] { (0..<total).map { bits(index($0), of: total) } }
-
     /// `uniform(key, shape, float32, minval: tiny, maxval: 1)` from bits: the
-    /// 23 high bits as a mantissa in [1, 2), minus 1, raised to the smallest normal.
+    /// 23 high bits as a mantissa in [1, 2), minus 1, raised to the smallest
+    /// normal (JAX's scale `maxval - minval` is `1 - tiny`, which is 1 in float32).
     @inline(__always)
     public static func uniformTiny(_ bits: UInt32) -> Float {
         let f = Float(bitPattern: (bits >> 9) | 0x3F80_0000) - 1
-        return max(Float.leastNormalMagnitude, f * 1 + Float.leastNormalMagnitude)
+        return max(Float.leastNormalMagnitude, f + Float.leastNormalMagnitude)
     }
 
     /// `gumbel(key, shape)` element from its bits: `-log(-log(u))`.
@@ -89,7 +88,7 @@ public struct JAXMaskGITNoise: MaskGITNoise {
     var rng: JAXKey
     let image: Int, batch: Int
     var sampleKey = JAXKey(seed: 0), choiceKey = JAXKey(seed: 0)
-    var sequence = 0, codes = 0
+    var sequence = 0
 
     /// Image `image` of a batch of `batch` sampled from `jax.random.PRNGKey(seed)`.
     public init(seed: UInt64, image: Int, batch: Int, partitionable: Bool = true) {
@@ -100,7 +99,7 @@ public struct JAXMaskGITNoise: MaskGITNoise {
         guard channels == 1 else { throw MoVQError.invalidInput("the JAX random stream replays the official single-channel MaskGIT") }
         let s = rng.split(); rng = s[0]; sampleKey = s[1]
         let c = rng.split(); rng = c[0]; choiceKey = c[1]
-        sequence = n + 1; codes = k
+        sequence = n + 1
     }
 
     /// `argmax(logits + gumbel)` (the first maximum), and `log softmax` at it.

@@ -156,16 +156,16 @@ enum FlaxImporter {
         for l in 0..<layers {
             let a = "TransformerLayer_\(l)/Attention_0", m = "TransformerLayer_\(l)/Mlp_0"
             // q, k, v kernels [d, heads, head] -> qkv rows (part, head, j) x d columns.
-            var qkv: [Float] = [], qkvBias: [Float] = [], paths: [String] = []
+            var qkv: [Float] = [], qkvBias: [Float] = [], kernelPaths: [String] = [], biasPaths: [String] = []
             for part in ["query", "key", "value"] {
                 let k = try get("\(a)/self_attention/\(part)/kernel", rank: 3), b = try get("\(a)/self_attention/\(part)/bias", rank: 2)
                 guard k.shape == [d, heads, d / heads], b.shape == [heads, d / heads] else {
                     throw MoVQError.shapeMismatch(tensor: "\(a)/self_attention/\(part)/kernel", expected: [d, heads, d / heads], found: k.shape)
                 }
-                qkv += transposed(k, [1, 2, 0]).values; qkvBias += b.values; paths += [k.name, b.name]
+                qkv += transposed(k, [1, 2, 0]).values; qkvBias += b.values; kernelPaths.append(k.name); biasPaths.append(b.name)
             }
-            put("layers.\(l).attn.qkv.weight", qkv, [3 * d, d], from: paths.enumerated().filter { $0.offset % 2 == 0 }.map(\.element))
-            put("layers.\(l).attn.qkv.bias", qkvBias, [3 * d], from: paths.enumerated().filter { $0.offset % 2 == 1 }.map(\.element))
+            put("layers.\(l).attn.qkv.weight", qkv, [3 * d, d], from: kernelPaths)
+            put("layers.\(l).attn.qkv.bias", qkvBias, [3 * d], from: biasPaths)
             let out = try get("\(a)/self_attention/out/kernel", rank: 3)  // [heads, head, d] -> [d, heads * head]
             guard out.shape == [heads, d / heads, d] else {
                 throw MoVQError.shapeMismatch(tensor: out.name, expected: [heads, d / heads, d], found: out.shape)

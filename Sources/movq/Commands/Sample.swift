@@ -64,6 +64,13 @@ struct Sample: ParsableCommand {
                 throw MoVQError.invalidInput("unknown schedule '\(scheduleName)' (cosine, linear, pow<k>, log, exp)")
             }
             guard prior == nil || prior == "maskgit" || prior == "ar" else { throw MoVQError.invalidInput("--prior must be maskgit or ar") }
+            let stream: MaskGITRandomStream
+            switch rng {
+            case "movq": stream = .perImage
+            case "jax": stream = .jax(partitionable: true)
+            case "jax-original": stream = .jax(partitionable: false)
+            default: throw MoVQError.invalidInput("--rng must be movq, jax or jax-original, got '\(rng)'")
+            }
             let priorPath = try model ?? DemoAssets.prior()
             let tier = try compute.priorTier()
             let isGPT = try PackedFile(path: priorPath, verifyChecksums: false).header.prior?.isAutoregressive == true
@@ -92,8 +99,10 @@ struct Sample: ParsableCommand {
             guard m.config.numVQEmbeddings == c.codes, m.config.channelsPerPosition == c.channels else {
                 throw MoVQError.invalidInput("decoder \(decoderPath) has \(m.config.channelsPerPosition) x \(m.config.numVQEmbeddings) codes, the prior \(c.channels) x \(c.codes)")
             }
+            // Sampling settings the prior file records (the official models: steps, choice temperature, no null class).
+            let recorded = maskgit?.file.header.metadata ?? [:]
+            let noNullClass = recorded["null_class"] == "none"
             let rows: [Int]
-            let noNullClass = maskgit?.file.header.metadata["null_class"] == "none"
             if let k = classLabel {
                 if noNullClass && k == c.classes { throw MoVQError.invalidInput("--class must be 0...\(c.classes - 1): \(priorPath) has no unconditional class") }
                 guard k >= 0 && k <= c.classes else { throw MoVQError.invalidInput("--class must be 0...\(c.classes) (\(c.classes) = unconditional)") }
@@ -106,7 +115,6 @@ struct Sample: ParsableCommand {
             let seeds = labels.indices.map { seed &+ UInt64($0) }
             let line = compute.progress
             let t0 = Date()
-            let recorded = maskgit?.file.header.metadata ?? [:]
             let total = gpt?.length ?? steps ?? recorded["steps"].flatMap { Int($0) } ?? MaskGITSettings().steps
             let onStep = { (s: Int) in line.update(String(format: "sampling: step %d/%d  %.2f s", s + 1, total, Date().timeIntervalSince(t0))) }
             let idx: IndexMap
@@ -115,17 +123,10 @@ struct Sample: ParsableCommand {
                 idx = try gpt.sample(classes: labels, seeds: seeds, settings: settings, threads: compute.threads, onStep: onStep)
             } else {
                 let guidance = cfg ?? recorded["guidance"].flatMap { Float($0) } ?? 0
-                if guidance != 0 && recorded["null_class"] == "none" {
+                if guidance != 0 && noNullClass {
                     throw MoVQError.invalidInput("\(priorPath) has no unconditional class (the official MaskGIT models were trained without one): --cfg needs 0")
                 }
                 let choice = choiceTemperature ?? recorded["choice_temperature"].flatMap { Float($0) } ?? MaskGITSettings().choiceTemperature
-                let stream: MaskGITRandomStream
-                switch rng {
-                case "movq": stream = .perImage
-                case "jax": stream = .jax(partitionable: true)
-                case "jax-original": stream = .jax(partitionable: false)
-                default: throw MoVQError.invalidInput("--rng must be movq, jax or jax-original, got '\(rng)'")
-                }
                 let settings = MaskGITSettings(steps: total, temperature: temperature, choiceTemperature: choice,
                                                schedule: maskSchedule, guidance: guidance, stream: stream)
                 idx = try maskgit!.sample(classes: labels, seeds: seeds, settings: settings, threads: compute.threads, onStep: onStep)
