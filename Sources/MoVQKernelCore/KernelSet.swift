@@ -11,7 +11,8 @@ public struct KernelSet: Sendable {
     public let conv: @Sendable (PlanarConvArgs, Range<Int>, Range<Int>, Range<Int>) -> Void
     /// Winograd F(2x2, 3x3) on one block of tiles: (args, tiles, block tiles, scratch).
     public let winograd: @Sendable (WinogradArgs, Range<Int>, Int, UnsafeMutablePointer<Float>) -> Void
-    public let planeSum: @Sendable (UnsafePointer<Float>, Int, Int, Int, Float?) -> Double
+    /// `NormKernels.accumulateRows`: (plane, row stride, rows, width, moments).
+    public let accumulateRows: @Sendable (UnsafePointer<Float>, Int, Int, Int, UnsafeMutablePointer<Moments>) -> Void
     public let normApply: @Sendable (NormApplyArgs, Range<Int>, UnsafeMutablePointer<Float>) -> Void
     /// FMA peak probe: runs n rounds of `24 * lanes` FLOPs, returns a sink value.
     public let peakProbe: @Sendable (Int) -> Float
@@ -35,14 +36,14 @@ public struct KernelSet: Sendable {
     public init(name: String, lanes: Int,
                 conv: @escaping @Sendable (PlanarConvArgs, Range<Int>, Range<Int>, Range<Int>) -> Void,
                 winograd: @escaping @Sendable (WinogradArgs, Range<Int>, Int, UnsafeMutablePointer<Float>) -> Void,
-                planeSum: @escaping @Sendable (UnsafePointer<Float>, Int, Int, Int, Float?) -> Double,
+                accumulateRows: @escaping @Sendable (UnsafePointer<Float>, Int, Int, Int, UnsafeMutablePointer<Moments>) -> Void,
                 normApply: @escaping @Sendable (NormApplyArgs, Range<Int>, UnsafeMutablePointer<Float>) -> Void,
                 peakProbe: @escaping @Sendable (Int) -> Float,
                 gelu: @escaping @Sendable (UnsafeMutablePointer<Float>, Int) -> Void,
                 geglu: @escaping @Sendable (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void,
                 columnNorm: @escaping @Sendable (ColumnNormArgs, Range<Int>) -> Void,
                 pairLinear: @escaping @Sendable (PairLinearArgs, Range<Int>) -> Void) {
-        self.name = name; self.lanes = lanes; self.conv = conv; self.winograd = winograd; self.planeSum = planeSum
+        self.name = name; self.lanes = lanes; self.conv = conv; self.winograd = winograd; self.accumulateRows = accumulateRows
         self.normApply = normApply; self.peakProbe = peakProbe
         self.gelu = gelu; self.geglu = geglu; self.columnNorm = columnNorm; self.pairLinear = pairLinear
     }
@@ -57,7 +58,7 @@ public struct KernelSet: Sendable {
             name: name, lanes: V.scalarCount,
             conv: { a, g, c, i in PlanarConv<V, M>.run(a, groups: g, chunks: c, inputs: i) },
             winograd: { a, t, b, s in Winograd<V, M>.run(a, tiles: t, blockTiles: b, scratch: s, D.self) },
-            planeSum: { p, rs, h, w, m in NormKernels<V, M>.planeSum(p, rowStride: rs, height: h, width: w, mean: m) },
+            accumulateRows: { p, rs, h, w, m in NormKernels<V, M>.accumulateRows(p, rowStride: rs, height: h, width: w, into: &m.pointee) },
             normApply: { a, c, s in NormKernels<V, M>.apply(a, channels: c, scratch: s) },
             peakProbe: { n in PeakProbe<V, M>.run(iterations: n) },
             gelu: { p, n in TransformerKernels<V, M>.gelu(p, count: n) },

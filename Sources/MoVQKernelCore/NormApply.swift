@@ -17,6 +17,12 @@ public struct NormApplyArgs: @unchecked Sendable {
     public var modHeight: Int
     public var modWidth: Int
     public var silu: Bool
+    /// Where these rows sit in the whole map (a band of it): row 0 is
+    /// `firstRow` of `totalHeight` (the SCN maps are mapped over the whole map).
+    public var firstRow: Int = 0
+    public var totalHeight: Int
+    /// Floats between output planes (the input's unless set).
+    public var outputPlaneStride: Int
 
     public init(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, planeStride: Int, rowStride: Int,
                 height: Int, width: Int, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>,
@@ -24,33 +30,59 @@ public struct NormApplyArgs: @unchecked Sendable {
         self.input = input; self.output = output; self.planeStride = planeStride; self.rowStride = rowStride
         self.height = height; self.width = width; self.scale = scale; self.shift = shift
         self.modScale = modScale; self.modShift = modShift; self.modHeight = modHeight; self.modWidth = modWidth; self.silu = silu
+        totalHeight = height; outputPlaneStride = planeStride
     }
 }
 
-public enum NormKernels<V: SIMD, M: MulAdd> where V.Scalar == Float {
-    /// Sum over a plane's interior (per row in Float vectors, rows in Double).
+/// Count, mean and sum of squared deviations (`m2`) of a set of values,
+/// built row by row: each row's own mean and `m2` (in cache, two passes),
+/// merged into the running ones in Double with Chan, Golub and LeVeque's
+/// pairwise update. Rows are merged in order, so the statistics of a map
+/// are the same whether its rows arrive at once or band by band.
+public struct Moments: Sendable, Equatable {
+    public var count: Double = 0, mean: Double = 0, m2: Double = 0
+    public init() {}
+
+    /// Merges a set of `n` values with mean `mean` and squared deviations `m2`.
     @inlinable
-    public static func planeSum(_ p: UnsafePointer<Float>, rowStride: Int, height: Int, width: Int, mean: Float?) -> Double {
-        let w = V.scalarCount
-        var total = 0.0
+    public mutating func merge(count n: Double, mean mb: Double, m2 qb: Double) {
+        guard count > 0 else { count = n; mean = mb; m2 = qb; return }
+        let total = count + n, delta = mb - mean
+        mean += delta * (n / total)
+        m2 += qb + delta * delta * (count * n / total)
+        count = total
+    }
+
+    /// `m2 / count` (0 for no values).
+    public var variance: Double { count > 0 ? m2 / count : 0 }
+}
+
+public enum NormKernels<V: SIMD, M: MulAdd> where V.Scalar == Float {
+    /// Merges the interior rows of one plane (padded, `height` rows) into
+    /// `moments`, row by row (see `Moments`): a row's sum in Float vectors,
+    /// its squared deviations from that mean (rounded to Float) likewise, the
+    /// rounding of the centre corrected in Double.
+    @inlinable
+    public static func accumulateRows(_ p: UnsafePointer<Float>, rowStride: Int, height: Int, width: Int, into moments: inout Moments) {
+        let w = V.scalarCount, n = Double(width)
         for y in 0..<height {
             let row = p + (y + 1) * rowStride + 1
             var acc = V(repeating: 0)
             var x = 0
-            if let m = mean {
-                let mv = V(repeating: m)
-                while x + w <= width { let d = load(row + x, as: V.self) - mv; acc = M.madd(acc, d, d); x += w }
-                var tail: Float = 0
-                while x < width { let d = row[x] - m; tail += d * d; x += 1 }
-                total += Double(acc.sum()) + Double(tail)
-            } else {
-                while x + w <= width { acc += load(row + x, as: V.self); x += w }
-                var tail: Float = 0
-                while x < width { tail += row[x]; x += 1 }
-                total += Double(acc.sum()) + Double(tail)
-            }
+            while x + w <= width { acc += load(row + x, as: V.self); x += w }
+            var tail: Float = 0
+            while x < width { tail += row[x]; x += 1 }
+            let mean = (Double(acc.sum()) + Double(tail)) / n, centre = Float(mean)
+            let cv = V(repeating: centre)
+            var sq = V(repeating: 0)
+            x = 0
+            while x + w <= width { let d = load(row + x, as: V.self) - cv; sq = M.madd(sq, d, d); x += w }
+            var sqTail: Float = 0
+            while x < width { let d = row[x] - centre; sqTail += d * d; x += 1 }
+            let offset = mean - Double(centre)
+            let m2 = max(0, Double(sq.sum()) + Double(sqTail) - n * offset * offset)
+            moments.merge(count: n, mean: mean, m2: m2)
         }
-        return total
     }
 
     /// Normalizes channels `channels`; `scratch` holds at least `2 * width + 3 * V.scalarCount` floats.
@@ -61,13 +93,13 @@ public enum NormKernels<V: SIMD, M: MulAdd> where V.Scalar == Float {
         let expandedScale = scratch, expandedShift = scratch + a.width + w
         let tail = scratch + 2 * (a.width + w)
         for c in channels {
-            let src = a.input + c * a.planeStride, dst = a.output + c * a.planeStride
+            let src = a.input + c * a.planeStride, dst = a.output + c * a.outputPlaneStride
             let sc = V(repeating: a.scale[c]), sh = V(repeating: a.shift[c])
             var lastSy = -1
             for y in 0..<a.height {
                 let hasMod = a.modScale != nil
                 if hasMod {
-                    let sy = y * a.modHeight / a.height
+                    let sy = (a.firstRow + y) * a.modHeight / a.totalHeight
                     if sy != lastSy {
                         // Nearest-neighbour expansion of the SCN row for this source row.
                         let ms = a.modScale! + (c * a.modHeight + sy) * a.modWidth

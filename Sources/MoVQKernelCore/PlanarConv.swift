@@ -26,20 +26,22 @@ public struct PlanarConvArgs: @unchecked Sendable {
     public var output: UnsafeMutablePointer<Float>
     public var outputPlaneStride: Int
     public var outputShift: Int
-    /// Added to the output (same layout and index as the stores), or nil.
+    /// Added to the output (same row layout and index as the stores; planes
+    /// `residualPlaneStride` apart), or nil.
     public var residual: UnsafePointer<Float>?
+    public var residualPlaneStride: Int
     /// Number of flat output positions `q` (0 ..< positions).
     public var positions: Int
 
     public init(input: UnsafePointer<Float>, inputPlaneStride: Int, rowStride: Int, kernel: Int, tapOrigin: Int,
                 weights: UnsafePointer<Float>, bias: UnsafePointer<Float>, inChannels: Int, outChannels: Int,
                 output: UnsafeMutablePointer<Float>, outputPlaneStride: Int, outputShift: Int,
-                residual: UnsafePointer<Float>?, positions: Int) {
+                residual: UnsafePointer<Float>?, residualPlaneStride: Int? = nil, positions: Int) {
         self.input = input; self.inputPlaneStride = inputPlaneStride; self.rowStride = rowStride
         self.kernel = kernel; self.tapOrigin = tapOrigin; self.weights = weights; self.bias = bias
         self.inChannels = inChannels; self.outChannels = outChannels; self.output = output
         self.outputPlaneStride = outputPlaneStride; self.outputShift = outputShift
-        self.residual = residual; self.positions = positions
+        self.residual = residual; self.residualPlaneStride = residualPlaneStride ?? outputPlaneStride; self.positions = positions
     }
 
     /// Output-channel groups of 6 (the register tile's rows).
@@ -123,7 +125,8 @@ public enum PlanarConv<V: SIMD, M: MulAdd> where V.Scalar == Float {
                     }
                     src += a.inputPlaneStride
                 }
-                t.store(o + q, planeStride: ps, rows: rows, residual: last ? a.residual.map { $0 + g * 6 * ps + q + a.outputShift } : nil)
+                t.store(o + q, planeStride: ps, rows: rows, residual: last ? a.residual.map { $0 + g * 6 * a.residualPlaneStride + q + a.outputShift } : nil,
+                        residualStride: a.residualPlaneStride)
             }
         }
     }
@@ -158,9 +161,10 @@ extension PlanarConv {
             t0.add(p0, src); t1.add(p1, src)
             p0 += 6; p1 += 6; src += a.inputPlaneStride
         }
-        let r = last ? a.residual.map { $0 + g * 6 * ps + q + a.outputShift } : nil
-        t0.store(o, planeStride: ps, rows: 6, residual: r)
-        t1.store(o + 6 * ps, planeStride: ps, rows: rows1, residual: r.map { $0 + 6 * ps })
+        let rps = a.residualPlaneStride
+        let r = last ? a.residual.map { $0 + g * 6 * rps + q + a.outputShift } : nil
+        t0.store(o, planeStride: ps, rows: 6, residual: r, residualStride: rps)
+        t1.store(o + 6 * ps, planeStride: ps, rows: rows1, residual: r.map { $0 + 6 * rps }, residualStride: rps)
     }
 
     /// Six output rows x two vectors of accumulators (one position chunk).
@@ -196,13 +200,13 @@ extension PlanarConv {
         }
 
         @inlinable @inline(__always)
-        func store(_ o: UnsafeMutablePointer<Float>, planeStride ps: Int, rows: Int, residual r: UnsafePointer<Float>?) {
+        func store(_ o: UnsafeMutablePointer<Float>, planeStride ps: Int, rows: Int, residual r: UnsafePointer<Float>?, residualStride rps: Int) {
             let w = V.scalarCount
             @inline(__always) func put(_ i: Int, _ v0: V, _ v1: V) {
                 guard i < rows else { return }
                 let dst = o + i * ps
                 var y0 = v0, y1 = v1
-                if let r { y0 += load(r + i * ps); y1 += load(r + i * ps + w) }
+                if let r { y0 += load(r + i * rps); y1 += load(r + i * rps + w) }
                 MoVQKernelCore.store(y0, dst); MoVQKernelCore.store(y1, dst + w)
             }
             put(0, c00, c01); put(1, c10, c11); put(2, c20, c21)
@@ -236,10 +240,10 @@ extension PlanarConv {
         }
 
         @inlinable @inline(__always)
-        func store(_ o: UnsafeMutablePointer<Float>, planeStride ps: Int, rows: Int, residual r: UnsafePointer<Float>?) {
+        func store(_ o: UnsafeMutablePointer<Float>, planeStride ps: Int, rows: Int, residual r: UnsafePointer<Float>?, residualStride rps: Int) {
             @inline(__always) func put(_ i: Int, _ v: V) {
                 guard i < rows else { return }
-                MoVQKernelCore.store(r.map { v + load($0 + i * ps) } ?? v, o + i * ps)
+                MoVQKernelCore.store(r.map { v + load($0 + i * rps) } ?? v, o + i * ps)
             }
             put(0, c0); put(1, c1); put(2, c2); put(3, c3); put(4, c4); put(5, c5)
         }
@@ -255,7 +259,7 @@ protocol PlanarTile {
     init(bias: UnsafePointer<Float>)
     init(partial: UnsafePointer<Float>, planeStride: Int, rows: Int)
     mutating func add(_ wp: UnsafePointer<Float>, _ src: UnsafePointer<Float>)
-    func store(_ o: UnsafeMutablePointer<Float>, planeStride: Int, rows: Int, residual: UnsafePointer<Float>?)
+    func store(_ o: UnsafeMutablePointer<Float>, planeStride: Int, rows: Int, residual: UnsafePointer<Float>?, residualStride: Int)
 }
 
 /// A convolution kernel size known at compile time (see `PlanarConv.run`).

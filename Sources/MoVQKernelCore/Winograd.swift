@@ -44,8 +44,9 @@ public struct WinogradArgs: @unchecked Sendable {
     public var outputRowStride: Int
     /// Nearest-2x upsample the input first (see above).
     public var upsample: Bool
-    /// Added to the output, same layout, or nil.
+    /// Added to the output (same row layout, planes `residualPlaneStride` apart), or nil.
     public var residual: UnsafePointer<Float>?
+    public var residualPlaneStride: Int
     /// Int16 mode (`WinogradInt16Args`, for int8 models): integer GEMMs
     /// with these weights instead of the fp32 `weights`.
     public var int16: WinogradInt16Args?
@@ -53,12 +54,14 @@ public struct WinogradArgs: @unchecked Sendable {
     public init(input: UnsafePointer<Float>, inputPlaneStride: Int, rowStride: Int, height: Int, width: Int,
                 weights: UnsafePointer<Float>, zeros: UnsafePointer<Float>, bias: UnsafePointer<Float>,
                 inChannels: Int, outChannels: Int, output: UnsafeMutablePointer<Float>, outputPlaneStride: Int,
-                outputRowStride: Int, upsample: Bool, residual: UnsafePointer<Float>?, int16: WinogradInt16Args? = nil) {
+                outputRowStride: Int, upsample: Bool, residual: UnsafePointer<Float>?, residualPlaneStride: Int? = nil,
+                int16: WinogradInt16Args? = nil) {
         self.input = input; self.inputPlaneStride = inputPlaneStride; self.rowStride = rowStride
         self.height = height; self.width = width; self.weights = weights; self.zeros = zeros; self.bias = bias
         self.inChannels = inChannels; self.outChannels = outChannels; self.output = output
         self.outputPlaneStride = outputPlaneStride; self.outputRowStride = outputRowStride
-        self.upsample = upsample; self.residual = residual; self.int16 = int16
+        self.upsample = upsample; self.residual = residual; self.residualPlaneStride = residualPlaneStride ?? outputPlaneStride
+        self.int16 = int16
     }
 
     /// One tile per input pixel in upsample mode, per 2x2 input block otherwise.
@@ -194,7 +197,7 @@ public enum Winograd<V: SIMD, M: MulAdd> where V.Scalar == Float {
                 transformOutput(m: m, pointStride: ps, count: n, bias: a.bias[o], ys: ys, t: t)
             }
             let plane = a.output + o * a.outputPlaneStride
-            let res = a.residual.map { $0 + o * a.outputPlaneStride }
+            let res = a.residual.map { $0 + o * a.residualPlaneStride }
             forEachSegment(a, tiles) { ty, tx0, count, j0 in
                 scatter(a, plane: plane, residual: res, ty: ty, tx0: tx0, count: count, ys: ys + j0, t: t)
             }

@@ -18,8 +18,19 @@ public final class MoVQModel: @unchecked Sendable {
     public var profiler: Profiler?
     /// Which implementation runs the decoder and encoder.
     public let backend: Backend
-    /// Bytes a decode or encode may plan to use (see `MemoryLimit`).
+    /// Bytes a decode or encode may plan to use (see `MemoryLimit`). A
+    /// decode or encode whose full-map execution would exceed it runs in
+    /// row bands instead (`BandedSchedule`), bit-identical to the full one.
     public let memoryLimit: Int
+    /// Forces a banded schedule (tests: tiny bands on small models).
+    package var bandOverride: BandChoice? {
+        get { cacheLock.lock(); defer { cacheLock.unlock() }; return override }
+        set { cacheLock.lock(); override = newValue; schedules = [:]; cacheLock.unlock() }
+    }
+    private var override: BandChoice? = nil
+    /// Planned schedules by (encoder?, height, width, threads).
+    private var schedules: [[Int]: BandedSchedule?] = [:]
+    private let cacheLock = NSLock()
     /// The decoder's plan for a latent of (height, width), and the encoder's for an image.
     let decoderPlan: @Sendable (Int, Int) -> ModelPlan
     let encoderPlan: @Sendable (Int, Int) -> ModelPlan
@@ -69,11 +80,17 @@ public final class MoVQModel: @unchecked Sendable {
             progress?(ProgressEvent(task: task, image: b - 1, images: b, stage: 1, stages: 1))
             return y
         }
+        let (h, w) = (input.shape[2], input.shape[3])
+        guard let s = schedule(executor, plan: plan, height: h, width: w, threads: threads) else {
+            throw MoVQError.memoryLimit(what: "\(task) of \(w)x\(h) even in row bands", estimate: .infinity, limit: memoryLimit)
+        }
         var out: [Float] = []
         var shape: [Int] = []
         for i in 0..<b {
-            let y = executor.run(input, image: i, threads: threads, profiler: profiler,
-                                 stageDone: progress.map { p in { p(ProgressEvent(task: task, image: i, images: b, stage: $0, stages: $1)) } })
+            var stage = (0, 1)
+            let y = executor.run(input, image: i, threads: threads, profiler: profiler, schedule: s,
+                                 stageDone: progress.map { p in { stage = ($0, $1); p(ProgressEvent(task: task, image: i, images: b, stage: $0, stages: $1)) } },
+                                 stepDone: progress.map { p in { p(ProgressEvent(task: task, image: i, images: b, stage: stage.0, stages: stage.1, pass: $0, passes: $1)) } })
             out += y.data
             shape = [b] + y.shape.dropFirst()
         }
@@ -191,7 +208,10 @@ public final class MoVQModel: @unchecked Sendable {
         let largestMap = Double(h) * Double(w) * scale * scale * widest * 4
         guard largestMap < 1e13 else { return largestMap }
         let p = plan(h, w)
-        if let executor { return Double(executor.layout(p, threads: threads).bytes) }
+        if let executor {
+            let s = schedule(executor, plan: plan, height: h, width: w, threads: threads) ?? executor.fullSchedule(p)
+            return Double(executor.layout(p, s, threads: threads).bytes)
+        }
         let scratch = p.ops.map { op -> Int in
             let x = p.values[op.inputs[0]], n = x.height * x.width
             switch op {
@@ -201,6 +221,29 @@ public final class MoVQModel: @unchecked Sendable {
             }
         }
         return Double(ActivationLayout(p, valueFloats: p.values.map { batch * $0.channels * $0.height * $0.width }, scratchFloats: scratch).bytes)
+    }
+
+    /// The schedule a run of `plan` at `height x width` takes: the full-map
+    /// execution when everything fits `memoryLimit`, else the banded one
+    /// that fits with the least recomputation (nil: none fits). Planned once per size.
+    func schedule(_ executor: SIMDExecutor, plan: (Int, Int) -> ModelPlan, height h: Int, width w: Int, threads: Int) -> BandedSchedule? {
+        let key = [executor === encoder ? 1 : 0, h, w, threads]
+        cacheLock.lock()
+        if let s = schedules[key] { cacheLock.unlock(); return s }
+        let forced = override
+        cacheLock.unlock()
+        let p = plan(h, w)
+        let s: BandedSchedule?
+        if let forced {
+            s = executor.schedule(p, forced)
+        } else {
+            // What else a run holds (as `estimatedDecodeBytes` counts it): weights, one image's input and output copies, slack.
+            let out = p.values[p.output], input = p.values[p.input]
+            let io = Double(out.channels * out.height * out.width) * 13 + Double(input.channels * input.height * input.width) * 12
+            s = executor.plannedSchedule(p, arenaLimit: Double(memoryLimit) - weightBytes - io - 64e6, threads: threads)
+        }
+        cacheLock.lock(); schedules[key] = s; cacheLock.unlock()
+        return s
     }
 
     /// Estimated peak memory, in bytes, of decoding `batch` latents of

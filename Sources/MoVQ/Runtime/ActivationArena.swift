@@ -33,16 +33,24 @@ struct ActivationLayout: Sendable {
         }
         for v in plan.outputs { last[v] = ops }
         for v in plan.state { first[v] = -1; last[v] = ops }  // kept from one run to the next
-        // Buffers in the order they come alive: values first written at step t, then op t's scratch.
+        self.init(values: plan.values.indices.map { first[$0] == Int.max ? nil : (first[$0], last[$0], valueFloats[$0]) },
+                  scratch: scratchFloats, steps: ops)
+    }
+
+    /// Plans buffers over `steps` steps: value `v` alive over steps
+    /// `values[v].first ... last` (-1: from the start; nil: never stored),
+    /// step `t`'s scratch (`scratch[t]` floats, 0: none) during step `t`.
+    init(values lifetimes: [(first: Int, last: Int, floats: Int)?], scratch scratchFloats: [Int], steps: Int) {
+        // Buffers in the order they come alive: values first written at step t, then step t's scratch.
         var buffers: [(first: Int, last: Int, floats: Int, value: Int?, op: Int?)] = []
-        for t in -1..<ops {
-            for v in plan.values.indices where first[v] == t { buffers.append((t, last[v], Self.round(valueFloats[v]), v, nil)) }
+        for t in -1..<steps {
+            for (v, life) in lifetimes.enumerated() where life?.first == t { buffers.append((t, life!.last, Self.round(life!.floats), v, nil)) }
             if t >= 0, scratchFloats[t] > 0 { buffers.append((t, t, Self.round(scratchFloats[t]), nil, t)) }
         }
         var offsets = [Int](repeating: 0, count: buffers.count)
         var live: [Int] = []  // indices into buffers, sorted by offset
         var top = 0, next = 0
-        for t in -1..<ops {
+        for t in -1..<steps {
             while next < buffers.count && buffers[next].first == t {
                 let size = buffers[next].floats
                 var candidate = 0
@@ -58,7 +66,7 @@ struct ActivationLayout: Sendable {
             }
             live.removeAll { buffers[$0].last <= t }
         }
-        var values = [Int?](repeating: nil, count: plan.values.count), scratch = [Int?](repeating: nil, count: ops)
+        var values = [Int?](repeating: nil, count: lifetimes.count), scratch = [Int?](repeating: nil, count: steps)
         for (b, buf) in buffers.enumerated() {
             if let v = buf.value { values[v] = offsets[b] }
             if let o = buf.op { scratch[o] = offsets[b] }

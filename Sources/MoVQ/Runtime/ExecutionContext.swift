@@ -59,7 +59,7 @@ struct ExecutionContext: Sendable {
                     height: input.height, width: input.width, weights: w.baseAddress ?? b.baseAddress!, zeros: z.baseAddress!,
                     bias: b.baseAddress!, inChannels: input.channels, outChannels: output.channels, output: output.base,
                     outputPlaneStride: output.planeStride, outputRowStride: output.rowStride, upsample: upsample,
-                    residual: residual.map { UnsafePointer($0.base) }, int16: q), scratch: scratch)
+                    residual: residual.map { UnsafePointer($0.base) }, residualPlaneStride: residual?.planeStride, int16: q), scratch: scratch)
             } }
         } } }
     }

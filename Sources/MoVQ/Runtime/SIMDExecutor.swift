@@ -18,7 +18,6 @@ final class SIMDExecutor: @unchecked Sendable {
     let operators: [Operator]
     /// The plan at an input size (the ops are the same at every size).
     let planAt: @Sendable (_ height: Int, _ width: Int) -> ModelPlan
-    private var prepared: (key: [Int], plan: ModelPlan, firstWriters: [Int], arena: ActivationArena)? = nil
     private let lock = NSLock()
 
     /// Packs the weights of `planAt(1, 1)`'s ops from `file`, operators
@@ -103,90 +102,234 @@ final class SIMDExecutor: @unchecked Sendable {
         plan.values.map { v in v.layout == .map ? FeatureMap.floats(channels: v.channels, height: v.height, width: v.width) : v.channels * v.height * v.width }
     }
 
-    /// The arena layout of `plan` on `threads` threads (nothing allocated).
-    func layout(_ plan: ModelPlan, threads: Int) -> ActivationLayout {
-        let ctx = ExecutionContext(kernels: kernels, parallelism: Parallelism(threads: threads))
-        let scratch = plan.ops.indices.map { i -> Int in
-            let x = plan.values[plan.ops[i].inputs[0]]
-            switch operators[i] {
-            case .conv(let o): return o.scratchFloats(height: x.height, width: x.width, ctx)
-            case .upsampleConv(let o): return o.scratchFloats(height: x.height, width: x.width, ctx)
-            case .downsampleConv(let o): return o.scratchFloats(height: x.height, width: x.width)
-            case .attention(let o): return o.scratchFloats(height: x.height, width: x.width, ctx)
-            case .modulation, .groupNorm, .averagePool: return 0
+    /// Rows op `i`'s output is written in multiples of: 2 where tiles cover two rows (Winograd, upsampling), else 1.
+    var granularity: [Int] {
+        operators.map { op in
+            switch op {
+            case .conv(let o): return o.algorithm == .direct ? 1 : 2
+            case .upsampleConv: return 2
+            default: return 1
             }
         }
-        return ActivationLayout(plan, valueFloats: Self.valueFloats(plan), scratchFloats: scratch)
+    }
+
+    /// Scratch floats op `i` of `plan` needs for a call writing `rows` output rows.
+    func scratchFloats(_ plan: ModelPlan, op i: Int, rows: Int, _ ctx: ExecutionContext) -> Int {
+        let x = plan.values[plan.ops[i].inputs[0]]
+        switch operators[i] {
+        case .conv(let o): return o.scratchFloats(height: rows, width: x.width, ctx)
+        case .upsampleConv(let o): return o.scratchFloats(height: (rows + 1) / 2, width: x.width, ctx)
+        case .downsampleConv(let o): return o.scratchFloats(height: x.height, width: x.width)
+        case .attention(let o): return o.scratchFloats(height: x.height, width: x.width, ctx)
+        case .modulation, .groupNorm, .averagePool: return 0
+        }
+    }
+
+    /// Every value stored, each op one band: the plain full-map execution.
+    func fullSchedule(_ plan: ModelPlan) -> BandedSchedule {
+        BandedSchedule(plan, stored: [Bool](repeating: true, count: plan.values.count), bandRows: { $0 }).sized(plan, granularity: granularity)
+    }
+
+    /// The arena layout of the full-map execution of `plan` on `threads` threads (nothing allocated).
+    func layout(_ plan: ModelPlan, threads: Int) -> ActivationLayout { layout(plan, fullSchedule(plan), threads: threads) }
+
+    /// The arena layout of `schedule`: stored values alive from the step
+    /// that first writes them to the last that reads them; each step's
+    /// window buffers and op scratch (the largest any of its calls needs)
+    /// during that step.
+    func layout(_ plan: ModelPlan, _ schedule: BandedSchedule, threads: Int) -> ActivationLayout {
+        let ctx = ExecutionContext(kernels: kernels, parallelism: Parallelism(threads: threads))
+        let steps = schedule.steps
+        var first = [Int](repeating: Int.max, count: plan.values.count), last = [Int](repeating: -1, count: plan.values.count)
+        first[plan.input] = -1
+        for (t, s) in steps.enumerated() {
+            for i in s.ops {
+                for v in plan.ops[i].outputs where schedule.stored[v] { first[v] = min(first[v], t); last[v] = max(last[v], t) }
+                for u in plan.ops[i].inputs where schedule.stored[u] { last[u] = max(last[u], t) }
+            }
+            if case .statistics(let n) = s.sink, schedule.stored[n.value] { last[n.value] = max(last[n.value], t) }
+        }
+        for v in plan.outputs { last[v] = steps.count }
+        let floats = Self.valueFloats(plan)
+        let scratch = steps.map { s in
+            windowFloats(plan, s) + s.ops.map { scratchFloats(plan, op: $0, rows: s.callRows[$0] ?? 0, ctx) }.max()!
+        }
+        return ActivationLayout(values: plan.values.indices.map { first[$0] == Int.max ? nil : (first[$0], last[$0], floats[$0]) },
+                                scratch: scratch, steps: steps.count)
+    }
+
+    /// Floats of step `s`'s window buffers, in value order.
+    private func windowFloats(_ plan: ModelPlan, _ s: BandedSchedule.Step) -> Int {
+        s.windowRows.keys.sorted().reduce(0) { t, v in
+            let value = plan.values[v]
+            return t + ActivationLayout.round(FeatureMap.floats(channels: value.channels, height: s.windowRows[v]!, width: value.width))
+        }
     }
 
     /// FLOPs the operators execute on one image of `plan` (Winograd and the
-    /// upsample convolutions do fewer multiply-adds than the model FLOPs count).
-    func executedFLOPs(_ plan: ModelPlan) -> Double {
-        plan.ops.indices.reduce(0.0) { total, i in
-            let x = plan.values[plan.ops[i].inputs[0]]
-            switch operators[i] {
-            case .conv(let o): return total + o.executedFLOPs(height: x.height, width: x.width)
-            case .upsampleConv(let o): return total + o.executedFLOPs(height: x.height, width: x.width)
-            default: return total + plan.flops(ofOp: i)
-            }
+    /// upsample convolutions do fewer multiply-adds than the model FLOPs
+    /// count), each op once.
+    func executedFLOPs(_ plan: ModelPlan) -> Double { plan.ops.indices.reduce(0.0) { $0 + executedFLOPs(plan, op: $1) } }
+
+    /// FLOPs op `i` executes on one image.
+    func executedFLOPs(_ plan: ModelPlan, op i: Int) -> Double {
+        let x = plan.values[plan.ops[i].inputs[0]]
+        switch operators[i] {
+        case .conv(let o): return o.executedFLOPs(height: x.height, width: x.width)
+        case .upsampleConv(let o): return o.executedFLOPs(height: x.height, width: x.width)
+        default: return plan.flops(ofOp: i)
         }
     }
 
+    /// A plan, its schedule and arena, kept for the next run of the same size, threads and limit.
+    private struct Prepared {
+        var key: [Int]
+        var plan: ModelPlan
+        var schedule: BandedSchedule
+        var arena: ActivationArena
+        /// The step that first writes each stored value (its borders are zeroed then).
+        var firstStep: [Int]
+    }
+    private var prepared: Prepared? = nil
 
     /// Runs image `index` of `input` (`[B, C, H, W]`) through the plan at its
-    /// size; returns `[1, C', H', W']`. `stageDone(stage, stages)` follows
-    /// each stage of the plan.
-    func run(_ input: Tensor, image index: Int, threads: Int, profiler: Profiler?, stageDone: ((Int, Int) -> Void)?) -> Tensor {
+    /// size; returns `[1, C', H', W']`, executing `schedule` (of the plan at
+    /// that size; nil: the full-map execution). `stageDone(stage, stages)`
+    /// follows each stage of the plan, `stepDone(step, steps)` each pass of a banded run.
+    func run(_ input: Tensor, image index: Int, threads: Int, profiler: Profiler?, schedule given: BandedSchedule? = nil,
+             stageDone: ((Int, Int) -> Void)?, stepDone: ((Int, Int) -> Void)? = nil) -> Tensor {
         lock.lock(); defer { lock.unlock() }
-        let (h, w) = (input.shape[2], input.shape[3]), key = [h, w, threads]
+        let (h, w) = (input.shape[2], input.shape[3])
+        let key = [h, w, threads] + (given.map { s in s.stored.map { $0 ? 1 : 0 } + s.steps.map(\.bandRows) } ?? [])
         if prepared?.key != key {
             prepared = nil  // free the old arena before allocating the new one
             let plan = planAt(h, w)
-            var firstWriters = [Int](repeating: -1, count: plan.values.count)
-            for (i, op) in plan.ops.enumerated().reversed() { for v in op.outputs { firstWriters[v] = i } }
-            prepared = (key, plan, firstWriters, ActivationArena(layout(plan, threads: threads)))
+            let schedule = given ?? fullSchedule(plan)
+            var firstStep = [Int](repeating: -1, count: plan.values.count)
+            for (t, s) in schedule.steps.enumerated().reversed() {
+                for i in s.ops { for v in plan.ops[i].outputs where schedule.stored[v] { firstStep[v] = t } }
+            }
+            prepared = Prepared(key: key, plan: plan, schedule: schedule, arena: ActivationArena(layout(plan, schedule, threads: threads)),
+                                firstStep: firstStep)
         }
-        let (plan, firstWriters, arena) = (prepared!.plan, prepared!.firstWriters, prepared!.arena)
+        let p = prepared!
         let ctx = ExecutionContext(kernels: kernels, parallelism: Parallelism(threads: threads), profiler: profiler)
-        func map(_ v: Int) -> FeatureMap {
-            let value = plan.values[v]
-            return FeatureMap(base: arena.value(v), channels: value.channels, height: value.height, width: value.width)
-        }
-        let first = map(plan.input)
+        let first = stored(p, p.plan.input)
         first.zeroAllBorders()
         first.load(input, image: index)
+        let run = ScheduleRun(executor: self, prepared: p, ctx: ctx)
         var stage = 0
-        for (i, op) in plan.ops.enumerated() {
-            for v in op.outputs where firstWriters[v] == i && plan.values[v].layout == .map { map(v).zeroAllBorders() }
-            switch (op, operators[i]) {
+        let steps = p.schedule.steps
+        for t in steps.indices {
+            run.step(t)
+            if !p.schedule.isFull { stepDone?(t + 1, steps.count) }
+            // Ops before the next step's time are complete.
+            let complete = t + 1 < steps.count ? steps[t + 1].time : p.plan.ops.count
+            while stage < p.plan.stageEnds.count && p.plan.stageEnds[stage] <= complete {
+                stage += 1
+                stageDone?(stage, p.plan.stageEnds.count)
+            }
+        }
+        return stored(p, p.plan.output).tensor()
+    }
+
+    /// The whole stored map of value `v`.
+    private func stored(_ p: Prepared, _ v: Int) -> FeatureMap {
+        let value = p.plan.values[v]
+        return FeatureMap(base: p.arena.value(v), channels: value.channels, height: value.height, width: value.width)
+    }
+
+    /// One run of a schedule: the GroupNorm statistics found so far and the steps' execution.
+    private final class ScheduleRun {
+        let executor: SIMDExecutor, p: Prepared, ctx: ExecutionContext
+        /// Complete per-channel statistics of GroupNorm inputs.
+        var statistics: [BandedSchedule.Node: [Moments]] = [:]
+        /// Each GroupNorm op's coefficients, once computed.
+        var coefficients: [Int: GroupNormOperator.Coefficients] = [:]
+
+        init(executor: SIMDExecutor, prepared: Prepared, ctx: ExecutionContext) { self.executor = executor; p = prepared; self.ctx = ctx }
+
+        func step(_ t: Int) {
+            let plan = p.plan, schedule = p.schedule, s = schedule.steps[t]
+            for i in s.ops { for v in plan.ops[i].outputs where schedule.stored[v] && p.firstStep[v] == t && plan.values[v].layout == .map {
+                executor.stored(p, v).zeroAllBorders()
+            } }
+            // Window buffers in value order, then the ops' scratch.
+            var next = p.arena.scratch(t)
+            var windows: [Int: FeatureMap] = [:]
+            for v in s.windowRows.keys.sorted() {
+                let value = plan.values[v]
+                let m = FeatureMap(base: next!, channels: value.channels, height: s.windowRows[v]!, width: value.width)
+                m.zeroAllBorders()
+                windows[v] = m
+                next = next! + ActivationLayout.round(FeatureMap.floats(channels: value.channels, height: m.height, width: m.width))
+            }
+            let scratch = next
+            var moments: [BandedSchedule.Node: [Moments]] = [:]
+            for n in s.statistics { moments[n] = [Moments](repeating: Moments(), count: plan.values[n.value].channels) }
+            let walk = BandWalk(plan: plan, schedule: schedule, step: s, granularity: executor.granularity)
+            func view(_ v: Int, _ rows: Range<Int>) -> FeatureMap {
+                if schedule.stored[v] { return executor.stored(p, v).rows(rows) }
+                let o = walk.origin[v]!
+                return windows[v]!.rows((rows.lowerBound - o)..<(rows.upperBound - o))
+            }
+            walk.shift = { v, from, count in
+                let m = windows[v]!
+                for c in 0..<m.channels { m.plane(c).update(from: m.plane(c) + from * m.rowStride, count: count * m.rowStride) }
+            }
+            walk.perform = { i, rows in
+                self.execute(i, rows: rows, view: view, scratch: scratch, moments: &moments)
+                // The bottom border row of a streamed map is zero once its last row is written.
+                for v in plan.ops[i].outputs where !schedule.stored[v] && rows.upperBound == plan.values[v].height {
+                    let m = windows[v]!, row = rows.upperBound - walk.origin[v]! + 1
+                    for c in 0..<m.channels { (m.plane(c) + row * m.rowStride).update(repeating: 0, count: m.rowStride) }
+                }
+            }
+            walk.run()
+            if case .statistics(let n) = s.sink, schedule.stored[n.value], moments[n] != nil {
+                moments[n]!.withUnsafeMutableBufferPointer { GroupNormOperator.accumulate(executor.stored(p, n.value), into: $0.baseAddress!, ctx) }
+            }
+            for (n, m) in moments { statistics[n] = m }
+        }
+
+        /// Op `i` on output rows `rows` (all of them for ops that are not bandable).
+        func execute(_ i: Int, rows: Range<Int>, view: (Int, Range<Int>) -> FeatureMap, scratch: UnsafeMutablePointer<Float>?,
+                              moments: inout [BandedSchedule.Node: [Moments]]) {
+            let plan = p.plan, arena = p.arena
+            func whole(_ v: Int) -> FeatureMap { view(v, 0..<plan.values[v].height) }
+            switch (plan.ops[i], executor.operators[i]) {
             case (.conv(_, let x, let y, let r), .conv(let o)):
-                o(map(x), into: map(y), residual: r.map(map), scratch: arena.scratch(i), ctx)
+                o(view(x, rows), into: view(y, rows), residual: r.map { view($0, rows) }, scratch: scratch, ctx)
             case (.upsampleConv(_, let x, let y), .upsampleConv(let o)):
-                o(map(x), into: map(y), scratch: arena.scratch(i)!, ctx)
+                o(view(x, (rows.lowerBound / 2)..<((rows.upperBound + 1) / 2)), into: view(y, rows), scratch: scratch!, ctx)
             case (.downsampleConv(_, let x, let y), .downsampleConv(let o)):
-                o(map(x), into: map(y), scratch: arena.scratch(i)!, ctx)
+                o(whole(x), into: whole(y), scratch: scratch!, ctx)
             case (.averagePool(let x, let y), .averagePool(let o)):
-                o(map(x), into: map(y), ctx)
+                o(whole(x), into: whole(y), ctx)
             case (.modulation(_, let z, let s, let t), .modulation(let o)):
-                o(map(z), scale: arena.value(s), shift: arena.value(t), ctx)
+                o(whole(z), scale: arena.value(s), shift: arena.value(t), ctx)
             case (.groupNorm(_, let x, let y, let m, let silu), .groupNorm(let o)):
+                if coefficients[i] == nil { coefficients[i] = o.coefficients(statistics[p.schedule.inputNode(op: i, value: x)]!) }
                 let maps = m.map { (scale: UnsafePointer(arena.value($0.scale)), shift: UnsafePointer(arena.value($0.shift)),
                                     height: plan.values[$0.scale].height, width: plan.values[$0.scale].width) }
-                o(map(x), into: map(y), modulation: maps, silu: silu, ctx)
+                o.apply(view(x, rows), into: view(y, rows), coefficients[i]!, modulation: maps, firstRow: rows.lowerBound,
+                        totalHeight: plan.values[x].height, silu: silu, ctx)
             case (.attention(_, let n, let r, let y), .attention(let o)):
-                o(map(n), residual: map(r), into: map(y), scratch: arena.scratch(i)!, ctx)
+                o(whole(n), residual: whole(r), into: whole(y), scratch: scratch!, ctx)
             default:
                 fatalError("operator \(i) does not match its plan op")
             }
-            if stage < plan.stageEnds.count && plan.stageEnds[stage] == i + 1 {
-                stage += 1
-                stageDone?(stage, plan.stageEnds.count)
+            for v in plan.ops[i].outputs {
+                let n = p.schedule.outputNode(op: i, value: v)
+                guard moments[n] != nil else { continue }
+                moments[n]!.withUnsafeMutableBufferPointer { GroupNormOperator.accumulate(view(v, rows), into: $0.baseAddress!, ctx) }
             }
         }
-        return map(plan.output).tensor()
     }
-
 
     /// Bytes of the arena kept from the last run (0 before the first).
     var arenaBytes: Int { lock.lock(); defer { lock.unlock() }; return prepared?.arena.layout.bytes ?? 0 }
+
+    /// The schedule of the last run (nil before the first).
+    var lastSchedule: BandedSchedule? { lock.lock(); defer { lock.unlock() }; return prepared?.schedule }
 }

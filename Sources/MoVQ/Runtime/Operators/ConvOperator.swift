@@ -102,7 +102,7 @@ struct ConvOperator: @unchecked Sendable {
                     tapOrigin: kernel == 3 ? 0 : rs + 1, weights: w.baseAddress!, bias: b.baseAddress!,
                     inChannels: inChannels, outChannels: outChannels, output: output.base,
                     outputPlaneStride: output.planeStride, outputShift: rs + 1,
-                    residual: residual.map { UnsafePointer($0.base) }, positions: input.height * rs)
+                    residual: residual.map { UnsafePointer($0.base) }, residualPlaneStride: residual?.planeStride, positions: input.height * rs)
                 ctx.gemm(args)
             }
         }
