@@ -189,13 +189,17 @@ public final class MoVQModel: @unchecked Sendable {
         }
     }
 
-    /// Resident weight bytes: the operators' packed weights and the
-    /// codebook (SIMD), or the mapped file the reference executor reads.
+    /// Resident weight bytes: the operators' weights (packed, or read in
+    /// place from the mapped file) and the codebook (SIMD), or the mapped
+    /// file the reference executor reads.
     var weightBytes: Double {
         let codebook = Double(config.hasQuantizer ? config.numVQEmbeddings * config.codebookDim * 4 : 0)
         guard let decoder else { return Double(file.fileSize) + codebook }
         return Double(decoder.residentBytes + (encoder?.residentBytes ?? 0)) + codebook
     }
+
+    /// `weightBytes` plus the mapped weights `executor` reads in place (the other's stay unread).
+    func weightBytes(running executor: SIMDExecutor) -> Double { weightBytes + Double(executor.mappedBytes) }
 
     /// Activation bytes of one run of `plan`: the SIMD executor's arena
     /// (exact: the layout it will allocate), or for the reference executor
@@ -240,10 +244,23 @@ public final class MoVQModel: @unchecked Sendable {
             // What else a run holds (as `estimatedDecodeBytes` counts it): weights, one image's input and output copies, slack.
             let out = p.values[p.output], input = p.values[p.input]
             let io = Double(out.channels * out.height * out.width) * 13 + Double(input.channels * input.height * input.width) * 12
-            s = executor.plannedSchedule(p, arenaLimit: Double(memoryLimit) - weightBytes - io - 64e6, threads: threads)
+            s = executor.plannedSchedule(p, arenaLimit: Double(memoryLimit) - weightBytes(running: executor) - io - 64e6, threads: threads)
         }
         cacheLock.lock(); schedules[key] = s; cacheLock.unlock()
         return s
+    }
+
+    /// How a decode of one latent of `latentHeight x latentWidth` runs under
+    /// `memoryLimit` (nil: not even in bands; the reference backend always runs whole).
+    public func decodeSchedule(latentHeight h: Int, latentWidth w: Int, threads: Int = Parallelism.allCores.threads) -> ScheduleSummary? {
+        guard let decoder else { return ScheduleSummary(banded: false, passes: 1, recomputeFactor: 1, arenaBytes: 0, bandRows: h) }
+        guard let s = schedule(decoder, plan: decoderPlan, height: h, width: w, threads: threads) else { return nil }
+        let p = decoderPlan(h, w)
+        let out = p.values[p.output].height
+        return ScheduleSummary(banded: !s.isFull, passes: s.steps.count,
+                               recomputeFactor: s.executedFLOPs { decoder.executedFLOPs(p, op: $0) } / decoder.executedFLOPs(p),
+                               arenaBytes: decoder.layout(p, s, threads: threads).bytes,
+                               bandRows: s.steps.filter { $0.bandRows < $0.height }.map { $0.bandRows * out / $0.height }.max() ?? out)
     }
 
     /// Estimated peak memory, in bytes, of decoding `batch` latents of
@@ -256,7 +273,7 @@ public final class MoVQModel: @unchecked Sendable {
         let outputs = pixels * Double(c.outChannels) * (4 * 3 + 1)  // the tensor, its batch copy, the images
         let inputs = Double(batch) * Double(h) * Double(w) * Double(c.vqEmbedDim) * 4 * 3
         let activations = activationBytes(decoder, batch: batch, inputHeight: h, inputWidth: w, scale: f, threads: threads, plan: decoderPlan)
-        return weightBytes + activations + outputs + inputs + 64e6  // + slack
+        return (decoder.map(weightBytes(running:)) ?? weightBytes) + activations + outputs + inputs + 64e6  // + slack
     }
 
     /// Estimated peak memory, in bytes, of encoding `batch` images of
@@ -266,7 +283,7 @@ public final class MoVQModel: @unchecked Sendable {
         let pixels = Double(batch) * Double(height) * Double(width)
         let inputs = pixels * Double(c.inChannels) * (4 * 2 + 4)  // the tensor, its feature-map copy, the decoded PNGs
         let activations = activationBytes(encoder, batch: batch, inputHeight: height, inputWidth: width, scale: 1, threads: threads, plan: encoderPlan)
-        return weightBytes + activations + inputs + 64e6
+        return (encoder.map(weightBytes(running:)) ?? weightBytes) + activations + inputs + 64e6
     }
 
     /// Throws unless `batch` latents of `latentHeight x latentWidth` are
@@ -289,6 +306,20 @@ public final class MoVQModel: @unchecked Sendable {
         try MemoryLimit.check("encoding \(batch) image(s) of \(width)x\(height)",
                               estimate: estimatedEncodeBytes(batch: batch, height: height, width: width, threads: threads), limit: memoryLimit)
     }
+}
+
+/// How a decode runs (`MoVQModel.decodeSchedule`).
+public struct ScheduleSummary: Sendable, Equatable {
+    /// Whether it runs in row bands (false: every map whole).
+    public var banded: Bool
+    /// Passes over row bands (steps; one per op when not banded).
+    public var passes: Int
+    /// FLOPs executed over those of the full-map run (1: nothing recomputed).
+    public var recomputeFactor: Double
+    /// Bytes of the activation arena.
+    public var arenaBytes: Int
+    /// Rows per band at the output's resolution.
+    public var bandRows: Int
 }
 
 /// The implementation that runs the decoder.

@@ -36,6 +36,8 @@ struct BandedSchedule: Sendable {
         var ops: [Int]
         /// Rows of the sink per band (its height: one band).
         var bandRows: Int
+        /// Rows of the sink.
+        var height: Int
         /// GroupNorm inputs whose statistics the step accumulates (it produces all their rows, in order).
         var statistics: [Node]
         /// The plan op after which the step runs (for progress).
@@ -115,7 +117,7 @@ struct BandedSchedule: Sendable {
             if case .statistics(let n) = sink, !known.contains(n) { stats.append(n); known.insert(n) }
             let streams = ops.contains { plan.ops[$0].outputs.contains { !stored[$0] } }
             steps.append(Step(sink: sink, ops: ops.sorted(), bandRows: streams ? max(1, min(height, bandRows(height))) : height,
-                              statistics: stats, time: time))
+                              height: height, statistics: stats, time: time))
         }
         for (i, op) in plan.ops.enumerated() {
             if case .groupNorm(_, let x, _, _, _) = op {
@@ -189,11 +191,7 @@ final class BandWalk {
 
     /// The sink's rows, band by band.
     func run() {
-        let height: Int
-        switch step.sink {
-        case .op(let i): height = plan.values[plan.ops[i].outputs[0]].height
-        case .statistics(let n): height = plan.values[n.value].height
-        }
+        let height = step.height
         let bands = (height + step.bandRows - 1) / step.bandRows
         for b in 0..<bands {
             let target = min(height, (b + 1) * step.bandRows)

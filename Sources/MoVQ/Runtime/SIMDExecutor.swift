@@ -16,6 +16,9 @@ final class SIMDExecutor: @unchecked Sendable {
 
     let kernels: KernelSet
     let operators: [Operator]
+    /// Bytes of the weights the operators read in place from the mapped
+    /// file (they count in resident memory once a run has read them).
+    let mappedBytes: Int
     /// The plan at an input size (the ops are the same at every size).
     let planAt: @Sendable (_ height: Int, _ width: Int) -> ModelPlan
     private let lock = NSLock()
@@ -35,6 +38,11 @@ final class SIMDExecutor: @unchecked Sendable {
             }
         }
         operators = try made.map { try $0!.get() }
+        mappedBytes = plan.weights.reduce(0) { total, spec in
+            guard let e = file.entry(spec.name), e.layout != TensorLayout.plain.rawValue,
+                  let kernel = layouts[spec.name], e.layout == kernel.rawValue || e.layout == kernel.int16Form?.rawValue else { return total }
+            return total + e.bytes
+        }
     }
 
     /// The operator of plan op `op`, its weights packed from `file`, or read

@@ -70,6 +70,7 @@ struct Bench: ParsableCommand {
             let gflops = flops / median / 1e9
             let rss = peakRSSBytes()
             let estimate = m.estimatedDecodeBytes(batch: batch, latentHeight: h, latentWidth: h, threads: compute.threads)
+            let schedule = m.decodeSchedule(latentHeight: h, latentWidth: h, threads: compute.threads)
             if json {
                 var obj: [String: Any] = [
                     "model": path, "size": size, "batch": batch, "threads": compute.threads, "kernels": backend.name,
@@ -77,7 +78,8 @@ struct Bench: ParsableCommand {
                     "median_s": median, "p90_s": p90, "runs": runs, "gflop": flops / 1e9, "gflops": gflops,
                     "executed_gflop": executed / 1e9, "executed_gflops": executed / median / 1e9,
                     "peak_gflops": peak / 1e9, "fraction_of_peak": executed / median / peak, "peak_rss_bytes": rss,
-                    "workspace_bytes": m.workspaceBytes, "estimated_bytes": estimate,
+                    "workspace_bytes": m.workspaceBytes, "estimated_bytes": estimate, "banded": schedule?.banded ?? false,
+                    "passes": schedule?.passes ?? 0, "recompute_factor": schedule?.recomputeFactor ?? 1, "band_rows": schedule?.bandRows ?? 0,
                     "runtime_options": RuntimeOptions.current.description,
                 ]
                 if cold { obj["open_s"] = openSeconds; obj["first_decode_s"] = firstSeconds; obj["cold_over_steady"] = (openSeconds + firstSeconds) / median }
@@ -91,6 +93,10 @@ struct Bench: ParsableCommand {
                 print("runtime options: \(RuntimeOptions.current)")
                 print(String(format: "peak RSS %.0f MB (workspace %.0f MB, weights mmapped %.0f MB; estimated before the run: %.0f MB)",
                              Double(rss) / 1e6, Double(m.workspaceBytes) / 1e6, Double(m.file.fileSize) / 1e6, estimate / 1e6))
+                if let s = schedule, s.banded {
+                    print(String(format: "banded under --max-memory %.0f MB: %d passes, bands of %d rows, recompute factor %.2f (executed FLOPs banded / full)",
+                                 Double(m.memoryLimit) / 1e6, s.passes, s.bandRows, s.recomputeFactor))
+                }
                 if cold {
                     print(String(format: "cold start: open %.3f s + first decode %.3f s = %.3f s, %.2fx the steady-state median",
                                  openSeconds, firstSeconds, openSeconds + firstSeconds, (openSeconds + firstSeconds) / median))

@@ -23,7 +23,7 @@ final class ActivationArenaTests: XCTestCase {
                 XCTAssertEqual(m.decoder!.arenaBytes, decodeLayout.bytes, "\(path) decode \(h)x\(w)")
                 XCTAssertFalse(decodeLayout.overlaps, "\(path) decode \(h)x\(w)")
                 XCTAssertEqual(m.estimatedDecodeBytes(batch: 1, latentHeight: h, latentWidth: w, threads: 2),
-                               m.weightBytes + Double(decodeLayout.bytes) + Double(h * w * f * f * c.outChannels * 13 + h * w * c.vqEmbedDim * 12) + 64e6)
+                               m.weightBytes(running: m.decoder!) + Double(decodeLayout.bytes) + Double(h * w * f * f * c.outChannels * 13 + h * w * c.vqEmbedDim * 12) + 64e6)
                 _ = try m.encode(images: images, threads: 2)
                 let encodeLayout = m.encoder!.layout(AutoencoderPlans.encoder(c, height: h * f, width: w * f), threads: 2)
                 XCTAssertEqual(m.encoder!.arenaBytes, encodeLayout.bytes, "\(path) encode \(h * f)x\(w * f)")
