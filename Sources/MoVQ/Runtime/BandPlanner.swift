@@ -78,6 +78,9 @@ extension SIMDExecutor {
         let full = fullSchedule(plan)
         if Double(layout(plan, full, threads: threads).bytes) <= limit { return full }
         let streamable = BandedSchedule.streamable(plan)
+        // Every schedule stores the maps that cannot stream whole.
+        let whole = SIMDExecutor.valueFloats(plan).indices.filter { !streamable[$0] }.map { SIMDExecutor.valueFloats(plan)[$0] }.max() ?? 0
+        guard Double(whole) * 4 <= limit else { return nil }
         let heights = Set(plan.values.indices.filter { streamable[$0] }.map { plan.values[$0].height }).sorted(by: >)
         // Policies that never decrease with the height.
         var assignments: [[BandPolicy]] = [[]]
@@ -92,10 +95,12 @@ extension SIMDExecutor {
         let flops = { (s: BandedSchedule) in s.executedFLOPs { self.executedFLOPs(plan, op: $0) } }
         // Cheapest first; the first that fits with the shortest bands wins, then its tallest bands that fit.
         let ranked = assignments.dropFirst().map { a -> (policies: [BandPolicy], flops: Double) in
-            let s = BandedSchedule(plan, stored: stored(plan, choice(a, rows: output)), bandRows: { $0 })
-            return (a, flops(s))
+            (a, flops(BandedSchedule(plan, stored: stored(plan, choice(a, rows: output)), bandRows: { $0 })))
         }.sorted { $0.flops < $1.flops }
         for candidate in ranked {
+            // The stored maps alone (no windows, no scratch) bound the arena from below: skip the dry run when they do not fit.
+            let unsized = BandedSchedule(plan, stored: stored(plan, choice(candidate.policies, rows: output)), bandRows: { $0 })
+            guard Double(layout(plan, unsized, threads: threads).bytes) <= limit else { continue }
             let shortest = schedule(plan, choice(candidate.policies, rows: rowChoices.last!))
             guard Double(layout(plan, shortest, threads: threads).bytes) <= limit else { continue }
             for rows in rowChoices.dropLast() {

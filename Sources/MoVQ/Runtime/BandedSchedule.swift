@@ -254,5 +254,7 @@ final class BandWalk {
         }
         // Padded rows up to the bottom border row of `rows` plus one of kernel overrun.
         windowRows[v] = max(windowRows[v] ?? 0, rows.upperBound - origin[v]! + 1)
+        // The dry run sized the window the executor allocated; a real walk never outgrows it.
+        precondition(perform == nil || windowRows[v]! <= step.windowRows[v] ?? 0, "window of value \(v) outgrows its dry run")
     }
 }
