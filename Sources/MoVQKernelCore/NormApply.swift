@@ -23,6 +23,10 @@ public struct NormApplyArgs: @unchecked Sendable {
     public var totalHeight: Int
     /// Floats between output planes (the input's unless set).
     public var outputPlaneStride: Int
+    /// The SCN buffers hold rows `modFirstRow ..< modFirstRow + modRows` of
+    /// the `modHeight`-row maps (all of them unless set).
+    public var modFirstRow: Int = 0
+    public var modRows: Int
 
     public init(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, planeStride: Int, rowStride: Int,
                 height: Int, width: Int, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>,
@@ -30,7 +34,7 @@ public struct NormApplyArgs: @unchecked Sendable {
         self.input = input; self.output = output; self.planeStride = planeStride; self.rowStride = rowStride
         self.height = height; self.width = width; self.scale = scale; self.shift = shift
         self.modScale = modScale; self.modShift = modShift; self.modHeight = modHeight; self.modWidth = modWidth; self.silu = silu
-        totalHeight = height; outputPlaneStride = planeStride
+        totalHeight = height; outputPlaneStride = planeStride; modRows = modHeight
     }
 }
 
@@ -102,8 +106,8 @@ public enum NormKernels<V: SIMD, M: MulAdd> where V.Scalar == Float {
                     let sy = (a.firstRow + y) * a.modHeight / a.totalHeight
                     if sy != lastSy {
                         // Nearest-neighbour expansion of the SCN row for this source row.
-                        let ms = a.modScale! + (c * a.modHeight + sy) * a.modWidth
-                        let mt = a.modShift! + (c * a.modHeight + sy) * a.modWidth
+                        let ms = a.modScale! + (c * a.modRows + sy - a.modFirstRow) * a.modWidth
+                        let mt = a.modShift! + (c * a.modRows + sy - a.modFirstRow) * a.modWidth
                         for x in 0..<a.width { let sx = x * a.modWidth / a.width; expandedScale[x] = ms[sx]; expandedShift[x] = mt[sx] }
                         lastSy = sy
                     }

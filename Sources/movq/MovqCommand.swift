@@ -103,7 +103,9 @@ final class ProgressLine: @unchecked Sendable {
     func handler(_ start: Date = Date()) -> ProgressHandler {
         { [self] e in
             let images = e.images > 1 ? String(format: " image %d/%d,", e.image + 1, e.images) : ""
-            update(String(format: "%@:%@ stage %d/%d (%3.0f%%)  %.1f s", e.task, images, e.stage, e.stages, 100 * e.fraction, Date().timeIntervalSince(start)))
+            let pass = e.passes > 0 ? String(format: ", banded pass %d/%d", e.pass, e.passes) : ""
+            update(String(format: "%@:%@ stage %d/%d%@ (%3.0f%%)  %.1f s", e.task, images, e.stage, e.stages, pass, 100 * e.fraction,
+                          Date().timeIntervalSince(start)))
         }
     }
 

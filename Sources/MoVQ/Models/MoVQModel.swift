@@ -258,7 +258,7 @@ public final class MoVQModel: @unchecked Sendable {
         let p = decoderPlan(h, w)
         let out = p.values[p.output].height
         return ScheduleSummary(banded: !s.isFull, passes: s.steps.count,
-                               recomputeFactor: s.executedFLOPs { decoder.executedFLOPs(p, op: $0) } / decoder.executedFLOPs(p),
+                               recomputeFactor: s.executedFLOPs(p) { decoder.executedFLOPs(p, op: $0) } / decoder.executedFLOPs(p),
                                arenaBytes: decoder.layout(p, s, threads: threads).bytes,
                                bandRows: s.steps.filter { $0.bandRows < $0.height }.map { $0.bandRows * out / $0.height }.max() ?? out)
     }

@@ -43,8 +43,10 @@ extension SIMDExecutor {
         let streamable = BandedSchedule.streamable(plan)
         var writers = [[Int]](repeating: [], count: plan.values.count)
         for (i, op) in plan.ops.enumerated() { for v in op.outputs { writers[v].append(i) } }
+        let banded = choice.policies.values.contains { $0 != .none }
         return plan.values.indices.map { v in
             guard streamable[v] else { return true }
+            if case .modulation = plan.ops[writers[v][0]] { return !banded }
             let first = plan.ops[writers[v][0]]
             let normOutput: Bool = {
                 if case .groupNorm(_, let x, _, _, _) = first { return x != v }
@@ -79,7 +81,8 @@ extension SIMDExecutor {
         if Double(layout(plan, full, threads: threads).bytes) <= limit { return full }
         let streamable = BandedSchedule.streamable(plan)
         // Every schedule stores the maps that cannot stream whole.
-        let whole = SIMDExecutor.valueFloats(plan).indices.filter { !streamable[$0] }.map { SIMDExecutor.valueFloats(plan)[$0] }.max() ?? 0
+        let floats = SIMDExecutor.valueFloats(plan)
+        let whole = floats.indices.filter { !streamable[$0] }.map { floats[$0] }.max() ?? 0
         guard Double(whole) * 4 <= limit else { return nil }
         let heights = Set(plan.values.indices.filter { streamable[$0] }.map { plan.values[$0].height }).sorted(by: >)
         // Policies that never decrease with the height.
@@ -92,7 +95,7 @@ extension SIMDExecutor {
         func choice(_ a: [BandPolicy], rows: Int) -> BandChoice {
             BandChoice(policies: Dictionary(uniqueKeysWithValues: zip(heights, a)), rows: rows)
         }
-        let flops = { (s: BandedSchedule) in s.executedFLOPs { self.executedFLOPs(plan, op: $0) } }
+        let flops = { (s: BandedSchedule) in s.executedFLOPs(plan) { self.executedFLOPs(plan, op: $0) } }
         // Cheapest first; the first that fits with the shortest bands wins, then its tallest bands that fit.
         let ranked = assignments.dropFirst().map { a -> (policies: [BandPolicy], flops: Double) in
             (a, flops(BandedSchedule(plan, stored: stored(plan, choice(a, rows: output)), bandRows: { $0 })))

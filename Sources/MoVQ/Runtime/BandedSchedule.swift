@@ -53,8 +53,27 @@ struct BandedSchedule: Sendable {
     /// The ops writing each value, in order.
     let writers: [[Int]]
 
+    /// Whether value `v` is an SCN modulation map computed inside each
+    /// GroupNorm call, for the rows it reads, instead of stored (banded
+    /// runs: stored, the maps of every GroupNorm a late pass reruns would
+    /// all be alive at once).
+    func isFused(_ plan: ModelPlan, _ v: Int) -> Bool {
+        guard !stored[v], let w = writers[v].first, case .modulation = plan.ops[w] else { return false }
+        return true
+    }
+
     /// Whether every value is stored (the plain full-map execution).
     var isFull: Bool { !stored.contains(false) }
+
+    /// The values op `i` reads when it runs, a fused modulation map replaced by what its op reads (the condition).
+    func reads(_ plan: ModelPlan, op i: Int) -> [Int] {
+        plan.ops[i].inputs.flatMap { u in isFused(plan, u) ? plan.ops[writers[u][0]].inputs : [u] }
+    }
+
+    /// The ops step `s` runs: its own and the modulation ops fused into its GroupNorms (counted once per step).
+    func executedOps(_ plan: ModelPlan, _ s: Step) -> [Int] {
+        s.ops + s.ops.flatMap { i in plan.ops[i].inputs.filter { isFused(plan, $0) && plan.ops[writers[$0][0]].outputs[0] == $0 }.map { writers[$0][0] } }
+    }
 
     /// The node op `i` reads for value `u`: `u` after its writers before `i`.
     func inputNode(op i: Int, value u: Int) -> Node { Node(value: u, version: writers[u].filter { $0 < i }.count) }
@@ -62,10 +81,11 @@ struct BandedSchedule: Sendable {
     /// The node op `i` writes for value `v`.
     func outputNode(op i: Int, value v: Int) -> Node { Node(value: v, version: writers[v].filter { $0 <= i }.count) }
 
-    /// Ops that can run on a band of rows (the rest need stored inputs and outputs).
+    /// Ops that can run on a band of rows (the rest need stored inputs and
+    /// outputs; modulation maps are computed by the GroupNorm that reads them).
     static func bandable(_ op: PlanOp) -> Bool {
         switch op {
-        case .conv, .upsampleConv, .groupNorm: return true
+        case .conv, .upsampleConv, .groupNorm, .modulation: return true
         default: return false
         }
     }
@@ -76,8 +96,8 @@ struct BandedSchedule: Sendable {
         ok[plan.input] = false
         for v in plan.outputs + plan.state { ok[v] = false }
         for op in plan.ops where !bandable(op) { for v in op.inputs + op.outputs { ok[v] = false } }
-        // SCN modulation maps and the condition are read whole.
-        for op in plan.ops { if case .groupNorm(_, _, _, let m?, _) = op { ok[m.scale] = false; ok[m.shift] = false } }
+        // Modulation maps may be fused into their GroupNorm (their `.plain` layout is not a window's).
+        for op in plan.ops { if case .modulation(_, _, let s, let t) = op { ok[s] = true; ok[t] = true } }
         return ok
     }
 
@@ -101,7 +121,7 @@ struct BandedSchedule: Sendable {
             while let n = stack.popLast() {
                 let w = writers[n.value][n.version - 1]
                 guard ops.insert(w).inserted else { continue }
-                for u in plan.ops[w].inputs where !stored[u] { stack.append(me.inputNode(op: w, value: u)) }
+                for u in plan.ops[w].inputs where !stored[u] && !me.isFused(plan, u) { stack.append(me.inputNode(op: w, value: u)) }
             }
             return ops
         }
@@ -154,8 +174,10 @@ struct BandedSchedule: Sendable {
         return BandedSchedule(stored: stored, steps: sized, writers: writers)
     }
 
-    /// Model FLOPs the steps execute, counting each op once per step it runs in.
-    func executedFLOPs(_ flops: (Int) -> Double) -> Double { steps.reduce(0.0) { t, s in s.ops.reduce(t) { $0 + flops($1) } } }
+    /// FLOPs the steps execute (`flops` of each op), counting each op once per step it runs in.
+    func executedFLOPs(_ plan: ModelPlan, _ flops: (Int) -> Double) -> Double {
+        steps.reduce(0.0) { t, s in executedOps(plan, s).reduce(t) { $0 + flops($1) } }
+    }
 }
 
 /// One step's walk over its sink's rows: which rows of which value each op
@@ -227,7 +249,7 @@ final class BandWalk {
         let op = plan.ops[i], out = op.outputs[0], height = plan.values[out].height, g = granularity[i]
         let a = done[i]!, b = min(height, (r + g - 1) / g * g)
         guard a < b else { return }
-        for u in op.inputs where !schedule.stored[u] {
+        for u in op.inputs where !schedule.stored[u] && !schedule.isFused(plan, u) {
             let rows = inputRows(op: i, value: u, output: a..<b)
             ensure(schedule.inputNode(op: i, value: u), upTo: min(plan.values[u].height, rows.upperBound + (readsBorderRows(op: i, value: u) ? 1 : 0)))
         }

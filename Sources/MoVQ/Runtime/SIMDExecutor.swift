@@ -153,17 +153,26 @@ final class SIMDExecutor: @unchecked Sendable {
         for (t, s) in steps.enumerated() {
             for i in s.ops {
                 for v in plan.ops[i].outputs where schedule.stored[v] { first[v] = min(first[v], t); last[v] = max(last[v], t) }
-                for u in plan.ops[i].inputs where schedule.stored[u] { last[u] = max(last[u], t) }
+                for u in schedule.reads(plan, op: i) where schedule.stored[u] { last[u] = max(last[u], t) }
             }
             if case .statistics(let n) = s.sink, schedule.stored[n.value] { last[n.value] = max(last[n.value], t) }
         }
         for v in plan.outputs { last[v] = steps.count }
         let floats = Self.valueFloats(plan)
         let scratch = steps.map { s in
-            windowFloats(plan, s) + s.ops.map { scratchFloats(plan, op: $0, rows: s.callRows[$0] ?? 0, ctx) }.max()!
+            windowFloats(plan, s) + s.ops.map { i in
+                scratchFloats(plan, op: i, rows: s.callRows[i] ?? 0, ctx) + fusedModulationFloats(plan, schedule, op: i, rows: s.callRows[i] ?? 0)
+            }.max()!
         }
         return ActivationLayout(values: plan.values.indices.map { first[$0] == Int.max ? nil : (first[$0], last[$0], floats[$0]) },
                                 scratch: scratch, steps: steps.count)
+    }
+
+    /// Floats of the modulation maps GroupNorm op `i` computes for a call of `rows` rows (0 unless fused).
+    func fusedModulationFloats(_ plan: ModelPlan, _ schedule: BandedSchedule, op i: Int, rows: Int) -> Int {
+        guard case .groupNorm(_, let x, _, let m?, _) = plan.ops[i], schedule.isFused(plan, m.scale), rows > 0 else { return 0 }
+        let map = plan.values[m.scale], r = GroupNormOperator.Modulation.rows(0..<rows, height: map.height, totalHeight: plan.values[x].height)
+        return 2 * ActivationLayout.round(map.channels * (r.count + 1) * map.width)
     }
 
     /// Floats of step `s`'s window buffers, in value order.
@@ -318,8 +327,20 @@ final class SIMDExecutor: @unchecked Sendable {
                 o(whole(z), scale: arena.value(s), shift: arena.value(t), ctx)
             case (.groupNorm(_, let x, let y, let m, let silu), .groupNorm(let o)):
                 if coefficients[i] == nil { coefficients[i] = o.coefficients(statistics[p.schedule.inputNode(op: i, value: x)]!) }
-                let maps = m.map { (scale: UnsafePointer(arena.value($0.scale)), shift: UnsafePointer(arena.value($0.shift)),
-                                    height: plan.values[$0.scale].height, width: plan.values[$0.scale].width) }
+                let maps = m.map { m -> GroupNormOperator.Modulation in
+                    let map = plan.values[m.scale]
+                    guard p.schedule.isFused(plan, m.scale) else {
+                        return .init(scale: arena.value(m.scale), shift: arena.value(m.shift), height: map.height, width: map.width)
+                    }
+                    // The maps' rows this band reads, computed here from the stored condition.
+                    let w = p.schedule.writers[m.scale][0]
+                    guard case .modulation(_, let z, _, _) = plan.ops[w], case .modulation(let mo) = executor.operators[w] else { fatalError("modulation op") }
+                    let r = GroupNormOperator.Modulation.rows(rows, height: map.height, totalHeight: plan.values[x].height)
+                    let size = ActivationLayout.round(map.channels * (r.count + 1) * map.width)
+                    let scale = scratch!, shift = scratch! + size
+                    mo(view(z, r), scale: scale, shift: shift, ctx)
+                    return .init(scale: scale, shift: shift, height: map.height, width: map.width, firstRow: r.lowerBound, rows: r.count)
+                }
                 o.apply(view(x, rows), into: view(y, rows), coefficients[i]!, modulation: maps, firstRow: rows.lowerBound,
                         totalHeight: plan.values[x].height, silu: silu, ctx)
             case (.attention(_, let n, let r, let y), .attention(let o)):

@@ -42,8 +42,9 @@ final class BandedScheduleTests: XCTestCase {
                             let s = m.decoder!.lastSchedule!, plan = AutoencoderPlans.decoder(c, latentHeight: h, latentWidth: w)
                             XCTAssertTrue(s.steps.contains { $0.bandRows < plan.values[plan.output].height * 2 && !$0.windowRows.isEmpty }, "\(policy)")
                             XCTAssertFalse(m.decoder!.layout(plan, s, threads: 2).overlaps)
-                            let passes = s.executedFLOPs { m.decoder!.executedFLOPs(plan, op: $0) } / m.decoder!.executedFLOPs(plan)
-                            if policy >= .innerConvs { XCTAssertGreaterThan(passes, 1, "\(policy) recomputes") } else { XCTAssertEqual(passes, 1, accuracy: 1e-12) }
+                            let passes = s.executedFLOPs(plan) { m.decoder!.executedFLOPs(plan, op: $0) } / m.decoder!.executedFLOPs(plan)
+                            // normOutputs recomputes only the SCN maps its GroupNorms compute per call (1x1 convs of z_q).
+                            if policy >= .innerConvs { XCTAssertGreaterThan(passes, 1.02, "\(policy) recomputes") } else { XCTAssertLessThan(passes, 1.02) }
                         }
                     }
                 }
@@ -75,7 +76,7 @@ final class BandedScheduleTests: XCTestCase {
         let plan = AutoencoderPlans.decoder(c, latentHeight: 32, latentWidth: 32)
         let full = executor.layout(plan, threads: 2).bytes
         XCTAssertTrue(executor.plannedSchedule(plan, arenaLimit: Double(full), threads: 2)!.isFull)
-        let flops = { (s: BandedSchedule) in s.executedFLOPs { executor.executedFLOPs(plan, op: $0) } }
+        let flops = { (s: BandedSchedule) in s.executedFLOPs(plan) { executor.executedFLOPs(plan, op: $0) } }
         let fullFLOPs = executor.executedFLOPs(plan)
         var last = 1.0
         for fraction in [0.8, 0.5, 0.3] {

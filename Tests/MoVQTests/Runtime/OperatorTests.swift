@@ -264,7 +264,7 @@ final class OperatorTests: XCTestCase {
                     for silu in [false, true] {
                         let want = GroupNormReference.forward(x, gamma: p[0], beta: p[1], groups: groups, eps: 1e-6, modulation: mod, silu: silu, parallelism: one)
                         let inp = planar(x, image: 0, ws), out = ws.map(channels: c, height: h, width: w)
-                        norm(inp, into: out, modulation: (UnsafePointer(scale), UnsafePointer(shift), mh, mw), silu: silu, ctx)
+                        norm(inp, into: out, modulation: .init(scale: scale, shift: shift, height: mh, width: mw), silu: silu, ctx)
                         let (e, _) = maxAbsError(tensor(out), want)
                         XCTAssertLessThan(e, 2e-5, "\(k.name) c \(c) \(h)x\(w) silu \(silu)")
                         assertBordersZero(out)

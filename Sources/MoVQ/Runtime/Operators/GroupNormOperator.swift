@@ -10,8 +10,23 @@ struct GroupNormOperator: @unchecked Sendable {
     let gamma: [Float], beta: [Float]
     let groups: Int, eps: Float
 
-    /// SCN maps `[C][mh][mw]` (the `ModulationOperator`'s), applied nearest-neighbour over the whole map.
-    typealias Modulation = (scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, height: Int, width: Int)
+    /// SCN maps `[C][height][width]` (the `ModulationOperator`'s), applied
+    /// nearest-neighbour over the whole map; the buffers may hold only rows
+    /// `firstRow ..< firstRow + rows` of them (what a band reads).
+    struct Modulation {
+        var scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, height: Int, width: Int
+        var firstRow = 0, rows: Int
+
+        init(scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, height: Int, width: Int, firstRow: Int = 0, rows: Int? = nil) {
+            self.scale = scale; self.shift = shift; self.height = height; self.width = width
+            self.firstRow = firstRow; self.rows = rows ?? height
+        }
+
+        /// The rows of `height`-row maps that rows `band` of a `totalHeight`-row map read.
+        static func rows(_ band: Range<Int>, height: Int, totalHeight: Int) -> Range<Int> {
+            (band.lowerBound * height / totalHeight)..<((band.upperBound - 1) * height / totalHeight + 1)
+        }
+    }
 
     /// The per-channel affine the statistics give: `y = x * scale[c] + shift[c]` before SCN and SiLU.
     struct Coefficients { var scale: [Float], shift: [Float] }
@@ -63,6 +78,7 @@ struct GroupNormOperator: @unchecked Sendable {
                     height: x.height, width: x.width, scale: sp.baseAddress!, shift: tp.baseAddress!,
                     modScale: mod?.scale, modShift: mod?.shift, modHeight: mod?.height ?? 1, modWidth: mod?.width ?? 1, silu: silu)
                 args.firstRow = firstRow; args.totalHeight = totalHeight; args.outputPlaneStride = y.planeStride
+                args.modFirstRow = mod?.firstRow ?? 0; args.modRows = mod?.rows ?? 1
                 let apply = ctx.kernels.normApply
                 ctx.parallelism.forEachRange(x.channels, minimumChunk: 2) { range in
                     let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchSize)
