@@ -9,7 +9,7 @@
 set -euo pipefail
 BIN=$(realpath "$1"); SIZE=$2; LIMIT=$3; TIERS=${4:-auto}; THREADS=${5:-2}
 cd "$(dirname "$0")/../.."
-K=Tools/out/kandinsky_random OUT=$(mktemp -d)
+K=Tools/out/kandinsky_random OUT=$(mktemp -d)  # k-fp32.mvq = kandinsky.mvq, k-int8.mvq = kandinsky-int8.mvq
 trap 'rm -rf "$OUT"' EXIT
 status=0
 for p in fp32 int8; do

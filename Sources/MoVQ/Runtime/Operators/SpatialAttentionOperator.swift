@@ -15,7 +15,7 @@ struct SpatialAttentionOperator: @unchecked Sendable {
     /// Scratch floats for a `height x width` map: five plain buffers and the attention's.
     func scratchFloats(height: Int, width: Int, _ ctx: ExecutionContext) -> Int {
         let n = height * width, np = Self.plainStride(positions: n, chunk: ctx.kernels.chunk)
-        return 5 * Attention.aligned(channels * np) + Attention.scratchFloats(channels: channels, keys: n, chunk: ctx.kernels.chunk)
+        return 4 * Attention.aligned(channels * np) + Attention.scratchFloats(channels: channels, keys: n, chunk: ctx.kernels.chunk)
     }
 
     /// `y = x + proj(attention(normed))`, written into `y`.
@@ -29,7 +29,8 @@ struct SpatialAttentionOperator: @unchecked Sendable {
     private func run(_ normed: FeatureMap, residual x: FeatureMap, into y: FeatureMap, scratch: UnsafeMutablePointer<Float>, _ ctx: ExecutionContext) {
         let c = channels, n = x.height * x.width
         let np = Self.plainStride(positions: n, chunk: ctx.kernels.chunk), size = Attention.aligned(c * np)
-        let plain = scratch, qb = plain + size, kb = qb + size, vb = kb + size, ob = vb + size
+        // Four `[C][N]` buffers: the normalized input, then the attention's output, in `plain`; q, then the projection, in `qb`.
+        let plain = scratch, qb = plain + size, kb = qb + size, vb = kb + size
         // Interior -> plain [C][N].
         for ch in 0..<c {
             for yy in 0..<x.height {
@@ -44,11 +45,11 @@ struct SpatialAttentionOperator: @unchecked Sendable {
             } }
         }
         project(q, plain, qb); project(k, plain, kb); project(v, plain, vb)
-        Attention.attend(q: qb, queries: n, queryStride: np, k: kb, v: vb, keys: n, keyStride: np, out: ob, outStride: np,
-                         channels: c, scale: 1 / Float(c).squareRoot(), scratch: ob + size, ctx)
-        project(out, ob, plain)
+        Attention.attend(q: qb, queries: n, queryStride: np, k: kb, v: vb, keys: n, keyStride: np, out: plain, outStride: np,
+                         channels: c, scale: 1 / Float(c).squareRoot(), scratch: vb + size, ctx)
+        project(out, plain, qb)
         // y = x + projection, interior only (borders stay zero).
-        let xb = UnsafeSendableBox(x), yb = UnsafeSendableBox(y), pl = UnsafeSendableBox(plain)
+        let xb = UnsafeSendableBox(x), yb = UnsafeSendableBox(y), pl = UnsafeSendableBox(qb)
         ctx.parallelism.forEachRange(c, minimumChunk: 8) { r in
             for ch in r {
                 let xs = xb.value.plane(ch), ys = yb.value.plane(ch), ps = pl.value + ch * np
