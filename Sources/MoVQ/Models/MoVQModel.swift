@@ -86,8 +86,9 @@ public final class MoVQModel: @unchecked Sendable {
         }
         var out: [Float] = []
         var shape: [Int] = []
+        let stages = plan(h, w).stageEnds.count
         for i in 0..<b {
-            var stage = (0, 1)
+            var stage = (0, stages)
             let y = executor.run(input, image: i, threads: threads, profiler: profiler, schedule: s,
                                  stageDone: progress.map { p in { stage = ($0, $1); p(ProgressEvent(task: task, image: i, images: b, stage: $0, stages: $1)) } },
                                  stepDone: progress.map { p in { p(ProgressEvent(task: task, image: i, images: b, stage: stage.0, stages: stage.1, pass: $0, passes: $1)) } })

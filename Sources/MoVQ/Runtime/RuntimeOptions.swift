@@ -13,6 +13,7 @@ import Foundation
 /// | `MOVQ_QUAD=0` | `quadLinears`: int8 prior linears in int16 mode instead of u8 x s8 (VNNI tiers) | on |
 /// | `MOVQ_POSITIONS=N` | `minPositions`: positions per direct-conv task block | 256 |
 /// | `MOVQ_L2=BYTES` | `l2Budget`: cache budget that sizes input-channel blocks | half the L2 |
+/// | `MOVQ_ATTENTION_BLOCK=BYTES` | `attentionBlock`: largest `[C][block]` buffer of the spatial attention's projections | 8 MiB |
 public struct RuntimeOptions: Sendable, Equatable, CustomStringConvertible {
     /// `MOVQ_ISA`: a tier to force (`avx512vnni`, `avx512`, `avx2`, `portable`), nil for the best one.
     public var isa: String?
@@ -26,6 +27,8 @@ public struct RuntimeOptions: Sendable, Equatable, CustomStringConvertible {
     public var minPositions: Int
     /// `MOVQ_L2_BUDGET`: bytes of input slice a GEMM task keeps in L2.
     public var l2Budget: Int
+    /// `MOVQ_ATTENTION_BLOCK`: bytes of the spatial attention's per-block buffers (tests force tiny blocks).
+    public var attentionBlock: Int
 
     /// The options an environment sets (unset or unparsable variables keep the defaults).
     public init(environment env: [String: String]) {
@@ -35,6 +38,7 @@ public struct RuntimeOptions: Sendable, Equatable, CustomStringConvertible {
         quadLinears = env["MOVQ_QUAD"] != "0"
         minPositions = env["MOVQ_POSITIONS"].flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil } ?? 256
         l2Budget = env["MOVQ_L2"].flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil } ?? CacheInfo.l2Bytes / 2
+        attentionBlock = env["MOVQ_ATTENTION_BLOCK"].flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil } ?? 8 << 20
     }
 
     /// This process's options.
@@ -44,6 +48,6 @@ public struct RuntimeOptions: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         func onOff(_ b: Bool) -> String { b ? "on" : "off" }
         return "isa=\(isa ?? "auto") winograd=\(onOff(winograd)) int16-winograd=\(onOff(int16Winograd)) quad-linears=\(onOff(quadLinears)) "
-            + "min-positions=\(minPositions) l2-budget=\(l2Budget / 1024)KiB"
+            + "min-positions=\(minPositions) l2-budget=\(l2Budget / 1024)KiB attention-block=\(attentionBlock / 1024)KiB"
     }
 }

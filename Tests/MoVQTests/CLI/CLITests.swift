@@ -127,6 +127,28 @@ final class CLITests: XCTestCase {
     /// The README's official-MaskGIT commands on the tiny flax fixtures: convert both
     /// checkpoints (the prior linked to its tokenizer), sample with the file's defaults,
     /// guidance and the null class refused, the tokenizer round trip.
+    /// The spatial attention projects and attends in position blocks when a
+    /// map is large; blocks (forced tiny here) give the same bytes as one.
+    func testAttentionBlocksAreBitIdentical() throws {
+        let d = TestPaths.scratch()
+        XCTAssertEqual(try movq(["convert", TestPaths.fixture("tiny_movq/original.ckpt"), "-o", d + "/m.mvq"]).status, 0)
+        for model in [d + "/m.mvq", TestPaths.demoModel] {
+            var rng = SeededGenerator(seed: 5)
+            let c = try MoVQModel(contentsOf: model).config, z = d + "/z.npy"
+            try writeFileAtomically(z, NPY.encode(shape: [1, c.vqEmbedDim, 37, 29], float32: (0..<(c.vqEmbedDim * 37 * 29)).map { _ in Float.random(in: -2...2, using: &rng) }))
+            var outputs: [Data] = []
+            for block in ["", "1024", "40000"] {
+                let out = d + "/out-\(block).npy"
+                let r = try movq(["decode", model, "--latent", z, "-o", out, "--threads", "2", "-q"],
+                                 environment: block.isEmpty ? nil : ["MOVQ_ATTENTION_BLOCK": block])
+                XCTAssertEqual(r.status, 0, r.err)
+                outputs.append(try Data(contentsOf: URL(fileURLWithPath: out)))
+            }
+            XCTAssertEqual(outputs[1], outputs[0], "\(model): blocks of one query block")
+            XCTAssertEqual(outputs[2], outputs[0], "\(model): a few blocks")
+        }
+    }
+
     func testOfficialMaskGITFlaxFlow() throws {
         let d = TestPaths.scratch()
         try Data(#"{"norm_num_groups": 8}"#.utf8).write(to: URL(fileURLWithPath: d + "/tok.json"))
