@@ -82,7 +82,8 @@ public final class MoVQModel: @unchecked Sendable {
         }
         let (h, w) = (input.shape[2], input.shape[3])
         guard let s = schedule(executor, plan: plan, height: h, width: w, threads: threads) else {
-            throw MoVQError.memoryLimit(what: "\(task) of \(w)x\(h) even in row bands", estimate: .infinity, limit: memoryLimit)
+            let whole = executor.layout(plan(h, w), threads: threads).bytes
+            throw MoVQError.memoryLimit(what: "\(task) of \(w)x\(h) (not even in row bands)", estimate: Double(whole), limit: memoryLimit)
         }
         var out: [Float] = []
         var shape: [Int] = []
@@ -254,7 +255,9 @@ public final class MoVQModel: @unchecked Sendable {
     /// How a decode of one latent of `latentHeight x latentWidth` runs under
     /// `memoryLimit` (nil: not even in bands; the reference backend always runs whole).
     public func decodeSchedule(latentHeight h: Int, latentWidth w: Int, threads: Int = Parallelism.allCores.threads) -> ScheduleSummary? {
-        guard let decoder else { return ScheduleSummary(banded: false, passes: 1, recomputeFactor: 1, arenaBytes: 0, bandRows: h) }
+        guard let decoder else {
+            return ScheduleSummary(banded: false, passes: 1, recomputeFactor: 1, arenaBytes: 0, bandRows: h * config.downsampleFactor)
+        }
         guard let s = schedule(decoder, plan: decoderPlan, height: h, width: w, threads: threads) else { return nil }
         let p = decoderPlan(h, w)
         let out = p.values[p.output].height
