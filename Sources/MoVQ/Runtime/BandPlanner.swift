@@ -41,8 +41,7 @@ extension SIMDExecutor {
     /// The values `choice` stores in `plan`.
     func stored(_ plan: ModelPlan, _ choice: BandChoice) -> [Bool] {
         let streamable = BandedSchedule.streamable(plan)
-        var writers = [[Int]](repeating: [], count: plan.values.count)
-        for (i, op) in plan.ops.enumerated() { for v in op.outputs { writers[v].append(i) } }
+        let writers = BandedSchedule.writers(plan)
         let banded = choice.policies.values.contains { $0 != .none }
         return plan.values.indices.map { v in
             guard streamable[v] else { return true }

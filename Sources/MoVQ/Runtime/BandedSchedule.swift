@@ -81,6 +81,19 @@ struct BandedSchedule: Sendable {
     /// The node op `i` writes for value `v`.
     func outputNode(op i: Int, value v: Int) -> Node { Node(value: v, version: writers[v].filter { $0 <= i }.count) }
 
+    /// The ops writing each value of `plan`, in order.
+    static func writers(_ plan: ModelPlan) -> [[Int]] {
+        var writers = [[Int]](repeating: [], count: plan.values.count)
+        for (i, op) in plan.ops.enumerated() { for v in op.outputs { writers[v].append(i) } }
+        return writers
+    }
+
+    /// The rows of its input `op` reads (border rows excluded) to write its output rows `rows`.
+    static func inputRows(_ op: PlanOp, output rows: Range<Int>) -> Range<Int> {
+        if case .upsampleConv = op { return (rows.lowerBound / 2)..<((rows.upperBound + 1) / 2) }
+        return rows
+    }
+
     /// Ops that can run on a band of rows (the rest need stored inputs and
     /// outputs; modulation maps are computed by the GroupNorm that reads them).
     static func bandable(_ op: PlanOp) -> Bool {
@@ -105,8 +118,7 @@ struct BandedSchedule: Sendable {
     /// per band for a sink `height` rows high.
     init(_ plan: ModelPlan, stored: [Bool], bandRows: (Int) -> Int) {
         self.stored = stored
-        var writers = [[Int]](repeating: [], count: plan.values.count)
-        for (i, op) in plan.ops.enumerated() { for v in op.outputs { writers[v].append(i) } }
+        let writers = Self.writers(plan)
         self.writers = writers
         var known = Set<Node>()
         var steps: [Step] = []
@@ -226,10 +238,7 @@ final class BandWalk {
     }
 
     /// The rows of input `u` op `i` reads to write its output rows `rows`, border rows excluded.
-    func inputRows(op i: Int, value u: Int, output rows: Range<Int>) -> Range<Int> {
-        if case .upsampleConv = plan.ops[i] { return (rows.lowerBound / 2)..<((rows.upperBound + 1) / 2) }
-        return rows
-    }
+    func inputRows(op i: Int, value u: Int, output rows: Range<Int>) -> Range<Int> { BandedSchedule.inputRows(plan.ops[i], output: rows) }
 
     /// Whether op `i` reads the rows above and below `inputRows` of `u`.
     func readsBorderRows(op i: Int, value u: Int) -> Bool {

@@ -318,7 +318,7 @@ final class SIMDExecutor: @unchecked Sendable {
             case (.conv(_, let x, let y, let r), .conv(let o)):
                 o(view(x, rows), into: view(y, rows), residual: r.map { view($0, rows) }, scratch: scratch, ctx)
             case (.upsampleConv(_, let x, let y), .upsampleConv(let o)):
-                o(view(x, (rows.lowerBound / 2)..<((rows.upperBound + 1) / 2)), into: view(y, rows), scratch: scratch!, ctx)
+                o(view(x, BandedSchedule.inputRows(plan.ops[i], output: rows)), into: view(y, rows), scratch: scratch!, ctx)
             case (.downsampleConv(_, let x, let y), .downsampleConv(let o)):
                 o(whole(x), into: whole(y), scratch: scratch!, ctx)
             case (.averagePool(let x, let y), .averagePool(let o)):
