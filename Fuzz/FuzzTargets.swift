@@ -16,8 +16,11 @@ let fuzzTargets: [String: (UnsafeRawBufferPointer) throws -> Void] = [
             _ = try? file.floatArray(e.name, shape: e.shape)
             for kernel in [TensorLayout.planar6, .winograd6, .winograd6Upsample] {
                 _ = try? file.withWeights(e.name, shape: e.shape, kernelLayout: kernel) { w -> Int in
-                    if case .packedInt16(let words, _, _, _) = w { return Int(WinogradInt16Weights.largestMagnitude(words)) }
-                    return 0
+                    switch w {
+                    case .packedInt16(let words, _, _, _): return Int(WinogradInt16Weights.largestMagnitude(words))
+                    case .packedS8(let words, let scales, _, _): return Int(words.last ?? 0) &+ Int(scales.last ?? 0)  // what a kernel reads first
+                    default: return 0
+                    }
                 }
             }
         }

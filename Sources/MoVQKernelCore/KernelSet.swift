@@ -25,6 +25,9 @@ public struct KernelSet: Sendable {
     /// u8 x s8 linear layer (`QuadGemm`, words of 4 channels, `rowOffsets`
     /// set), on tiers with a one-instruction quad dot product (VNNI); nil elsewhere.
     public var quadLinear: (@Sendable (PairLinearArgs, Range<Int>) -> Void)? = nil
+    /// `winograd` for byte-mode int8 convolutions with quad words (`WinogradInt16Args.offsets` set),
+    /// on the same tiers as `quadLinear`; nil elsewhere (byte mode runs as pairs in `winograd`).
+    public var quadWinograd: (@Sendable (WinogradArgs, Range<Int>, Int, UnsafeMutablePointer<Float>) -> Void)? = nil
     /// One query over cached keys (`TransformerKernels.attendOne`).
     public var attendOne: @Sendable (AttendOneArgs) -> Void = { _ in }
     /// One key block of the online softmax (`TransformerKernels.softmaxBlock`): (args, positions).
@@ -106,12 +109,13 @@ public struct KernelSet: Sendable {
 }
 
 extension KernelSet {
-    /// This tier plus `quadLinear` with quad dot product `Q` (call it from
-    /// the tier's module so the kernel specializes there).
+    /// This tier plus `quadLinear` and `quadWinograd` with quad dot product
+    /// `Q` (call it from the tier's module so the kernels specialize there).
     @inlinable
-    public func adding<V: SIMD, Q: IntegerDot>(quads: Q.Type, _: V.Type) -> KernelSet
-    where V.Scalar == Float, Q.Floats == V, V: SendableMetatype, Q: SendableMetatype {
+    public func adding<V: SIMD, M: MulAdd, Q: IntegerDot>(quads: Q.Type, _: V.Type, _: M.Type) -> KernelSet
+    where V.Scalar == Float, Q.Floats == V, V: SendableMetatype, M: SendableMetatype, Q: SendableMetatype {
         var k = self
+        k.quadWinograd = { a, t, b, s in Winograd<V, M>.run(a, tiles: t, blockTiles: b, scratch: s, Q.self) }
         k.quadLinear = { a, cols in
             QuadGemm<V>.quantize(a.input, planeStride: a.planeStride, inputs: a.inputs, columns: cols,
                                  words: a.words, columnScales: a.columnScales, inverse: a.inverse, Q.self)

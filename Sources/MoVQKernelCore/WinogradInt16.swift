@@ -16,17 +16,35 @@
 /// Integer sums are exact and the float steps are the same on every tier, so
 /// a block's int16 GEMM results are bit-identical across tiers, and outputs
 /// across thread counts.
+///
+/// **Byte mode** (`WinogradByteWeights`) halves the integer work on VNNI:
+/// `U'` is requantized per point and output channel to int8 `u8[p][o][i]`
+/// (scale `s[o] / 4 * max_i|U'[p][o][i]| / 127`) and inputs per point and
+/// tile to `|v'| <= 127`. VNNI tiers multiply u8 x s8 quads (`vpdpbusd`, the
+/// input offset by 128 and the offset's sum `128 * sum_i u8` subtracted
+/// exactly); other tiers multiply the same integers as int16 pairs, so the
+/// sums, and the outputs, are the same on every tier.
 public struct WinogradInt16Args: @unchecked Sendable {
-    /// `WinogradInt16Weights.pack`: `[points][ceil(O/6)][ceil(I/2)][6]`, two Int16 per word.
+    /// `WinogradInt16Weights.pack`: `[points][ceil(O/6)][ceil(I/2)][6]`, two Int16 per word;
+    /// byte mode on quad tiers: `[points][ceil(O/6)][ceil(I/4)][6]`, four Int8 per word.
     public var weights: UnsafePointer<Int32>
-    /// `ceil(O/6) * 6` output scales `s[o] / 4` (zero padded).
+    /// `ceil(O/6) * 6` output scales `s[o] / 4` (zero padded); byte mode: `[points][ceil(O/6) * 6]`.
     public var scales: UnsafePointer<Float>
-    /// Largest quantized input magnitude (see above).
+    /// Largest quantized input magnitude (see above; 127 in byte mode).
     public var limit: Float
+    /// Floats between the scales of consecutive points (0: one set for all points).
+    public var scaleStride: Int
+    /// Byte mode on quad tiers: `[points][ceil(O/6) * 6]` zero-point corrections `128 * sum_i u8[p][o][i]`
+    /// (the words hold quads and the kernel set's `quadWinograd` runs them); nil: pair words.
+    public var offsets: UnsafePointer<Int32>?
 
-    public init(weights: UnsafePointer<Int32>, scales: UnsafePointer<Float>, limit: Float) {
-        self.weights = weights; self.scales = scales; self.limit = limit
+    public init(weights: UnsafePointer<Int32>, scales: UnsafePointer<Float>, limit: Float, scaleStride: Int = 0,
+                offsets: UnsafePointer<Int32>? = nil) {
+        self.weights = weights; self.scales = scales; self.limit = limit; self.scaleStride = scaleStride; self.offsets = offsets
     }
+
+    /// Input channels per packed word.
+    @inlinable public var channelsPerWord: Int { offsets != nil ? 4 : 2 }
 }
 
 /// Weight transform and packing for the int16 mode.
@@ -120,22 +138,97 @@ public enum WinogradInt16Weights {
     }
 }
 
+/// Byte mode of the integer Winograd GEMMs (see `WinogradInt16Args`).
+public enum WinogradByteWeights {
+    /// Requantized weights of one convolution: words (quads or pairs), per-point output scales and,
+    /// for quads, zero-point corrections.
+    public struct Packed: Sendable {
+        public var words: [Int32]
+        public var scales: [Float]
+        public var offsets: [Int32]?
+    }
+
+    /// Requantizes the int16-mode pair words `pairWords` (`[points][ceil(O/6)][ceil(I/2)][6]`, the exact
+    /// `U'`) with per-output-channel `scales` `s[o] / 4` (`WinogradInt16Weights.outputScales`) to int8 per
+    /// point and output channel, packed as quads (`quads`, for `QuadGemm`) or as int16 pairs.
+    public static func pack(pairWords: UnsafeBufferPointer<Int32>, scales: UnsafeBufferPointer<Float>, points: Int,
+                            outChannels o: Int, inChannels i: Int, quads: Bool) -> Packed {
+        let groups = (o + 5) / 6, pairs = (i + 1) / 2, perWord = quads ? 4 : 2, words = (i + perWord - 1) / perWord
+        precondition(pairWords.count == points * groups * pairs * 6 && scales.count >= groups * 6)
+        let panel = groups * words * 6, stride = groups * 6
+        var out = [Int32](repeating: 0, count: points * panel)
+        var rowScales = [Float](repeating: 0, count: points * stride)
+        var offsets = quads ? [Int32](repeating: 0, count: points * stride) : nil
+        var row = [Int32](repeating: 0, count: i)
+        for p in 0..<points {
+            for oc in 0..<o {
+                let (g, r) = oc.quotientAndRemainder(dividingBy: 6)
+                var largest: Int32 = 0
+                for ic in 0..<i {
+                    let word = UInt32(bitPattern: pairWords[((p * groups + g) * pairs + ic / 2) * 6 + r])
+                    row[ic] = Int32(Int16(truncatingIfNeeded: ic % 2 == 0 ? word : word >> 16))
+                    largest = max(largest, abs(row[ic]))
+                }
+                rowScales[p * stride + oc] = Float(Double(scales[oc]) * Double(largest) / 127)
+                var sum: Int32 = 0
+                for ic in 0..<i {
+                    let q = largest == 0 ? 0 : Int32((Double(row[ic]) * 127 / Double(largest)).rounded())
+                    sum += q
+                    let at = p * panel + (g * words + ic / perWord) * 6 + r, shift = UInt32((ic % perWord) * (32 / perWord))
+                    let bits = quads ? UInt32(UInt8(truncatingIfNeeded: q)) : UInt32(UInt16(truncatingIfNeeded: q))
+                    out[at] |= Int32(bitPattern: bits << shift)
+                }
+                offsets?[p * stride + oc] = 128 * sum
+            }
+        }
+        return Packed(words: out, scales: rowScales, offsets: offsets)
+    }
+
+    /// The pair words (`quads: false` of `pack`) of the same int8 values as quad words `quadWords`
+    /// (`[points][ceil(O/6)][ceil(I/4)][6]`), for tiers without a quad dot product.
+    public static func pairs(fromQuads quadWords: UnsafeBufferPointer<Int32>, points: Int, outChannels o: Int, inChannels i: Int) -> [Int32] {
+        let groups = (o + 5) / 6, quads = (i + 3) / 4, pairs = (i + 1) / 2
+        precondition(quadWords.count == points * groups * quads * 6)
+        return [Int32](unsafeUninitializedCapacity: points * groups * pairs * 6) { out, initialized in
+            for pg in 0..<(points * groups) {
+                for pair in 0..<pairs {
+                    for r in 0..<6 {
+                        let word = UInt32(bitPattern: quadWords[(pg * quads + pair / 2) * 6 + r]) >> UInt32(16 * (pair % 2))
+                        let lo = UInt32(UInt16(bitPattern: Int16(Int8(truncatingIfNeeded: word))))
+                        let hi = UInt32(UInt16(bitPattern: Int16(Int8(truncatingIfNeeded: word >> 8))))
+                        out[(pg * pairs + pair) * 6 + r] = Int32(bitPattern: lo | hi << 16)
+                    }
+                }
+            }
+            initialized = points * groups * pairs * 6
+        }
+    }
+}
+
 extension Winograd {
     /// The int16 GEMMs of one block: for each point, quantize `V[p]` per
-    /// tile into pair words and multiply by `U'[p]` (`PairGemm`), storing
-    /// `M[p]` as floats for the output transform.
+    /// tile into pair words (byte mode on quad tiers: quad words) and
+    /// multiply by `U'[p]` (`PairGemm`), storing `M[p]` as floats for the
+    /// output transform.
     @inlinable
     static func int16Gemms<D: IntegerDot>(_ a: WinogradArgs, _ q: WinogradInt16Args, v vBase: UnsafeMutablePointer<Float>,
                                        m mBase: UnsafeMutablePointer<Float>, points: Int, t: Int,
                                        words: UnsafeMutablePointer<Int32>, columnScales: UnsafeMutablePointer<Float>,
                                        inverse: UnsafeMutablePointer<Float>, _: D.Type) where D.Floats == V {
-        let groups = (a.outChannels + 5) / 6, pairs = (a.inChannels + 1) / 2
+        let groups = (a.outChannels + 5) / 6, perColumn = (a.inChannels + q.channelsPerWord - 1) / q.channelsPerWord
         for p in 0..<points {
-            PairGemm<V>.quantize(vBase + p * a.inChannels * t, planeStride: t, inputs: a.inChannels, columns: 0..<t, limit: q.limit,
-                                 words: words, columnScales: columnScales, inverse: inverse, D.self)
-            PairGemm<V>.multiply(words: words, pairs: pairs, columns: 0..<t, weights: q.weights + p * groups * pairs * 6,
-                                 rowScales: q.scales, columnScales: columnScales, outputs: a.outChannels,
-                                 out: mBase + p * a.outChannels * t, outStride: t, bias: nil, residual: nil, D.self)
+            let v = vBase + p * a.inChannels * t
+            if q.offsets != nil {
+                QuadGemm<V>.quantize(v, planeStride: t, inputs: a.inChannels, columns: 0..<t,
+                                     words: words, columnScales: columnScales, inverse: inverse, D.self)
+            } else {
+                PairGemm<V>.quantize(v, planeStride: t, inputs: a.inChannels, columns: 0..<t, limit: q.limit,
+                                     words: words, columnScales: columnScales, inverse: inverse, D.self)
+            }
+            PairGemm<V>.multiply(words: words, pairs: perColumn, columns: 0..<t, weights: q.weights + p * groups * perColumn * 6,
+                                 rowScales: q.scales + p * q.scaleStride, columnScales: columnScales, outputs: a.outChannels,
+                                 out: mBase + p * a.outChannels * t, outStride: t, bias: nil, residual: nil,
+                                 rowOffsets: q.offsets.map { $0 + p * q.scaleStride }, D.self)
         }
     }
 }

@@ -6,7 +6,7 @@ import _Builtin_intrinsics.intel
 /// GEMMs (32 multiply-adds per instruction, twice the fp32 FMA). Only called
 /// after CPUID confirms AVX-512 F/BW/VL/DQ and VNNI.
 public let avx512VNNIKernels: KernelSet = KernelSet.make(name: "avx512vnni", SIMD16<Float>.self, FusedMulAdd.self, VNNIPairDot.self)
-    .adding(quads: VNNIQuadDot.self, SIMD16<Float>.self)
+    .adding(quads: VNNIQuadDot.self, SIMD16<Float>.self, FusedMulAdd.self)
 
 /// `vpdpbusd`: four u8 (first operand) x s8 (second) products summed into each int32 lane.
 public enum VNNIQuadDot: IntegerDot {

@@ -29,7 +29,7 @@ struct ComputeOptions: ParsableArguments {
     @Option(name: .long, help: "Decoder kernels: auto (best tier for this CPU), avx512vnni, avx512, avx2, portable, or reference.")
     var kernels: String = "auto"
 
-    @Option(name: .long, help: "Refuse work whose estimated memory exceeds this (e.g. 4G, 512M; default: 80% of physical or container memory).")
+    @Option(name: .long, help: "Memory limit (e.g. 4G, 512M; default: 80% of physical or container memory). A decode or encode whose whole maps exceed it runs in row bands, bit-identical; work that fits no schedule is refused.")
     var maxMemory: String?
 
     func validate() throws {

@@ -114,10 +114,11 @@ public final class MoVQModel: @unchecked Sendable {
 
     /// How the decoder computes: fp16 weights are widened to fp32 once at
     /// load; with int8 weights the SIMD path runs its 3x3 convolutions as
-    /// int16 Winograd GEMMs (`WinogradInt16`) and the rest in fp32.
+    /// integer Winograd GEMMs (`WinogradInt16Args`: "u8s8" byte mode on VNNI,
+    /// "8-bit" byte mode as int16 pairs elsewhere, or "int16") and the rest in fp32.
     public var computeMode: String {
-        guard case .simd = backend, weightPrecision == .int8, ConvOperator.int16Enabled else { return "fp32" }
-        return "int16 winograd + fp32"
+        guard let mode = decoder?.integerWinogradMode else { return "fp32" }
+        return "\(mode) winograd + fp32"
     }
 
     /// Bytes of the activation arenas the SIMD executors keep from their last run.

@@ -53,14 +53,16 @@ struct ExecutionContext: Sendable {
                   weights: WeightPanel, int16: Int16WinogradPanel?, bias: [Float], zeros: [Float], scratch: UnsafeMutablePointer<Float>) {
         weights.withUnsafeBufferPointer { w in bias.withUnsafeBufferPointer { b in zeros.withUnsafeBufferPointer { z in
             (int16?.words ?? .empty).withUnsafeBufferPointer { qw in (int16?.scales ?? []).withUnsafeBufferPointer { qs in
-                let q = int16.map { WinogradInt16Args(weights: qw.baseAddress!, scales: qs.baseAddress!, limit: $0.limit) }
+            (int16?.offsets ?? []).withUnsafeBufferPointer { qo in
+                let q = int16.map { WinogradInt16Args(weights: qw.baseAddress!, scales: qs.baseAddress!, limit: $0.limit, scaleStride: $0.scaleStride,
+                                                      offsets: $0.offsets != nil ? qo.baseAddress : nil) }
                 winograd(WinogradArgs(
                     input: input.base, inputPlaneStride: input.planeStride, rowStride: input.rowStride,
                     height: input.height, width: input.width, weights: w.baseAddress ?? b.baseAddress!, zeros: z.baseAddress!,
                     bias: b.baseAddress!, inChannels: input.channels, outChannels: output.channels, output: output.base,
                     outputPlaneStride: output.planeStride, outputRowStride: output.rowStride, upsample: upsample,
                     residual: residual.map { UnsafePointer($0.base) }, residualPlaneStride: residual?.planeStride, int16: q), scratch: scratch)
-            } }
+            } } }
         } } }
     }
 
@@ -89,7 +91,7 @@ struct ExecutionContext: Sendable {
     func winograd(_ a: WinogradArgs, scratch: UnsafeMutablePointer<Float>) {
         let tiles = a.tiles, s = winogradBlocks(tiles: tiles)
         let per = WinogradScratch.floats(inChannels: a.inChannels, outChannels: a.outChannels, blockTiles: s.blockTiles, rowStride: a.rowStride)
-        let run = kernels.winograd, box = UnsafeSendableBox(scratch), blockTiles = s.blockTiles
+        let run = a.int16?.offsets != nil ? kernels.quadWinograd! : kernels.winograd, box = UnsafeSendableBox(scratch), blockTiles = s.blockTiles
         parallelism.forEachItem(s.blocks) { worker, block in
             let lo = block * blockTiles
             run(a, lo..<min(tiles, lo + blockTiles), blockTiles, box.value + worker * per)

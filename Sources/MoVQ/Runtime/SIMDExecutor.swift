@@ -34,21 +34,22 @@ final class SIMDExecutor: @unchecked Sendable {
         made.withUnsafeMutableBufferPointer { made in
             let slots = UnsafeSendableBox(made)
             Parallelism.allCores.forEachItem(ops.count) { _, i in
-                slots.value[i] = Result { try Self.makeOperator(ops[i], file: file, layouts: layouts) }
+                slots.value[i] = Result { try Self.makeOperator(ops[i], file: file, layouts: layouts, quads: kernels.quadWinograd != nil) }
             }
         }
         operators = try made.map { try $0!.get() }
         mappedBytes = plan.weights.reduce(0) { total, spec in
             guard let e = file.entry(spec.name), e.layout != TensorLayout.plain.rawValue,
-                  let kernel = layouts[spec.name], e.layout == kernel.rawValue || e.layout == kernel.int16Form?.rawValue else { return total }
+                  let kernel = layouts[spec.name], e.layout == kernel.rawValue || e.layout == kernel.int16Form?.rawValue || e.layout == kernel.byteForm?.rawValue else { return total }
             return total + e.bytes
         }
     }
 
     /// The operator of plan op `op`, its weights packed from `file`, or read
     /// in place where the file stores them in the op's kernel layout
-    /// (`layouts`: the plan's `kernelLayouts`, the rule `movq convert` wrote them by).
-    private static func makeOperator(_ op: PlanOp, file: PackedFile, layouts: [String: TensorLayout]) throws -> Operator {
+    /// (`layouts`: the plan's `kernelLayouts`, the rule `movq convert` wrote them by;
+    /// `quads`: the tier runs byte-mode Winograd as u8 x s8 quads).
+    private static func makeOperator(_ op: PlanOp, file: PackedFile, layouts: [String: TensorLayout], quads: Bool) throws -> Operator {
         func weights<R>(_ name: String, shape: [Int], _ body: (StoredWeights) throws -> R) throws -> R {
             try file.withWeights(name, shape: shape, kernelLayout: layouts[name] ?? .plain, body)
         }
@@ -59,9 +60,9 @@ final class SIMDExecutor: @unchecked Sendable {
         }
         switch op {
         case .conv(let w, _, _, _):
-            return try conv(w) { .conv(ConvOperator(weight: $0, bias: $1, inChannels: w.inChannels, outChannels: w.outChannels, kernel: w.kernel)) }
+            return try conv(w) { .conv(ConvOperator(weight: $0, bias: $1, inChannels: w.inChannels, outChannels: w.outChannels, kernel: w.kernel, quads: quads)) }
         case .upsampleConv(let w, _, _):
-            return try conv(w) { .upsampleConv(UpsampleConvOperator(weight: $0, bias: $1, inChannels: w.inChannels, outChannels: w.outChannels)) }
+            return try conv(w) { .upsampleConv(UpsampleConvOperator(weight: $0, bias: $1, inChannels: w.inChannels, outChannels: w.outChannels, quads: quads)) }
         case .downsampleConv(let w, _, _):
             return try conv(w) { wt, b in
                 wt.withFloats { .downsampleConv(DownsampleConvOperator(weight: $0, bias: b, inChannels: w.inChannels, outChannels: w.outChannels)) }
@@ -88,6 +89,20 @@ final class SIMDExecutor: @unchecked Sendable {
         case .embed, .linear, .layerNorm, .gelu, .selfAttention:
             throw MoVQError.unsupported("transformer op in a feature-map plan (TransformerExecutor runs those)")
         }
+    }
+
+    /// How the 3x3 convolutions of int8 weights compute (`Int16WinogradPanel`): "u8s8" (byte mode, quads),
+    /// "8-bit" (byte mode as int16 pairs), "int16", or nil when no operator runs an integer mode.
+    var integerWinogradMode: String? {
+        let panels = operators.compactMap { op -> Int16WinogradPanel? in
+            switch op {
+            case .conv(let o): return o.int16
+            case .upsampleConv(let o): return o.int16
+            default: return nil
+            }
+        }
+        guard let p = panels.first else { return nil }
+        return p.scaleStride == 0 ? "int16" : p.offsets != nil ? "u8s8" : "8-bit"
     }
 
     /// Bytes of the packed weights the operators keep.

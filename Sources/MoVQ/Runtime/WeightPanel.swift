@@ -38,33 +38,63 @@ extension Panel where Element == Float {
     }
 }
 
-/// The int16 Winograd mode's weights (`WinogradInt16Args`): PairGemm words
-/// of `U'`, output scales `s[o] / 4` padded to whole groups of 6, and the
-/// input limit that keeps every int32 sum exact.
+/// The integer Winograd modes' weights (`WinogradInt16Args`): int16 mode,
+/// PairGemm words of `U'` with output scales `s[o] / 4` padded to whole
+/// groups of 6 and the input limit that keeps every int32 sum exact; or byte
+/// mode (`WinogradByteWeights`), quad words with per-point scales and
+/// zero-point corrections on quad tiers, pair words of the same int8 values
+/// elsewhere (input limit 127).
 struct Int16WinogradPanel: @unchecked Sendable {
     let words: Panel<Int32>
     let scales: [Float]
     let limit: Float
+    /// Byte mode: floats between the points' scales (0 in int16 mode).
+    let scaleStride: Int
+    /// Byte mode on quad tiers: `128 * sum_i u8` per point and output channel.
+    let offsets: [Int32]?
 
-    /// The int16 mode's weights of `weight`: its words in place when the
-    /// file stores them (`winograd6-int16` forms; the limit comes from their
-    /// largest magnitude, as packing computes it, so both give the same
-    /// outputs), packed from int8 values when `pack` says this operator runs
-    /// in int16 mode, nil otherwise.
-    init?(_ weight: StoredWeights, pack: Bool, outChannels: Int, inChannels: Int, upsample: Bool) {
+    /// The integer weights of `weight`, nil unless it is int8: `winograd6-s8`
+    /// forms run in byte mode (in place on quad tiers: `quads`, the tier has
+    /// `quadWinograd`; repacked as pairs elsewhere); `winograd6-int16` forms
+    /// and plain int8 values (`pack`: this operator runs an integer mode) run
+    /// in byte mode too, requantized at load, unless `byteMode` is off
+    /// (`RuntimeOptions.byteWinograd`), which keeps them in int16 mode (the words
+    /// in place; the limit comes from their largest magnitude, as packing computes it).
+    init?(_ weight: StoredWeights, pack: Bool, outChannels o: Int, inChannels i: Int, upsample: Bool, quads: Bool,
+          byteMode: Bool = RuntimeOptions.current.byteWinograd) {
+        let points = upsample ? 9 : 16, stride = (o + 5) / 6 * 6
+        var words: Panel<Int32>, scales: [Float], limit: Float
         switch weight {
+        case .packedS8(let mapped, let s, _, let owner):
+            let sums = s[(points * stride)...]
+            scales = Array(s[..<(points * stride)]); scaleStride = stride; self.limit = 127
+            if quads {
+                self.words = Panel(mapped: mapped, owner: owner); offsets = sums.map { 128 * Int32($0) }  // integers (validated at open)
+            } else {
+                self.words = Panel(WinogradByteWeights.pairs(fromQuads: mapped, points: points, outChannels: o, inChannels: i)); offsets = nil
+            }
+            self.scales = scales
+            return
         case .packedInt16(let mapped, let s, _, let owner):
             words = Panel(mapped: mapped, owner: owner)
             scales = WinogradInt16Weights.outputScales(s)
-            limit = PairGemmWeights.limit(inputs: inChannels, maxWeight: Int(WinogradInt16Weights.largestMagnitude(mapped)))
+            limit = PairGemmWeights.limit(inputs: i, maxWeight: Int(WinogradInt16Weights.largestMagnitude(mapped)))
         case .int8(let q, let s) where pack:
-            let p = WinogradInt16Weights.pack(q, scales: s, outChannels: outChannels, inChannels: inChannels, upsample: upsample)
+            let p = WinogradInt16Weights.pack(q, scales: s, outChannels: o, inChannels: i, upsample: upsample)
             words = Panel(p.words); scales = p.scales; limit = p.limit
         default: return nil
         }
+        guard byteMode else {
+            self.words = words; self.scales = scales; self.limit = limit; scaleStride = 0; offsets = nil
+            return
+        }
+        let b = words.withUnsafeBufferPointer { w in scales.withUnsafeBufferPointer { s in
+            WinogradByteWeights.pack(pairWords: w, scales: s, points: points, outChannels: o, inChannels: i, quads: quads)
+        } }
+        self.words = Panel(b.words); self.scales = b.scales; self.limit = 127; scaleStride = stride; offsets = b.offsets
     }
 
-    var residentBytes: Int { words.residentBytes + scales.count * 4 }
+    var residentBytes: Int { words.residentBytes + (scales.count + (offsets?.count ?? 0)) * 4 }
 }
 
 extension PackedFile {

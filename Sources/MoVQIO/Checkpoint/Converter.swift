@@ -31,9 +31,9 @@ public enum Converter {
         func inputs(_ tensors: [CheckpointTensor]) -> [PackedTensorInput] {
             tensors.map {
                 let dtype = precision.storage(for: $0.name, shape: $0.shape)
-                // int8 Winograd weights are stored as their exact int16 transform; fp32 ones in their kernel layout.
+                // int8 Winograd weights are stored requantized in the Winograd domain (s8 forms); fp32 ones in their kernel layout.
                 let kernel = kernelLayouts[$0.name]
-                let layout = dtype == .f32 ? kernel : dtype == .i8 ? kernel?.int16Form : nil
+                let layout = dtype == .f32 ? kernel : dtype == .i8 ? kernel?.byteForm : nil
                 return PackedTensorInput(name: $0.name, shape: $0.shape, values: $0.values, dtype: dtype, layout: layout ?? .plain)
             }
         }

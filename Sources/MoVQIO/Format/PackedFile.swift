@@ -88,13 +88,21 @@ public final class PackedFile: @unchecked Sendable {
             guard index[e.name] == nil else { throw MoVQError.corruptFile(path: path, reason: "duplicate tensor '\(e.name)'") }
             index[e.name] = e
         }
-        // int8 tensors need their per-output-channel scales: f32, one per row, finite.
+        // int8 tensors need their scales: f32, one per output channel (s8 layouts: a scale and a row sum per point and
+        // output channel), finite; s8 row sums are integers a row of int8 values can have.
         for e in header.tensors where e.dtype == .i8 || e.dtype == .i16 {
-            guard let sname = e.scales, let se = index[sname], se.dtype == .f32, se.shape == [e.shape.first ?? -1] else {
-                throw MoVQError.corruptFile(path: path, reason: "\(e.dtype == .i8 ? "int8" : "int16") tensor '\(e.name)' lacks an f32 scale tensor with one scale per output channel")
+            let layout = TensorLayout(rawValue: e.layout)!, expected = layout.scaleShape(e.shape)
+            guard let sname = e.scales, let se = index[sname], se.dtype == .f32, se.shape == expected else {
+                throw MoVQError.corruptFile(path: path, reason: "\(e.dtype == .i8 ? "int8" : "int16") tensor '\(e.name)' lacks an f32 scale tensor of shape \(expected)")
             }
-            guard try checkedBytes(se).bindMemory(to: Float.self).allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+            let values = try checkedBytes(se).bindMemory(to: Float.self)
+            let scaleCount = expected.count == 2 ? expected[1] : values.count
+            guard values[..<scaleCount].allSatisfy({ $0.isFinite && $0 >= 0 }) else {
                 throw MoVQError.corruptFile(path: path, reason: "int8 scales '\(sname)' hold a negative, NaN or infinite value")
+            }
+            let largestSum = Float(127 * e.shape[1])
+            guard values[scaleCount...].allSatisfy({ abs($0) <= largestSum && $0.rounded() == $0 }) else {
+                throw MoVQError.corruptFile(path: path, reason: "int8 row sums '\(sname)' hold a value no row of int8 weights sums to")
             }
         }
     }
@@ -171,6 +179,12 @@ public final class PackedFile: @unchecked Sendable {
             let words = raw.bindMemory(to: Int32.self), scales = int8Scales(of: name)!  // validated at open
             if layout == kernelLayout.int16Form { return try body(.packedInt16(words, scales: scales, layout, owner: self)) }
             return try layout.unpackInt16(words, scales: scales, shape: shape).withUnsafeBufferPointer { try body(.floats($0)) }
+        }
+        if layout.dtype == .i8 && layout != .plain {
+            guard layout == kernelLayout.byteForm else {
+                throw MoVQError.unsupported("\(path): tensor '\(name)' is stored in the \(e.layout) kernel layout, which cannot be read back as plain values (the reference backend and re-conversion need them): convert the checkpoint with --layout plain")
+            }
+            return try body(.packedS8(raw.bindMemory(to: Int32.self), scales: int8Scales(of: name)!, layout, owner: self))  // validated at open
         }
         if layout != .plain {
             let stored = raw.bindMemory(to: Float.self)  // the other kernel layouts are f32 (validated at open)

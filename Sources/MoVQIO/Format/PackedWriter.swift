@@ -47,6 +47,11 @@ package enum PackedWriter {
                 let scaleName = Int8Weights.scaleName(t.name)
                 if t.layout == .plain {
                     add(t.name, .i8, t.shape, q.map { UInt8(bitPattern: $0) }, scales: scaleName)
+                } else if t.layout.dtype == .i8, t.layout.storedElements(t.shape) != nil {
+                    let packed = q.withUnsafeBufferPointer { qp in scales.withUnsafeBufferPointer { t.layout.packS8(qp, scales: $0, shape: t.shape) } }
+                    add(t.name, .i8, t.shape, encode(packed.words), scales: scaleName, layout: t.layout)
+                    add(scaleName, .f32, t.layout.scaleShape(t.shape), encode(packed.scales, as: .f32))
+                    continue
                 } else {
                     guard t.layout.dtype == .i16, t.layout.storedElements(t.shape) != nil else {
                         throw MoVQError.invalidCheckpoint("int8 tensor '\(t.name)' (shape \(t.shape)) cannot be stored as \(t.layout.rawValue)")

@@ -11,6 +11,9 @@ package enum StoredWeights {
     /// int8 weights stored as their int16 Winograd words (`winograd6-int16`
     /// forms), with the int8 scales.
     case packedInt16(UnsafeBufferPointer<Int32>, scales: UnsafeBufferPointer<Float>, TensorLayout, owner: AnyObject)
+    /// int8 weights stored requantized in the Winograd domain (`winograd6-s8`
+    /// forms): QuadGemm words, and the scale tensor (`TensorLayout.scaleShape`: scales, then row sums).
+    case packedS8(UnsafeBufferPointer<Int32>, scales: UnsafeBufferPointer<Float>, TensorLayout, owner: AnyObject)
 
     /// The int8 values and scales, if the tensor is stored as int8.
     package var quantized: (q: UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>)? {
@@ -21,7 +24,7 @@ package enum StoredWeights {
     /// The kernel layout of `.packed` weights (nil otherwise).
     package var kernelLayout: TensorLayout? {
         switch self {
-        case .packed(_, let layout, _), .packedInt16(_, _, let layout, _): return layout
+        case .packed(_, let layout, _), .packedInt16(_, _, let layout, _), .packedS8(_, _, let layout, _): return layout
         default: return nil
         }
     }
@@ -34,7 +37,7 @@ package enum StoredWeights {
         switch self {
         case .floats(let w): return try body(w)
         case .int8(let q, let s): return try Int8Weights.widen(q, scales: s).withUnsafeBufferPointer(body)
-        case .packed(_, let layout, _), .packedInt16(_, _, let layout, _):
+        case .packed(_, let layout, _), .packedInt16(_, _, let layout, _), .packedS8(_, _, let layout, _):
             preconditionFailure("\(layout.rawValue) weights are read in place by their kernel, not as plain values")
         }
     }

@@ -5,7 +5,9 @@ import MoVQKernelCore
 /// kernels read, so a file storing them is used in place (map and validate,
 /// no packing at load, and the mapped pages are shared by every process
 /// that opens the file). The fp32 kernel layouts hold `f32` values, the
-/// int16 ones `i16` values with an `f32` scale per output channel.
+/// int16 ones `i16` values with an `f32` scale per output channel, the s8
+/// ones `i8` values with an `f32` scale and row sum per point and output
+/// channel (`scaleShape`).
 public enum TensorLayout: String, Codable, Sendable, CaseIterable {
     /// Row-major in the logical shape.
     case plain
@@ -26,6 +28,14 @@ public enum TensorLayout: String, Codable, Sendable, CaseIterable {
     case winograd6Int16 = "winograd6-int16"
     /// The 9 upsampling points of `winograd6-int16`, `[9][ceil(O/6)][ceil(I/2)][6][2]`.
     case winograd6UpsampleInt16 = "winograd6-upsample-int16"
+    /// `WinogradByteWeights.pack(quads: true)`: `U'` of `winograd6-int16`
+    /// requantized per point and output channel to int8, `[16][ceil(O/6)][ceil(I/4)][6][4]`
+    /// (each 4 input channels one QuadGemm word, lowest channel first; zero
+    /// padded); its scale tensor is `[2][16 * ceil(O/6) * 6]`: the output
+    /// scales, then each row's sum of int8 values.
+    case winograd6S8 = "winograd6-s8"
+    /// The 9 upsampling points of `winograd6-s8`, `[9][ceil(O/6)][ceil(I/4)][6][4]`, scales `[2][9 * ceil(O/6) * 6]`.
+    case winograd6UpsampleS8 = "winograd6-upsample-s8"
 
     /// The element type the layout stores (`plain`: any).
     public var dtype: DType? {
@@ -33,14 +43,41 @@ public enum TensorLayout: String, Codable, Sendable, CaseIterable {
         case .plain: return nil
         case .planar6, .winograd6, .winograd6Upsample: return .f32
         case .winograd6Int16, .winograd6UpsampleInt16: return .i16
+        case .winograd6S8, .winograd6UpsampleS8: return .i8
         }
     }
 
-    /// The int16 form of a Winograd layout, which int8 weights are stored in.
+    /// Winograd points a Winograd layout stores (16, or 9 for the upsampling forms; nil otherwise).
+    public var winogradPoints: Int? {
+        switch self {
+        case .winograd6, .winograd6Int16, .winograd6S8: return 16
+        case .winograd6Upsample, .winograd6UpsampleInt16, .winograd6UpsampleS8: return 9
+        case .plain, .planar6: return nil
+        }
+    }
+
+    /// The shape of the `f32` scale tensor an int8-valued tensor of logical
+    /// `shape` in this layout carries: one scale per output channel, or for
+    /// the s8 layouts a scale and a row sum per point and output channel.
+    public func scaleShape(_ shape: [Int]) -> [Int] {
+        guard self == .winograd6S8 || self == .winograd6UpsampleS8, let points = winogradPoints else { return [shape.first ?? 0] }
+        return [2, points * ((shape[0] + 5) / 6) * 6]
+    }
+
+    /// The int16 form of a Winograd layout (what `movq convert` stored int8 Winograd weights in before the s8 form).
     public var int16Form: TensorLayout? {
         switch self {
         case .winograd6: return .winograd6Int16
         case .winograd6Upsample: return .winograd6UpsampleInt16
+        default: return nil
+        }
+    }
+
+    /// The s8 form of a Winograd layout, which int8 weights are stored in.
+    public var byteForm: TensorLayout? {
+        switch self {
+        case .winograd6: return .winograd6S8
+        case .winograd6Upsample: return .winograd6UpsampleS8
         default: return nil
         }
     }
@@ -52,13 +89,16 @@ public enum TensorLayout: String, Codable, Sendable, CaseIterable {
         if self == .plain { return CheckedSize.product(shape, limit: limit) }
         guard applies(to: shape) else { return nil }
         let o = shape[0], i = shape[1], k = shape.count == 4 ? shape[2] : 1
-        guard let groups = CheckedSize.sum(o, 5).map({ $0 / 6 }), let pairs = CheckedSize.sum(i, 1).map({ $0 / 2 }) else { return nil }
+        guard let groups = CheckedSize.sum(o, 5).map({ $0 / 6 }), let pairs = CheckedSize.sum(i, 1).map({ $0 / 2 }),
+              let quads = CheckedSize.sum(i, 3).map({ $0 / 4 }) else { return nil }
         switch self {
         case .plain, .planar6: return CheckedSize.product([k * k, groups, 6, i], limit: limit)
         case .winograd6: return CheckedSize.product([16, groups, 6, i], limit: limit)
         case .winograd6Upsample: return CheckedSize.product([9, groups, 6, i], limit: limit)
         case .winograd6Int16: return CheckedSize.product([16, groups, 6, pairs, 2], limit: limit)
         case .winograd6UpsampleInt16: return CheckedSize.product([9, groups, 6, pairs, 2], limit: limit)
+        case .winograd6S8: return CheckedSize.product([16, groups, 6, quads, 4], limit: limit)
+        case .winograd6UpsampleS8: return CheckedSize.product([9, groups, 6, quads, 4], limit: limit)
         }
     }
 
@@ -73,8 +113,9 @@ public enum TensorLayout: String, Codable, Sendable, CaseIterable {
 
     /// Whether the plain values can be recovered exactly (`unpack`,
     /// `unpackInt16`): a permutation can, and the exact integer transform of
-    /// the int16 layouts; the fp32 Winograd transform (rounded) cannot.
-    public var isInvertible: Bool { self != .winograd6 && self != .winograd6Upsample }
+    /// the int16 layouts; the fp32 Winograd transform and the s8
+    /// requantization (both rounded) cannot.
+    public var isInvertible: Bool { self == .plain || self == .planar6 || dtype == .i16 }
 
     /// The stored arrangement of plain `values` of logical `shape` (the shape
     /// must be one `storedElements` accepts).
@@ -85,8 +126,21 @@ public enum TensorLayout: String, Codable, Sendable, CaseIterable {
         case .planar6: return PlanarConvWeights.pack(values, outChannels: o, inChannels: i, kernel: k)
         case .winograd6: return WinogradWeights.pack(values, outChannels: o, inChannels: i)
         case .winograd6Upsample: return WinogradWeights.pack(values, outChannels: o, inChannels: i, upsample: true)
-        case .winograd6Int16, .winograd6UpsampleInt16: preconditionFailure("int16 layouts are packed from int8 values (packInt16)")
+        case .winograd6Int16, .winograd6UpsampleInt16, .winograd6S8, .winograd6UpsampleS8:
+            preconditionFailure("integer layouts are packed from int8 values (packInt16, packS8)")
         }
+    }
+
+    /// The QuadGemm words of int8 weights `q` (scales `scales`) in an s8
+    /// layout, and its scale tensor (`scaleShape`: output scales, then row sums).
+    package func packS8(_ q: UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>, shape: [Int]) -> (words: [Int32], scales: [Float]) {
+        precondition(self == .winograd6S8 || self == .winograd6UpsampleS8)
+        let o = shape[0], i = shape[1], upsample = self == .winograd6UpsampleS8
+        let pairs = WinogradInt16Weights.pack(q, scales: scales, outChannels: o, inChannels: i, upsample: upsample)
+        let bytes = pairs.words.withUnsafeBufferPointer { w in pairs.scales.withUnsafeBufferPointer { s in
+            WinogradByteWeights.pack(pairWords: w, scales: s, points: winogradPoints!, outChannels: o, inChannels: i, quads: true)
+        } }
+        return (bytes.words, bytes.scales + bytes.offsets!.map { Float($0 / 128) })
     }
 
     /// The PairGemm words of int8 weights `q` (scales `scales`) in an int16 layout.
@@ -141,7 +195,7 @@ public enum TensorLayout: String, Codable, Sendable, CaseIterable {
                 }
             }
             return plain
-        case .winograd6, .winograd6Upsample, .winograd6Int16, .winograd6UpsampleInt16: return nil
+        case .winograd6, .winograd6Upsample, .winograd6Int16, .winograd6UpsampleInt16, .winograd6S8, .winograd6UpsampleS8: return nil
         }
     }
 

@@ -22,6 +22,8 @@ struct Bench: ParsableCommand {
     var cold = false
     @Flag(help: "Print one JSON object.")
     var json = false
+    @Flag(help: "Decoder only: print the memory plan of a --size decode under --max-memory (whole or banded, passes, band rows, recompute factor, estimated bytes) without decoding.")
+    var plan = false
     @Option(help: "Prior only: MaskGIT steps of the timed whole sample.")
     var steps: Int = 8
     @Option(help: "Prior only: decoder for the whole sample (default: the one the prior names).")
@@ -42,6 +44,7 @@ struct Bench: ParsableCommand {
             let openSeconds = Double(DispatchTime.now().uptimeNanoseconds - openStart) / 1e9
             var firstSeconds = 0.0
             let f = m.config.downsampleFactor
+            if plan { return try printPlan(m, latentSize: size / f) }
             guard runs >= 1 else { throw MoVQError.invalidInput("--runs must be at least 1") }
             let z = try randomLatent(m, size: size, batch: batch, seed: 0)
             let h = size / f
@@ -111,6 +114,26 @@ struct Bench: ParsableCommand {
                     }
                 }
             }
+        }
+    }
+
+    /// The memory plan of one decode at `latentSize`, without running it.
+    func printPlan(_ m: MoVQModel, latentSize h: Int) throws {
+        let estimate = m.estimatedDecodeBytes(batch: batch, latentHeight: h, latentWidth: h, threads: compute.threads)
+        guard let s = m.decodeSchedule(latentHeight: h, latentWidth: h, threads: compute.threads) else {
+            throw MoVQError.invalidInput(String(format: "a %dx%d decode fits no schedule under --max-memory %.0f MB (the whole decode needs about %.0f MB)",
+                                                size, size, Double(m.memoryLimit) / 1e6, estimate / 1e6))
+        }
+        if json {
+            let obj: [String: Any] = ["size": size, "threads": compute.threads, "max_memory_bytes": m.memoryLimit, "whole_estimated_bytes": estimate,
+                                      "banded": s.banded, "passes": s.passes, "band_rows": s.bandRows, "recompute_factor": s.recomputeFactor,
+                                      "arena_bytes": s.arenaBytes]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
+        } else if s.banded {
+            print(String(format: "%dx%d under --max-memory %.0f MB: banded, %d passes, bands of %d rows, recompute factor %.2f, activation arena %.0f MB (the whole decode needs about %.0f MB)",
+                         size, size, Double(m.memoryLimit) / 1e6, s.passes, s.bandRows, s.recomputeFactor, Double(s.arenaBytes) / 1e6, estimate / 1e6))
+        } else {
+            print(String(format: "%dx%d under --max-memory %.0f MB: whole maps, about %.0f MB", size, size, Double(m.memoryLimit) / 1e6, estimate / 1e6))
         }
     }
 

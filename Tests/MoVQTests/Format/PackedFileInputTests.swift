@@ -80,6 +80,17 @@ final class PackedFileInputTests: XCTestCase {
                 t["dtype"] = "i16"; t["layout"] = "winograd6-int16"; t["bytes"] = 16 * groups * 6 * pairs * 2 * 2
             })
         }
+        // The s8 layouts hold i8 values, with a [2][points * ceil(O/6) * 6] tensor of scales and row sums.
+        assertThrows("has layout winograd6-s8, which holds i8 values only") {
+            try PackedFile(path: try self.editedFirstTensor { $0["layout"] = "winograd6-s8"; $0["shape"] = [8, 8, 3, 3] })
+        }
+        assertThrows("int8 tensor 'encoder.conv_in.weight' lacks an f32 scale tensor of shape [2, ") {
+            try PackedFile(path: try self.editedFirstTensor { t in
+                let shape = t["shape"] as! [Int]
+                let groups: Int = (shape[0] + 5) / 6, quads: Int = (shape[1] + 3) / 4
+                t["dtype"] = "i8"; t["layout"] = "winograd6-s8"; t["bytes"] = 16 * groups * 6 * quads * 4
+            })
+        }
         let d = try Crafted.editPacked(try packedModel()) { $0["format"] = "other-format" }
         assertThrows("format 'other-format'") { try PackedFile(path: write(d, "f.mvq")) }
         let dup = try Crafted.editPacked(try packedModel()) { h in

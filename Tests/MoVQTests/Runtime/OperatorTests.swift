@@ -116,12 +116,18 @@ final class OperatorTests: XCTestCase {
         }
     }
 
-    /// Int16 Winograd (int8 weights) against the reference convolution with
-    /// the same (dequantized) weights, plain and upsample mode: the only
-    /// extra error is the per-tile input quantization (< 0.5 / 32767 of the
-    /// tile's largest input). Integer GEMMs make it bit-identical across
-    /// tiers and thread counts.
+    /// Integer Winograd (int8 weights) against the reference convolution with
+    /// the same (dequantized) weights, plain and upsample mode. Int16 mode's
+    /// only extra error is the per-tile input quantization (< 0.5 / 32767 of
+    /// the tile's largest input); byte mode rounds inputs and transformed
+    /// weights to 8 bits (< 0.5 / 127 of each tile's and row's largest
+    /// value). Integer GEMMs make either bit-identical across tiers (byte
+    /// mode: u8 x s8 quads on VNNI, int16 pairs elsewhere) and thread counts.
     func testInt16WinogradMatchesReferenceOnEveryTier() throws {
+        for byteMode in [false, true] { try checkIntegerWinograd(byteMode: byteMode) }
+    }
+
+    func checkIntegerWinograd(byteMode: Bool) throws {
         let shapes: [(cin: Int, cout: Int, h: Int, w: Int, residual: Bool, upsample: Bool)] = [
             (9, 13, 7, 5, false, false), (17, 19, 1, 1, true, false), (8, 8, 2, 3, false, false), (33, 13, 5, 17, true, false),
             (40, 24, 23, 64, false, false), (9, 37, 16, 3, false, true), (17, 8, 1, 1, false, true), (20, 24, 5, 17, false, true),
@@ -147,21 +153,24 @@ final class OperatorTests: XCTestCase {
                         let out = ws.map(channels: s.cout, height: input.shape[2], width: input.shape[3])
                         let ctx = ExecutionContext(kernels: k, parallelism: Parallelism(threads: threads))
                         if s.upsample {
-                            let up = UpsampleConvOperator(weight: .int8(qp, scales: sp), bias: bp, inChannels: s.cin, outChannels: s.cout)
-                            XCTAssertNotNil(up.int16)
+                            let up = UpsampleConvOperator(weight: .int8(qp, scales: sp), bias: bp, inChannels: s.cin, outChannels: s.cout,
+                                                          quads: k.quadWinograd != nil, byteMode: byteMode)
+                            XCTAssertEqual(up.int16?.offsets != nil, byteMode && k.quadWinograd != nil)
                             up(inp, into: out, scratch: ws.scratch(up.scratchFloats(height: s.h, width: s.w, ctx)), ctx)
                         } else {
-                            let conv = ConvOperator(weight: .int8(qp, scales: sp), bias: bp, inChannels: s.cin, outChannels: s.cout, kernel: 3)
+                            let conv = ConvOperator(weight: .int8(qp, scales: sp), bias: bp, inChannels: s.cin, outChannels: s.cout, kernel: 3,
+                                                    quads: k.quadWinograd != nil, byteMode: byteMode)
                             XCTAssertEqual(conv.algorithm, .winogradInt16)
+                            XCTAssertEqual(conv.int16?.scaleStride != 0, byteMode)
                             conv(inp, into: out, residual: s.residual ? res : nil, scratch: ws.scratch(conv.scratchFloats(height: s.h, width: s.w, ctx)), ctx)
                         }
                         let (e, sc) = maxAbsError(tensor(out), want)
-                        XCTAssertLessThan(e, 2e-4 * max(1, sc), "\(k.name) shape \(s) threads \(threads)")
+                        XCTAssertLessThan(e, (byteMode ? 2e-2 : 2e-4) * max(1, sc), "\(k.name) shape \(s) threads \(threads) byte mode \(byteMode)")
                         assertBordersZero(out)
                         outs.append(tensor(out))
                     }
                 }
-                for o in outs.dropFirst() { XCTAssertEqual(o, outs[0], "shape \(s): tiers or thread counts differ") }
+                for o in outs.dropFirst() { XCTAssertEqual(o, outs[0], "shape \(s) byte mode \(byteMode): tiers or thread counts differ") }
             } } } }
         }
     }

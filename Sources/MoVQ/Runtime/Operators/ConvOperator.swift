@@ -20,24 +20,25 @@ struct ConvOperator: @unchecked Sendable {
     let zeros: [Float]
 
     /// Packs `weight` (`[out, in, k, k]`, as the file stores it: int8
-    /// weights run in int16 Winograd mode when the choice is Winograd).
+    /// weights run in an integer Winograd mode when the choice is Winograd:
+    /// byte mode unless `byteMode` is off, as u8 x s8 quads when `quads`, the tier has `quadWinograd`).
     /// `algorithm` nil makes the automatic choice (`choose`). Weights the
     /// file stores in a kernel layout are read in place, and their layout
     /// fixes the algorithm (`planar6`: direct, `winograd6`: Winograd).
     init(weight: StoredWeights, bias b: UnsafeBufferPointer<Float>, inChannels i: Int, outChannels o: Int, kernel k: Int,
-         algorithm: Algorithm? = nil) {
+         algorithm: Algorithm? = nil, quads: Bool = false, byteMode: Bool = RuntimeOptions.current.byteWinograd) {
         inChannels = i; outChannels = o; kernel = k
         let int8 = weight.quantized
         var chosen = algorithm ?? Self.choose(inChannels: i, outChannels: o, kernel: k, int8: int8 != nil, upsample: false)
         if k != 3 || (chosen == .winogradInt16 && int8 == nil) { chosen = .direct }
-        if let layout = weight.kernelLayout { chosen = layout == .winograd6 ? .winograd : layout == .winograd6Int16 ? .winogradInt16 : .direct }
+        if let layout = weight.kernelLayout { chosen = layout == .winograd6 ? .winograd : layout.winogradPoints != nil ? .winogradInt16 : .direct }
         self.algorithm = chosen
         switch chosen {
         case .direct: weights = WeightPanel(weight) { PlanarConvWeights.pack($0, outChannels: o, inChannels: i, kernel: k) }
         case .winograd: weights = WeightPanel(weight) { WinogradWeights.pack($0, outChannels: o, inChannels: i) }
         case .winogradInt16: weights = .empty
         }
-        int16 = Int16WinogradPanel(weight, pack: chosen == .winogradInt16, outChannels: o, inChannels: i, upsample: false)
+        int16 = Int16WinogradPanel(weight, pack: chosen == .winogradInt16, outChannels: o, inChannels: i, upsample: false, quads: quads, byteMode: byteMode)
         bias = PlanarConvWeights.packBias(b, outChannels: o)
         zeros = [Float](repeating: 0, count: bias.count)
     }
@@ -82,7 +83,7 @@ struct ConvOperator: @unchecked Sendable {
     func callAsFunction(_ input: FeatureMap, into output: FeatureMap, residual: FeatureMap? = nil, scratch: UnsafeMutablePointer<Float>?,
                         _ ctx: ExecutionContext) {
         let flops = 2.0 * Double(inChannels * outChannels * kernel * kernel * input.height * input.width)
-        let name = algorithm == .winograd ? "conv3x3 winograd" : algorithm == .winogradInt16 ? "conv3x3 winograd-int16" : "conv\(kernel)x\(kernel)"
+        let name = algorithm == .winograd ? "conv3x3 winograd" : algorithm == .winogradInt16 ? "conv3x3 winograd-\(int16?.scaleStride == 0 ? "int16" : "8bit")" : "conv\(kernel)x\(kernel)"
         ctx.timed("\(name) \(inChannels)->\(outChannels) @\(input.height)x\(input.width)", flops: flops) {
             switch algorithm {
             case .direct: runDirect(input, into: output, residual: residual, ctx)

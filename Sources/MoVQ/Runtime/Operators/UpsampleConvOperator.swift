@@ -17,10 +17,11 @@ struct UpsampleConvOperator: @unchecked Sendable {
 
     /// Packs a 3x3 `weight` `[out, in, 3, 3]` as the file stores it (int8 as
     /// in `ConvOperator`; `winograd6-upsample` weights are read in place).
-    init(weight: StoredWeights, bias b: UnsafeBufferPointer<Float>, inChannels i: Int, outChannels o: Int) {
+    init(weight: StoredWeights, bias b: UnsafeBufferPointer<Float>, inChannels i: Int, outChannels o: Int, quads: Bool = false,
+         byteMode: Bool = RuntimeOptions.current.byteWinograd) {
         inChannels = i; outChannels = o
         let int8 = ConvOperator.choose(inChannels: i, outChannels: o, kernel: 3, int8: weight.quantized != nil, upsample: true) == .winogradInt16
-        int16 = Int16WinogradPanel(weight, pack: int8, outChannels: o, inChannels: i, upsample: true)
+        int16 = Int16WinogradPanel(weight, pack: int8, outChannels: o, inChannels: i, upsample: true, quads: quads, byteMode: byteMode)
         weights = int16 != nil ? .empty : WeightPanel(weight) { WinogradWeights.pack($0, outChannels: o, inChannels: i, upsample: true) }
         bias = PlanarConvWeights.packBias(b, outChannels: o)
         zeros = [Float](repeating: 0, count: bias.count)
@@ -41,7 +42,7 @@ struct UpsampleConvOperator: @unchecked Sendable {
     func callAsFunction(_ input: FeatureMap, into output: FeatureMap, scratch: UnsafeMutablePointer<Float>, _ ctx: ExecutionContext) {
         // Counted as the direct conv on the upsampled map (what the layer means).
         let flops = 2.0 * Double(inChannels * outChannels * 9 * output.height * output.width)
-        ctx.timed("upsample2x+conv3x3 winograd\(int16 != nil ? "-int16" : "") \(inChannels)->\(outChannels) @\(input.height)x\(input.width)", flops: flops) {
+        ctx.timed("upsample2x+conv3x3 winograd\(int16.map { $0.scaleStride == 0 ? "-int16" : "-8bit" } ?? "") \(inChannels)->\(outChannels) @\(input.height)x\(input.width)", flops: flops) {
             ctx.winograd(input, into: output, residual: nil, upsample: true, weights: weights, int16: int16, bias: bias, zeros: zeros, scratch: scratch)
         }
     }
