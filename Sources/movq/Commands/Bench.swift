@@ -130,7 +130,7 @@ struct Bench: ParsableCommand {
                                       "arena_bytes": s.arenaBytes]
             print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
         } else if s.banded {
-            print(String(format: "%dx%d under --max-memory %.0f MB: banded, %d passes, bands of %d rows, recompute factor %.2f, activation arena %.0f MB (the whole decode needs about %.0f MB)",
+            print(String(format: "%dx%d under --max-memory %.0f MB: banded, %d passes, bands of %d rows, recompute factor %.2f, activation arena %.0f MB (estimated peak %.0f MB)",
                          size, size, Double(m.memoryLimit) / 1e6, s.passes, s.bandRows, s.recomputeFactor, Double(s.arenaBytes) / 1e6, estimate / 1e6))
         } else {
             print(String(format: "%dx%d under --max-memory %.0f MB: whole maps, about %.0f MB", size, size, Double(m.memoryLimit) / 1e6, estimate / 1e6))
