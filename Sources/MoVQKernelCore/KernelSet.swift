@@ -74,8 +74,8 @@ public struct KernelSet: Sendable {
                 PairGemm<V>.quantize(a.input, planeStride: a.planeStride, inputs: a.inputs, columns: cols, limit: a.limit,
                                      words: a.words, columnScales: a.columnScales, inverse: a.inverse, D.self)
                 PairGemm<V>.multiply(words: a.words, pairs: (a.inputs + 1) / 2, columns: cols, weights: a.weights, rowScales: a.rowScales,
-                                     columnScales: a.columnScales, outputs: a.outputs, out: a.output, outStride: a.planeStride,
-                                     bias: a.bias, residual: a.residual, D.self)
+                                     columnScales: a.columnScales, outputs: a.outputs, out: a.output, outStride: a.outputPlaneStride,
+                                     bias: a.bias, residual: a.residual, wordStride: a.planeStride, D.self)
             })
             .addingBlockedAttention(V.self, M.self)
             .adding(attendOne: { a in
@@ -120,8 +120,8 @@ extension KernelSet {
             QuadGemm<V>.quantize(a.input, planeStride: a.planeStride, inputs: a.inputs, columns: cols,
                                  words: a.words, columnScales: a.columnScales, inverse: a.inverse, Q.self)
             PairGemm<V>.multiply(words: a.words, pairs: (a.inputs + 3) / 4, columns: cols, weights: a.weights, rowScales: a.rowScales,
-                                 columnScales: a.columnScales, outputs: a.outputs, out: a.output, outStride: a.planeStride,
-                                 bias: a.bias, residual: a.residual, rowOffsets: a.rowOffsets, Q.self)
+                                 columnScales: a.columnScales, outputs: a.outputs, out: a.output, outStride: a.outputPlaneStride,
+                                 bias: a.bias, residual: a.residual, wordStride: a.planeStride, rowOffsets: a.rowOffsets, Q.self)
         }
         return k
     }
@@ -172,6 +172,8 @@ public struct PairLinearArgs: @unchecked Sendable {
     public var columnScales: UnsafeMutablePointer<Float>, inverse: UnsafeMutablePointer<Float>
     /// Quad mode only: zero-point corrections per output (`QuadGemmWeights`).
     public var rowOffsets: UnsafePointer<Int32>? = nil
+    /// Planes of `output` (and `residual`) are this far apart (default: `planeStride`, the input's and the words').
+    public var outputPlaneStride: Int
 
     public init(input: UnsafePointer<Float>, planeStride: Int, inputs: Int, outputs: Int, weights: UnsafePointer<Int32>,
                 rowScales: UnsafePointer<Float>, limit: Float, bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>?,
@@ -180,6 +182,7 @@ public struct PairLinearArgs: @unchecked Sendable {
         self.input = input; self.planeStride = planeStride; self.inputs = inputs; self.outputs = outputs; self.weights = weights
         self.rowScales = rowScales; self.limit = limit; self.bias = bias; self.residual = residual; self.output = output
         self.words = words; self.columnScales = columnScales; self.inverse = inverse
+        outputPlaneStride = planeStride
     }
 }
 

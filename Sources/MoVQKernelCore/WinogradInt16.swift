@@ -140,6 +140,9 @@ public enum WinogradInt16Weights {
 
 /// Byte mode of the integer Winograd GEMMs (see `WinogradInt16Args`).
 public enum WinogradByteWeights {
+    /// The most input channels whose u8 x s8 sums (`255 * 127` per channel) stay inside int32.
+    public static let maxInputs = Int(Int32.max) / (255 * 127)
+
     /// Requantized weights of one convolution: words (quads or pairs), per-point output scales and,
     /// for quads, zero-point corrections.
     public struct Packed: Sendable {

@@ -11,7 +11,7 @@ import Foundation
 /// | `MOVQ_WINOGRAD=0` | `winograd`: direct 3x3 convolutions instead of Winograd F(2x2, 3x3) | on |
 /// | `MOVQ_INT16=0` | `int16Winograd`: int8 models' 3x3 convolutions in fp32 Winograd instead of int16 | on |
 /// | `MOVQ_U8S8=0` | `byteWinograd`: int8 Winograd GEMMs of plain and int16-layout files in int16 mode instead of byte mode (`WinogradByteWeights`: u8 x s8 on VNNI; s8-layout files always run byte mode) | on |
-/// | `MOVQ_QUAD=0` | `quadLinears`: int8 prior linears in int16 mode instead of u8 x s8 (VNNI tiers) | on |
+/// | `MOVQ_QUAD=0` | `quadLinears`: int8 linears as int16 pairs instead of u8 x s8 quads on VNNI tiers (the same 8-bit integers: identical outputs, A/B of speed) | on |
 /// | `MOVQ_POSITIONS=N` | `minPositions`: positions per direct-conv task block | 256 |
 /// | `MOVQ_L2=BYTES` | `l2Budget`: cache budget that sizes input-channel blocks | half the L2 |
 /// | `MOVQ_ATTENTION_BLOCK=BYTES` | `attentionBlock`: largest `[C][block]` buffer of the spatial attention's projections | 8 MiB |
@@ -24,7 +24,7 @@ public struct RuntimeOptions: Sendable, Equatable, CustomStringConvertible {
     public var int16Winograd: Bool
     /// `MOVQ_U8S8=0` keeps int8 Winograd GEMMs of plain and int16-layout files in int16 mode (A/B and accuracy runs).
     public var byteWinograd: Bool
-    /// `MOVQ_QUAD_LINEARS=0` keeps int8 linears in int16 mode on VNNI tiers.
+    /// `MOVQ_QUAD=0` runs int8 linears as int16 pairs on VNNI tiers too (same integers, same outputs).
     public var quadLinears: Bool
     /// `MOVQ_MIN_POSITIONS`: positions per GEMM task (at least two image rows are used).
     public var minPositions: Int

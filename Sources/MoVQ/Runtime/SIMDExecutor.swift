@@ -82,7 +82,7 @@ final class SIMDExecutor: @unchecked Sendable {
             let c = a.channels
             let p = try AttentionWeights.projections.map { proj in
                 try weights(a.weightName(proj), shape: [c, c]) { w in
-                    try file.withFloats(a.biasName(proj), shape: [c]) { ConvOperator(weight: w, bias: $0, inChannels: c, outChannels: c, kernel: 1) }
+                    try file.withFloats(a.biasName(proj), shape: [c]) { LinearOperator(w, $0, outputs: c, inputs: c, quads: quads) }
                 }
             }
             return .attention(SpatialAttentionOperator(q: p[0], k: p[1], v: p[2], out: p[3], channels: c))

@@ -84,7 +84,7 @@ struct Int16WinogradPanel: @unchecked Sendable {
             words = Panel(p.words); scales = p.scales; limit = p.limit
         default: return nil
         }
-        guard byteMode else {
+        guard byteMode && i <= WinogradByteWeights.maxInputs else {
             self.words = words; self.scales = scales; self.limit = limit; scaleStride = 0; offsets = nil
             return
         }

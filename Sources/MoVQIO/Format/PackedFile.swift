@@ -1,4 +1,5 @@
 import Foundation
+import MoVQKernelCore
 
 /// A packed model file, memory-mapped and validated.
 ///
@@ -99,6 +100,9 @@ public final class PackedFile: @unchecked Sendable {
             let scaleCount = expected.count == 2 ? expected[1] : values.count
             guard values[..<scaleCount].allSatisfy({ $0.isFinite && $0 >= 0 }) else {
                 throw MoVQError.corruptFile(path: path, reason: "int8 scales '\(sname)' hold a negative, NaN or infinite value")
+            }
+            if expected.count == 2 && e.shape[1] > WinogradByteWeights.maxInputs {
+                throw MoVQError.corruptFile(path: path, reason: "s8 tensor '\(e.name)' has \(e.shape[1]) input channels; 8-bit sums hold at most \(WinogradByteWeights.maxInputs)")
             }
             let largestSum = Float(127 * e.shape[1])
             guard values[scaleCount...].allSatisfy({ abs($0) <= largestSum && $0.rounded() == $0 }) else {

@@ -1,4 +1,5 @@
 import Foundation
+import MoVQKernelCore
 
 /// A tensor to be written: plain values are converted to `dtype` on write
 /// and arranged in `layout` (kernel layouts: `f32` only). An `i8` tensor is
@@ -47,7 +48,7 @@ package enum PackedWriter {
                 let scaleName = Int8Weights.scaleName(t.name)
                 if t.layout == .plain {
                     add(t.name, .i8, t.shape, q.map { UInt8(bitPattern: $0) }, scales: scaleName)
-                } else if t.layout.dtype == .i8, t.layout.storedElements(t.shape) != nil {
+                } else if t.layout.dtype == .i8, t.layout.storedElements(t.shape) != nil, t.shape[1] <= WinogradByteWeights.maxInputs {
                     let packed = q.withUnsafeBufferPointer { qp in scales.withUnsafeBufferPointer { t.layout.packS8(qp, scales: $0, shape: t.shape) } }
                     add(t.name, .i8, t.shape, encode(packed.words), scales: scaleName, layout: t.layout)
                     add(scaleName, .f32, t.layout.scaleShape(t.shape), encode(packed.scales, as: .f32))

@@ -1,5 +1,6 @@
 import XCTest
 @testable import MoVQ
+import MoVQKernelCore
 @testable import MoVQIO
 
 /// The MaskGIT prior against the PyTorch reference (Tools/fixtures/make_prior_fixtures.py):
@@ -37,9 +38,9 @@ final class PriorTests: XCTestCase {
         }
     }
 
-    /// int8 priors run their linears as int16 GEMMs, or u8 x s8 on VNNI tiers
-    /// (per-token dynamic input quantization): close to the fp32 reference,
-    /// independent of threads.
+    /// int8 priors run their linears on 8-bit inputs (per-token dynamic
+    /// quantization): u8 x s8 on VNNI tiers, int16 pairs elsewhere; close to
+    /// the fp32 reference, independent of threads.
     func testInt8PriorStaysCloseToReference() throws {
         for name in Self.cases {
             let out = TestPaths.scratch() + "/prior-int8.mvq"
@@ -52,7 +53,7 @@ final class PriorTests: XCTestCase {
                 let k = Platform.kernels(named: tier)!
                 let linears = prior.executor.operators.compactMap { op -> LinearOperator? in if case .linear(let l) = op { return l }; return nil }
                 let integer = try XCTUnwrap(linears[0].integer, "int8 linears run in an integer mode")
-                XCTAssertEqual(integer.quads, k.quadLinear != nil, "VNNI tiers run int8 linears as u8 x s8, others in int16 mode")
+                XCTAssertEqual(integer.quads, k.quadLinear != nil, "VNNI tiers run int8 linears as u8 x s8, others as int16 pairs")
                 let a = try prior.logits(tokens: tokens, classes: classes, threads: 1)
                 XCTAssertEqual(a, try prior.logits(tokens: tokens, classes: classes, threads: 3), "\(name) \(tier)")
                 let scale = want.map { abs($0) }.max()!, err = zip(a, want).map { abs($0 - $1) }.max()!
@@ -62,11 +63,14 @@ final class PriorTests: XCTestCase {
         }
     }
 
-    /// The u8 x s8 linear (VNNI) against the same quantization computed with
-    /// scalar integer math: bit-identical, on odd sizes and column counts.
-    func testQuadLinearMatchesScalarIntegerReference() throws {
-        let tiers = Platform.availableTiers.compactMap { Platform.kernels(named: $0) }.filter { $0.quadLinear != nil }
-        guard let k = tiers.first else { throw XCTSkip("no tier with a quad dot product (AVX-512 VNNI) on this CPU") }
+    /// The int8 linear (u8 x s8 quads on VNNI, int16 pairs elsewhere) against
+    /// the same 8-bit quantization computed with scalar integer math:
+    /// bit-identical on every tier, on odd sizes and column counts.
+    func testInt8LinearMatchesScalarIntegerReferenceOnEveryTier() throws {
+        for k in Platform.availableTiers.compactMap({ Platform.kernels(named: $0) }) { try checkInt8Linear(k) }
+    }
+
+    func checkInt8Linear(_ k: KernelSet) throws {
         var rng = SeededGenerator(seed: 3)
         for (o, i, p) in [(7, 13, 5), (20, 64, 33), (6, 3, 1)] {
             let q = (0..<(o * i)).map { _ in Int32.random(in: -127...127, using: &rng) }
@@ -79,10 +83,10 @@ final class PriorTests: XCTestCase {
             var y = [Float](repeating: 0, count: o * np)
             let q8 = q.map { Int8($0) }
             try q8.withUnsafeBufferPointer { q8p in try b.withUnsafeBufferPointer { bp in try s.withUnsafeBufferPointer { sp in
-                let l = LinearOperator(.int8(q8p, scales: sp), bp, outputs: o, inputs: i, quads: true)
-                let quad = try XCTUnwrap(l.integer)
-                XCTAssertTrue(quad.quads)
-                XCTAssertEqual(quad.offsets?[0], 128 * (0..<i).reduce(0) { $0 + q[$1] })
+                let l = LinearOperator(.int8(q8p, scales: sp), bp, outputs: o, inputs: i, quads: k.quadLinear != nil)
+                let integer = try XCTUnwrap(l.integer)
+                XCTAssertEqual(integer.quads, k.quadLinear != nil, k.name)
+                if integer.quads { XCTAssertEqual(integer.offsets?[0], 128 * (0..<i).reduce(0) { $0 + q[$1] }) }
                 let ctx = ExecutionContext(kernels: k, parallelism: Parallelism(threads: 2))
                 let pool = MapPool(), scratch = pool.scratch(l.scratchFloats(planeStride: np))
                 x.withUnsafeMutableBufferPointer { xp in r.withUnsafeMutableBufferPointer { rp in y.withUnsafeMutableBufferPointer { yp in
@@ -98,7 +102,7 @@ final class PriorTests: XCTestCase {
                     var acc: Int32 = 0
                     for c in 0..<i { acc += q[oc * i + c] * Int32((x[c * np + j] * inv).rounded(.toNearestOrEven)) }
                     let want = Float(acc) * s[oc] * colScale + b[oc] + r[oc * np + j]
-                    XCTAssertEqual(y[oc * np + j], want, "o \(oc) column \(j) of [\(o), \(i), \(p)]")
+                    XCTAssertEqual(y[oc * np + j], want, "\(k.name): o \(oc) column \(j) of [\(o), \(i), \(p)]")
                 }
             }
         }

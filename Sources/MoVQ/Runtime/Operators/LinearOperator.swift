@@ -2,9 +2,11 @@ import MoVQIO
 import MoVQKernelCore
 
 /// A linear layer packed for the planar GEMM (`y = W x + b` on
-/// `[features][positions]` buffers). With int8-stored weights it runs as an
-/// int16 `PairGemm`, or on VNNI tiers a u8 x s8 `QuadGemm` (per-column
-/// dynamic input quantization, exact int32 sums).
+/// `[features][positions]` buffers). With int8-stored weights it quantizes
+/// each column's inputs to 8 bits (`|x'| <= 127`, dynamic, no calibration)
+/// and sums exactly in int32: u8 x s8 quads (`QuadGemm`) on VNNI tiers, the
+/// same integers as int16 pairs (`PairGemm`) elsewhere, so every tier
+/// computes the same outputs.
 struct LinearOperator: @unchecked Sendable {
     let weights: WeightPanel, bias: [Float], inputs: Int, outputs: Int
     /// Integer mode for int8-stored weights (nil: fp32 `weights`).
@@ -33,8 +35,7 @@ struct LinearOperator: @unchecked Sendable {
                 let (words, offsets) = QuadGemmWeights.pack(q, outputs: o, inputs: i)
                 integer = IntegerWeights(words: words, scales: scales, limit: 127, offsets: offsets)
             } else {
-                integer = IntegerWeights(words: PairGemmWeights.pack(q, outputs: o, inputs: i), scales: scales,
-                                         limit: PairGemmWeights.limit(inputs: i, maxWeight: Int(q.map { abs($0) }.max() ?? 0)), offsets: nil)
+                integer = IntegerWeights(words: PairGemmWeights.pack(q, outputs: o, inputs: i), scales: scales, limit: 127, offsets: nil)
             }
             weights = .empty
         } else {
@@ -55,21 +56,25 @@ struct LinearOperator: @unchecked Sendable {
     }
 
     /// `dst = W src + b (+ residual)` over `positions` columns; `dst` must not alias `src` or `residual`.
+    /// Planes of `src` are `planeStride` apart, those of `dst` and `residual` `outputPlaneStride` (default: the same).
     func callAsFunction(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>?,
-                        planeStride np: Int, positions p: Int, scratch: UnsafeMutablePointer<Float>?, _ ctx: ExecutionContext) {
+                        planeStride np: Int, outputPlaneStride: Int? = nil, positions p: Int, scratch: UnsafeMutablePointer<Float>?,
+                        _ ctx: ExecutionContext) {
+        let op = outputPlaneStride ?? np
         if let q = integer, let run = q.quads ? ctx.kernels.quadLinear : ctx.kernels.pairLinear {
-            ctx.timed("linear-\(q.quads ? "u8s8" : "int16") \(inputs)->\(outputs)", flops: 2 * Double(inputs * outputs * p)) {
+            ctx.timed("linear-\(q.quads ? "u8s8" : "8bit") \(inputs)->\(outputs)", flops: 2 * Double(inputs * outputs * p)) {
                 let chunk = ctx.kernels.chunk, chunks = (p + chunk - 1) / chunk
                 let wordPlanes = (inputs + q.channelsPerWord - 1) / q.channelsPerWord
                 let words = UnsafeMutableRawPointer(scratch!).bindMemory(to: Int32.self, capacity: wordPlanes * np)
                 let scales = scratch! + wordPlanes * np
                 q.words.withUnsafeBufferPointer { wp in q.scales.withUnsafeBufferPointer { sp in bias.withUnsafeBufferPointer { bp in
-                    (q.offsets ?? []).withUnsafeBufferPointer { op in
+                    (q.offsets ?? []).withUnsafeBufferPointer { offsets in
                         var args = PairLinearArgs(input: src, planeStride: np, inputs: inputs, outputs: outputs, weights: wp.baseAddress!,
                                                   rowScales: sp.baseAddress!, limit: q.limit, bias: bp.baseAddress!,
                                                   residual: residual, output: dst, words: words,
                                                   columnScales: scales, inverse: scales + np)
-                        args.rowOffsets = q.quads ? op.baseAddress : nil
+                        args.rowOffsets = q.quads ? offsets.baseAddress : nil
+                        args.outputPlaneStride = op
                         ctx.parallelism.forEachRange(chunks) { r in run(args, (r.lowerBound * chunk)..<(r.upperBound * chunk)) }
                     }
                 } } }
@@ -80,7 +85,7 @@ struct LinearOperator: @unchecked Sendable {
             weights.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
                 ctx.gemm(PlanarConvArgs(input: src, inputPlaneStride: np, rowStride: 0, kernel: 1, tapOrigin: 0,
                                         weights: wp.baseAddress!, bias: bp.baseAddress!, inChannels: inputs, outChannels: outputs,
-                                        output: dst, outputPlaneStride: np, outputShift: 0, residual: residual, positions: p))
+                                        output: dst, outputPlaneStride: op, outputShift: 0, residual: residual, positions: p))
             } }
         }
     }

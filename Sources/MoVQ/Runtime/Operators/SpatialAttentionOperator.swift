@@ -1,10 +1,11 @@
 import MoVQKernelCore
 
 /// Single-head spatial self-attention of a normalized feature map with a
-/// residual: the q, k, v and output projections on the planar GEMM kernel,
-/// the attention itself the shared `Attention`.
+/// residual: the q, k, v and output projections are linear layers
+/// (`LinearOperator`: fp32 planar GEMMs, or 8-bit integer GEMMs for int8
+/// weights), the attention itself the shared `Attention`.
 struct SpatialAttentionOperator: @unchecked Sendable {
-    let q: ConvOperator, k: ConvOperator, v: ConvOperator, out: ConvOperator
+    let q: LinearOperator, k: LinearOperator, v: LinearOperator, out: LinearOperator
     let channels: Int
 
     var residentBytes: Int { q.residentBytes + k.residentBytes + v.residentBytes + out.residentBytes }
@@ -24,12 +25,18 @@ struct SpatialAttentionOperator: @unchecked Sendable {
     }
 
     /// Scratch floats for a `height x width` map: whole keys and values,
-    /// three buffers of one block (input, queries, output), the attention's.
+    /// three buffers of one block (input, queries, output), the attention's,
+    /// and the projections' (integer mode: one block's input words).
     func scratchFloats(height: Int, width: Int, _ ctx: ExecutionContext) -> Int {
         let n = height * width, chunk = ctx.kernels.chunk
         let np = Self.plainStride(positions: n, chunk: chunk), bp = Self.plainStride(positions: block(positions: n), chunk: chunk)
         return 2 * Attention.aligned(channels * np) + 3 * Attention.aligned(channels * bp)
-            + Attention.scratchFloats(channels: channels, keys: n, chunk: chunk)
+            + Attention.scratchFloats(channels: channels, keys: n, chunk: chunk) + projectionScratch(blockStride: bp)
+    }
+
+    /// Scratch floats of one projection call on a block (they run one after another).
+    private func projectionScratch(blockStride bp: Int) -> Int {
+        [q, k, v, out].map { $0.scratchFloats(planeStride: bp) }.max()!
     }
 
     /// `y = x + proj(attention(normed))`, written into `y`.
@@ -50,6 +57,7 @@ struct SpatialAttentionOperator: @unchecked Sendable {
         let np = Self.plainStride(positions: n, chunk: chunk), size = Attention.aligned(c * np)
         let b = block(positions: n), bp = Self.plainStride(positions: b, chunk: chunk), blockSize = Attention.aligned(c * bp)
         let kb = scratch, vb = kb + size, input = vb + size, qb = input + blockSize, ob = qb + blockSize, rest = ob + blockSize
+        let projection = rest + Attention.scratchFloats(channels: c, keys: n, chunk: chunk)
         /// Interior positions `ps` (row-major) of `normed` -> `input` `[C][ps.count]`.
         func gather(_ ps: Range<Int>) {
             let box = UnsafeSendableBox(input)
@@ -64,12 +72,10 @@ struct SpatialAttentionOperator: @unchecked Sendable {
                 }
             }
         }
-        func project(_ f: ConvOperator, _ src: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer<Float>, dstStride: Int, positions: Int) {
-            f.weights.withUnsafeBufferPointer { wt in f.bias.withUnsafeBufferPointer { bias in
-                ctx.gemm(PlanarConvArgs(input: src, inputPlaneStride: bp, rowStride: 0, kernel: 1, tapOrigin: 0,
-                                        weights: wt.baseAddress!, bias: bias.baseAddress!, inChannels: c, outChannels: c,
-                                        output: dst, outputPlaneStride: dstStride, outputShift: 0, residual: nil, positions: positions))
-            } }
+        var untimed = ctx
+        untimed.profiler = nil  // the projections count as part of the attention's entry
+        func project(_ f: LinearOperator, _ src: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer<Float>, dstStride: Int, positions: Int) {
+            f(src, dst, residual: nil, planeStride: bp, outputPlaneStride: dstStride, positions: positions, scratch: projection, untimed)
         }
         // In increasing order: a projection's writes may run a chunk past its block, into the next one.
         for p0 in stride(from: 0, to: n, by: b) {
