@@ -20,8 +20,11 @@ let tierTargets: [Target] = [
             swiftSettings: unchecked + [.unsafeFlags(["-target-cpu", "skylake-avx512"])]),
     .target(name: "MoVQKernelsAVX2", dependencies: ["MoVQKernelCore"],
             swiftSettings: unchecked + [.unsafeFlags(["-target-cpu", "haswell"])]),
+    // AVX2 with other tiers' vector widths: tests check outputs do not depend on the width.
+    .target(name: "MoVQKernelsLaneEmulation", dependencies: ["MoVQKernelCore"],
+            swiftSettings: unchecked + [.unsafeFlags(["-target-cpu", "haswell"])]),
 ]
-let tierDependencies: [Target.Dependency] = ["MoVQKernelsAVX512VNNI", "MoVQKernelsAVX512", "MoVQKernelsAVX2"]
+let tierDependencies: [Target.Dependency] = ["MoVQKernelsAVX512VNNI", "MoVQKernelsAVX512", "MoVQKernelsAVX2", "MoVQKernelsLaneEmulation"]
 #else
 let tierTargets: [Target] = []
 let tierDependencies: [Target.Dependency] = []

@@ -205,7 +205,7 @@ public struct AttendOneArgs: @unchecked Sendable {
     public var keys: UnsafePointer<Float>, values: UnsafePointer<Float>, keyStride: Int, count: Int
     public var channels: Int, scale: Float
     public var output: UnsafeMutablePointer<Float>, outputStride: Int
-    /// Scratch for `count` scores rounded up to a vector.
+    /// Scratch for `count` scores rounded up to 16.
     public var scores: UnsafeMutablePointer<Float>
 
     public init(query: UnsafePointer<Float>, queryStride: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, keyStride: Int,

@@ -63,24 +63,25 @@ public struct Moments: Sendable, Equatable {
 
 public enum NormKernels<V: SIMD, M: MulAdd> where V.Scalar == Float {
     /// Merges the interior rows of one plane (padded, `height` rows) into
-    /// `moments`, row by row (see `Moments`): a row's sum in Float vectors,
-    /// its squared deviations from that mean (rounded to Float) likewise, the
-    /// rounding of the centre corrected in Double.
+    /// `moments`, row by row (see `Moments`): a row's sum in 16-lane blocks
+    /// (`Lanes16`: the same bits at every vector width), its squared
+    /// deviations from that mean (rounded to Float) likewise, the rounding of
+    /// the centre corrected in Double.
     @inlinable
     public static func accumulateRows(_ p: UnsafePointer<Float>, rowStride: Int, height: Int, width: Int, into moments: inout Moments) {
-        let w = V.scalarCount, n = Double(width)
+        let n = Double(width)
         for y in 0..<height {
             let row = p + (y + 1) * rowStride + 1
-            var acc = V(repeating: 0)
+            var acc = Lanes16<V>()
             var x = 0
-            while x + w <= width { acc += load(row + x, as: V.self); x += w }
+            while x + 16 <= width { acc.forEachPart { o, a in a += load(row + x + o, as: V.self) }; x += 16 }
             var tail: Float = 0
             while x < width { tail += row[x]; x += 1 }
             let mean = (Double(acc.sum()) + Double(tail)) / n, centre = Float(mean)
             let cv = V(repeating: centre)
-            var sq = V(repeating: 0)
+            var sq = Lanes16<V>()
             x = 0
-            while x + w <= width { let d = load(row + x, as: V.self) - cv; sq = M.madd(sq, d, d); x += w }
+            while x + 16 <= width { sq.forEachPart { o, a in let d = load(row + x + o, as: V.self) - cv; a = M.madd(a, d, d) }; x += 16 }
             var sqTail: Float = 0
             while x < width { let d = row[x] - centre; sqTail += d * d; x += 1 }
             let offset = mean - Double(centre)

@@ -107,53 +107,60 @@ public enum TransformerKernels<V: SIMD, M: MulAdd> where V.Scalar == Float {
     /// softmax_j(scale * q . k_j) v[c][j]`, with `q[c]` at `q + c * queryStride`,
     /// keys and values in planes `keyStride` apart (`k[c][j]`, contiguous in
     /// `j`, so every loop runs along the keys in full vectors) and `out[c]`
-    /// at `out + c * outStride`. `scores` holds `n` rounded up to a vector.
+    /// at `out + c * outStride`. `scores` holds `n` rounded up to 16. Every
+    /// key's score is the same vector arithmetic whatever its lane, and the
+    /// sums over keys run in 16-lane blocks (`Lanes16`), so every vector
+    /// width computes the same bits.
     @inlinable
     public static func attendOne(q: UnsafePointer<Float>, queryStride: Int, k: UnsafePointer<Float>, v: UnsafePointer<Float>, keyStride ks: Int,
                                  keys n: Int, channels c: Int, scale: Float, out: UnsafeMutablePointer<Float>, outStride: Int,
                                  scores: UnsafeMutablePointer<Float>) {
-        let w = V.scalarCount, full = n / w * w, padded = (n + w - 1) / w * w
-        // Scores along the keys; the tail is computed lane by lane.
+        let w = V.scalarCount, full = n / w * w, padded = (n + 15) / 16 * 16
+        // Scores along the keys; a last partial vector reads only its keys.
         var j = 0
-        while j < full {
-            var acc = V(repeating: 0)
-            for ch in 0..<c { acc = M.madd(acc, V(repeating: q[ch * queryStride]), load(k + ch * ks + j)) }
-            store(acc, scores + j); j += w
-        }
         while j < n {
-            var acc: Float = 0
-            for ch in 0..<c { acc += q[ch * queryStride] * k[ch * ks + j] }
-            scores[j] = acc; j += 1
+            var acc = V(repeating: 0)
+            for ch in 0..<c {
+                let kv = j < full ? load(k + ch * ks + j, as: V.self) : tail(k + ch * ks + j, n - j)
+                acc = M.madd(acc, V(repeating: q[ch * queryStride]), kv)
+            }
+            store(acc, scores + j); j += w
         }
         var mx = -Float.infinity
         for i in 0..<n { mx = Swift.max(mx, scores[i]) }
         for i in n..<padded { scores[i] = -Float.infinity }
         // exp(scale * (s - max)); lanes past n become exactly 0.
         let m = V(repeating: mx * scale), sv = V(repeating: scale)
-        var sum = V(repeating: 0)
+        var sum = Lanes16<V>()
         j = 0
         while j < padded {
-            let x = load(scores + j, as: V.self)
-            let e = V(repeating: 0).replacing(with: vexp(M.madd(-m, x, sv), M.self), where: x .> V(repeating: -Float.infinity))
-            store(e, scores + j); sum += e; j += w
+            sum.forEachPart { o, a in
+                let x = load(scores + j + o, as: V.self)
+                let e = V(repeating: 0).replacing(with: vexp(M.madd(-m, x, sv), M.self), where: x .> V(repeating: -Float.infinity))
+                store(e, scores + j + o); a += e
+            }
+            j += 16
         }
         let inv = 1 / sum.sum()
         for ch in 0..<c {
-            var acc = V(repeating: 0)
+            var acc = Lanes16<V>()
             j = 0
             while j < padded {
-                let vv = j < full ? load(v + ch * ks + j, as: V.self) : tail(v + ch * ks + j, n - j)
-                acc = M.madd(acc, load(scores + j, as: V.self), vv); j += w
+                acc.forEachPart { o, a in
+                    let i = j + o, vv = i + w <= n ? load(v + ch * ks + i, as: V.self) : tail(v + ch * ks + i, n - i)
+                    a = M.madd(a, load(scores + i, as: V.self), vv)
+                }
+                j += 16
             }
             out[ch * outStride] = acc.sum() * inv
         }
     }
 
-    /// The first `count` floats at `p` in a vector, zeros after (no read past them).
+    /// The first `count` floats at `p` in a vector (none for `count <= 0`), zeros after (no read past them).
     @inlinable @inline(__always)
     static func tail(_ p: UnsafePointer<Float>, _ count: Int) -> V {
         var t = V(repeating: 0)
-        for i in 0..<count { t[i] = p[i] }
+        for i in 0..<Swift.min(Swift.max(0, count), V.scalarCount) { t[i] = p[i] }
         return t
     }
 }

@@ -31,3 +31,41 @@ public func vexp<V: SIMD, M: MulAdd>(_ x: V, _: M.Type) -> V where V.Scalar == F
 public func vsilu<V: SIMD, M: MulAdd>(_ x: V, _ m: M.Type) -> V where V.Scalar == Float {
     x / (V(repeating: 1) + vexp(-x, m))
 }
+
+/// Accumulators of a reduction whose rounding does not depend on the
+/// vector width: values come in blocks of 16 "virtual lanes" (lane `j`
+/// accumulates the block elements at `j`, block after block), held as
+/// `16 / V.scalarCount` vectors, and `sum()` adds the 16 lanes by the fixed
+/// halving tree `(a[j] + a[j + 8])`, then `+4`, `+2`, `+1` (as
+/// `CategoricalDraw`). 4-, 8- and 16-lane tiers so compute the same bits.
+@usableFromInline
+struct Lanes16<V: SIMD> where V.Scalar == Float {
+    @usableFromInline var v0 = V(), v1 = V(), v2 = V(), v3 = V()
+
+    @inlinable init() {}
+
+    /// Calls `body(offset, &accumulator)` for each vector of one 16-lane
+    /// block: offsets 0, w, 2w, 3w for `w = V.scalarCount` lanes.
+    @inlinable @inline(__always)
+    mutating func forEachPart(_ body: (Int, inout V) -> Void) {
+        let w = V.scalarCount
+        body(0, &v0)
+        if w <= 8 { body(w, &v1) }
+        if w <= 4 { body(2 * w, &v2); body(3 * w, &v3) }
+    }
+
+    /// The 16 lanes added by the halving tree.
+    @inlinable
+    func sum() -> Float {
+        let w = V.scalarCount
+        precondition(16 % w == 0 && w >= 4, "Lanes16 needs 4, 8 or 16 lanes")
+        var s = SIMD16<Float>()
+        for i in 0..<w {
+            s[i] = v0[i]
+            if w <= 8 { s[w + i] = v1[i] }
+            if w <= 4 { s[2 * w + i] = v2[i]; s[3 * w + i] = v3[i] }
+        }
+        let h8 = s.lowHalf + s.highHalf, h4 = h8.lowHalf + h8.highHalf, h2 = h4.lowHalf + h4.highHalf
+        return h2[0] + h2[1]
+    }
+}

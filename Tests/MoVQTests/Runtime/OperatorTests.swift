@@ -8,7 +8,8 @@ import MoVQKernelCore
 /// against the reference kernels, on odd shapes: channel counts that are not multiples of 6 or 16,
 /// 1x1 maps, widths that leave vector tails, batch > 1.
 final class OperatorTests: XCTestCase {
-    var tiers: [KernelSet] { Platform.availableTiers.compactMap { Platform.kernels(named: $0) } }
+    /// The CPU's tiers and the lane-emulation ones (AVX2 with 16 and 4 lanes), so every vector width is checked here.
+    var tiers: [KernelSet] { (Platform.availableTiers + Platform.laneEmulationTiers).compactMap { Platform.kernels(named: $0) } }
 
     func random(_ n: Int, seed: UInt64) -> [Float] {
         var s = seed &+ 0x9E37_79B9_7F4A_7C15
@@ -292,7 +293,7 @@ final class OperatorTests: XCTestCase {
                 let keys = random(c * ks, seed: UInt64(n * 10 + c)), values = random(c * ks, seed: UInt64(n * 10 + c + 1))
                 let q = random(c * qs, seed: UInt64(n + c)).map { $0 * 4 }
                 var out = [Float](repeating: 0, count: c * os)
-                var scores = [Float](repeating: .nan, count: n + 2 * k.lanes)
+                var scores = [Float](repeating: .nan, count: (n + 15) / 16 * 16)
                 keys.withUnsafeBufferPointer { kp in values.withUnsafeBufferPointer { vp in q.withUnsafeBufferPointer { qp in
                     out.withUnsafeMutableBufferPointer { op in scores.withUnsafeMutableBufferPointer { sp in
                         k.attendOne(AttendOneArgs(query: qp.baseAddress!, queryStride: qs, keys: kp.baseAddress!, values: vp.baseAddress!, keyStride: ks,
